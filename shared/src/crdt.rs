@@ -1,0 +1,249 @@
+//! The mapping of an entity [`Record`] to one small Automerge document.
+//!
+//! Layout: the document root is a map; each register is a key holding a scalar, and each collection
+//! is a key holding a map from item key to an item map of scalars. Collection maps are created with
+//! the document, never later, so concurrent appends from two devices land in the same map.
+//! Reading applies each field's merge [`Policy`](crate::record::Policy) to the concurrent values,
+//! so every replica shows the same state and lists the same conflicts.
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ROOT, ScalarValue, Value};
+
+use crate::clock::Millis;
+use crate::ids::Author;
+use crate::merge::{Candidate, FieldConflict, resolve};
+use crate::model::{field_spec, schema};
+use crate::record::{EntityKind, FieldChange, Items, Policy, Record, Scalar};
+
+/// A document or change that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdtError {
+    #[error("document bytes are corrupt: {0}")]
+    CorruptDocument(String),
+    #[error("change bytes are corrupt: {0}")]
+    CorruptChange(String),
+    #[error("change {hash} depends on history this replica does not have")]
+    MissingDependencies { hash: String },
+    #[error("automerge refused the operation: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+/// A document read through its merge policies.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Materialized {
+    pub record: Record,
+    pub conflicts: Vec<FieldConflict>,
+}
+
+pub fn actor_id(author: &Author) -> ActorId {
+    ActorId::from(author.to_actor_bytes().as_slice())
+}
+
+fn to_value(s: &Scalar) -> ScalarValue {
+    match s {
+        Scalar::Null => ScalarValue::Null,
+        Scalar::Bool(b) => ScalarValue::Boolean(*b),
+        Scalar::Int(i) => ScalarValue::Int(*i),
+        Scalar::F64(x) => ScalarValue::F64(*x),
+        Scalar::Str(s) => ScalarValue::Str(s.as_str().into()),
+    }
+}
+
+fn from_value(v: &Value<'_>) -> Scalar {
+    match v {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Null => Scalar::Null,
+            ScalarValue::Boolean(b) => Scalar::Bool(*b),
+            ScalarValue::Int(i) | ScalarValue::Timestamp(i) => Scalar::Int(*i),
+            ScalarValue::Uint(u) => i64::try_from(*u).map_or(Scalar::Null, Scalar::Int),
+            ScalarValue::F64(x) => Scalar::F64(*x),
+            ScalarValue::Str(s) => Scalar::Str(s.to_string()),
+            ScalarValue::Counter(c) => Scalar::Int(i64::from(c)),
+            _ => Scalar::Null,
+        },
+        Value::Object(_) => Scalar::Null,
+    }
+}
+
+fn commit(tx: automerge::transaction::Transaction<'_>, at: Millis) {
+    tx.commit_with(CommitOptions::default().with_time(at.0));
+}
+
+/// Creates the document of a new entity; returns it and the bytes of its one change.
+pub fn create(kind: EntityKind, author: &Author, at: Millis, record: &Record) -> Result<(Automerge, Vec<u8>), CrdtError> {
+    let mut doc = Automerge::new().with_actor(actor_id(author));
+    let mut tx = doc.transaction();
+    for (k, v) in &record.fields {
+        tx.put(ROOT, k.as_str(), to_value(v))?;
+    }
+    let mut names: Vec<&str> = schema(kind).collections.iter().map(|c| c.name).collect();
+    names.extend(record.collections.keys().map(String::as_str));
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let coll = tx.put_object(ROOT, name, ObjType::Map)?;
+        for (key, item) in record.collections.get(name).into_iter().flatten() {
+            let obj = tx.put_object(&coll, key.as_str(), ObjType::Map)?;
+            for (f, v) in item {
+                tx.put(&obj, f.as_str(), to_value(v))?;
+            }
+        }
+    }
+    commit(tx, at);
+    let change = doc.get_last_local_change().map(|c| c.raw_bytes().to_vec()).unwrap_or_default();
+    Ok((doc, change))
+}
+
+fn map_at(doc: &impl ReadDoc, parent: &ObjId, key: &str) -> Option<ObjId> {
+    match doc.get(parent, key).ok().flatten() {
+        Some((Value::Object(ObjType::Map), id)) => Some(id),
+        _ => None,
+    }
+}
+
+/// Writes field changes as one change by `author`; returns its bytes (`None` if nothing changed).
+pub fn write(doc: &mut Automerge, author: &Author, at: Millis, changes: &[FieldChange]) -> Result<Option<Vec<u8>>, CrdtError> {
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    doc.set_actor(actor_id(author));
+    let mut tx = doc.transaction();
+    for ch in changes {
+        match ch {
+            FieldChange::Set { field, value } => {
+                tx.put(ROOT, field.as_str(), to_value(value))?;
+            }
+            FieldChange::SetItem { collection, item, field, value } => {
+                let coll = match map_at(&tx, &ROOT, collection) {
+                    Some(id) => id,
+                    None => tx.put_object(ROOT, collection.as_str(), ObjType::Map)?,
+                };
+                let obj = match map_at(&tx, &coll, item) {
+                    Some(id) => id,
+                    None => tx.put_object(&coll, item.as_str(), ObjType::Map)?,
+                };
+                tx.put(&obj, field.as_str(), to_value(value))?;
+            }
+        }
+    }
+    commit(tx, at);
+    Ok(doc.get_last_local_change().map(|c| c.raw_bytes().to_vec()))
+}
+
+fn candidates(doc: &Automerge, obj: &ObjId, key: &str) -> Vec<Candidate> {
+    doc.get_all(obj, key)
+        .unwrap_or_default()
+        .iter()
+        .map(|(v, id)| {
+            let author = match id {
+                automerge::ObjId::Id(_, actor, _) => Author::from_actor_bytes(actor.to_bytes()),
+                automerge::ObjId::Root => None,
+            };
+            (from_value(v), author)
+        })
+        .collect()
+}
+
+/// Reads a document through its merge policies.
+pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
+    let mut out = Materialized::default();
+    let sch = schema(kind);
+    for key in doc.keys(ROOT) {
+        if let Some(coll) = sch.collection(&key) {
+            let Some(coll_id) = map_at(doc, &ROOT, &key) else { continue };
+            let mut items = Items::new();
+            for item_key in doc.keys(&coll_id) {
+                let Some(item_id) = map_at(doc, &coll_id, &item_key) else { continue };
+                let mut item = std::collections::BTreeMap::new();
+                for f in doc.keys(&item_id) {
+                    let res = resolve(coll.policy, &candidates(doc, &item_id, &f));
+                    if let Some(values) = res.conflict {
+                        out.conflicts.push(FieldConflict { field: format!("{key}[{item_key}].{f}"), shown: res.value.clone(), values });
+                    }
+                    item.insert(f, res.value);
+                }
+                items.insert(item_key, item);
+            }
+            out.record.collections.insert(key, items);
+        } else if let Some(spec) = field_spec(kind, &key) {
+            let res = resolve(spec.policy, &candidates(doc, &ROOT, &key));
+            if let Some(values) = res.conflict {
+                out.conflicts.push(FieldConflict { field: key.clone(), shown: res.value.clone(), values });
+            }
+            out.record.fields.insert(key, res.value);
+        }
+        // Keys this schema version does not know are left alone (a newer app may have written them).
+    }
+    out
+}
+
+/// Loads a document, checking its integrity.
+pub fn load(bytes: &[u8]) -> Result<Automerge, CrdtError> {
+    Automerge::load(bytes).map_err(|e| CrdtError::CorruptDocument(e.to_string()))
+}
+
+/// Parses one change, checking its integrity.
+pub fn decode_change(bytes: &[u8]) -> Result<Change, CrdtError> {
+    Change::from_bytes(bytes.to_vec()).map_err(|e| CrdtError::CorruptChange(e.to_string()))
+}
+
+/// Applies changes; fails (leaving `doc` unusable for further writes, so callers work on a copy)
+/// when a change's dependencies are missing.
+pub fn apply(doc: &mut Automerge, changes: Vec<Change>) -> Result<(), CrdtError> {
+    doc.apply_changes(changes)?;
+    if let Some(h) = doc.get_missing_deps(&[]).first() {
+        return Err(CrdtError::MissingDependencies { hash: h.to_string() });
+    }
+    Ok(())
+}
+
+/// Whether a register or an item register has concurrent values under a policy that cannot settle
+/// them. Used to hold compaction back while a conflict is open.
+pub fn has_open_conflicts(doc: &Automerge, kind: EntityKind) -> bool {
+    !read(doc, kind).conflicts.is_empty()
+}
+
+/// The policy used for a field, for display.
+pub fn policy_of(kind: EntityKind, field: &str) -> Option<Policy> {
+    field_spec(kind, field).map(|f| f.policy).or_else(|| schema(kind).collection(field).map(|c| c.policy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeviceId, DocId, Role};
+
+    fn author(role: Role, n: u128) -> Author {
+        Author::new(role, DeviceId(DocId::from_u128(n)))
+    }
+
+    #[test]
+    fn concurrent_status_and_notes_merge_by_policy() {
+        let office = author(Role::Dispatcher, 1);
+        let tech = author(Role::Technician, 2);
+        let mut rec = Record::default();
+        rec.set("status", Scalar::str("on_site"));
+        let (mut a, _) = create(EntityKind::Job, &office, Millis(0), &rec).unwrap();
+        let mut b = a.fork();
+        write(&mut a, &office, Millis(1), &[FieldChange::Set { field: "status".into(), value: Scalar::str("cancelled") }]).unwrap();
+        write(&mut b, &tech, Millis(1), &[
+            FieldChange::Set { field: "status".into(), value: Scalar::str("completed") },
+            FieldChange::SetItem { collection: "notes".into(), item: "n1".into(), field: "text".into(), value: Scalar::str("fibre spliced") },
+        ]).unwrap();
+        write(&mut a, &office, Millis(2), &[FieldChange::SetItem { collection: "notes".into(), item: "n0".into(), field: "text".into(), value: Scalar::str("call first") }]).unwrap();
+        a.merge(&mut b.clone()).unwrap();
+        b.merge(&mut a.clone()).unwrap();
+        let (ma, mb) = (read(&a, EntityKind::Job), read(&b, EntityKind::Job));
+        assert_eq!(ma, mb);
+        assert_eq!(ma.record.get("status"), &Scalar::str("completed"));
+        assert_eq!(ma.conflicts.len(), 1);
+        assert_eq!(ma.conflicts[0].field, "status");
+        assert_eq!(ma.record.items("notes").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn corrupt_bytes_are_typed_errors() {
+        assert!(matches!(load(b"not automerge"), Err(CrdtError::CorruptDocument(_))));
+        assert!(matches!(decode_change(&[0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]), Err(CrdtError::CorruptChange(_))));
+    }
+}

@@ -1,0 +1,565 @@
+//! The server side of sync, in memory and without I/O.
+//!
+//! [`ServerEngine::sync`] takes one request and returns the response plus the [`ServerEffect`]s the
+//! host must make durable *before* sending the response (that is what makes an acknowledgement a
+//! promise). The engine keeps every document's saved bytes and materialized record, a change log
+//! ordered by sequence number, an index for scopes, and per client the set of documents it holds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use automerge::{Automerge, Change, ChangeHash, ReadDoc};
+use chrono::{Duration, NaiveDate};
+
+use crate::auth;
+use crate::clock::Millis;
+use crate::crdt;
+use crate::ids::{Author, DeviceId, DocId, LocationId, TechnicianId};
+use crate::merge::FieldConflict;
+use crate::model::AnyEntity;
+use crate::protocol::{
+    DocChanges, PushDoc, RejectReason, Rejection, Snapshot, SyncRefusal, SyncRequest, SyncResponse,
+};
+use crate::record::{EntityKind, FieldChange, Record, Scalar};
+
+/// Whose documents a client receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// Their jobs in the window and what those jobs reference.
+    Technician(TechnicianId),
+    /// All jobs in the window, all technicians, and what the jobs reference.
+    Office,
+}
+
+/// The date window a scope covers, around the server's today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopeWindow {
+    pub days_back: i64,
+    pub days_ahead: i64,
+}
+
+impl Default for ScopeWindow {
+    fn default() -> Self {
+        Self { days_back: 7, days_ahead: 21 }
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The author of compensating changes, compactions and seeded data.
+    pub author: Author,
+    pub window: ScopeWindow,
+    /// At most this many snapshots in one response; the rest follow with `more`.
+    pub max_snapshots: usize,
+    /// Compact a document once this many changes were logged since its last compaction.
+    pub compact_after: u32,
+}
+
+impl ServerConfig {
+    pub fn new(author: Author) -> Self {
+        Self { author, window: ScopeWindow::default(), max_snapshots: 10_000, compact_after: 256 }
+    }
+}
+
+/// What the host must persist before answering.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEffect {
+    /// The document's current bytes.
+    PutDoc { doc: DocId, kind: EntityKind, epoch: u32, bytes: Vec<u8> },
+    /// A change accepted into the log (`origin`: the pushing device; `None`: the server).
+    AppendLog { seq: u64, doc: DocId, origin: Option<DeviceId>, change: Vec<u8> },
+    /// The document was compacted: its log entries before `seq` are gone and `seq` marks a snapshot.
+    Compacted { doc: DocId, seq: u64, epoch: u32 },
+    /// The conflicts now open on a document (empty: all settled).
+    Conflicts { doc: DocId, conflicts: Vec<FieldConflict> },
+}
+
+#[derive(Debug, Clone)]
+enum Payload {
+    Change(Vec<u8>),
+    /// The document was compacted here: clients behind this point need a snapshot.
+    Snapshot,
+}
+
+#[derive(Debug, Clone)]
+struct LogEntry {
+    doc: DocId,
+    origin: Option<DeviceId>,
+    payload: Payload,
+}
+
+#[derive(Debug, Clone)]
+struct DocState {
+    kind: EntityKind,
+    epoch: u32,
+    bytes: Vec<u8>,
+    record: Record,
+    entity: Option<AnyEntity>,
+    conflicts: Vec<FieldConflict>,
+    /// Sequence numbers of this document's log entries in the current epoch.
+    seqs: Vec<u64>,
+}
+
+impl DocState {
+    fn snapshot(&self, doc: DocId) -> Snapshot {
+        Snapshot { doc, kind: self.kind, epoch: self.epoch, bytes: self.bytes.clone(), record: self.record.clone() }
+    }
+    fn last_seq(&self) -> u64 {
+        self.seqs.last().copied().unwrap_or(0)
+    }
+    fn live(&self) -> Option<&AnyEntity> {
+        self.entity.as_ref().filter(|_| self.record.get("deleted") != &Scalar::Bool(true))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Known {
+    token: u64,
+    cursor: u64,
+    docs: HashSet<DocId>,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    author: Author,
+    subject: Subject,
+    confirmed: Known,
+    pending: Option<Known>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    jobs_of_tech: HashMap<TechnicianId, HashSet<DocId>>,
+    jobs_on: BTreeMap<NaiveDate, HashSet<DocId>>,
+    equipment_at: HashMap<LocationId, HashSet<DocId>>,
+    subscriptions_at: HashMap<LocationId, HashSet<DocId>>,
+    technicians: HashSet<DocId>,
+    tags: HashSet<DocId>,
+}
+
+impl Index {
+    fn edit(&mut self, id: DocId, e: &AnyEntity, add: bool) {
+        fn put<K: std::hash::Hash + Eq>(m: &mut HashMap<K, HashSet<DocId>>, k: K, id: DocId, add: bool) {
+            if add {
+                m.entry(k).or_default().insert(id);
+            } else if let Some(s) = m.get_mut(&k) {
+                s.remove(&id);
+            }
+        }
+        let set = |s: &mut HashSet<DocId>| if add { s.insert(id) } else { s.remove(&id) };
+        match e {
+            AnyEntity::Job(j) => {
+                for t in j.technician.iter().chain(&j.assistants) {
+                    put(&mut self.jobs_of_tech, *t, id, add);
+                }
+                if add {
+                    self.jobs_on.entry(j.date).or_default().insert(id);
+                } else if let Some(s) = self.jobs_on.get_mut(&j.date) {
+                    s.remove(&id);
+                }
+            }
+            AnyEntity::Equipment(q) => {
+                if let Some(l) = q.location {
+                    put(&mut self.equipment_at, l, id, add);
+                }
+            }
+            AnyEntity::Subscription(s) => put(&mut self.subscriptions_at, s.location, id, add),
+            AnyEntity::Technician(_) => {
+                set(&mut self.technicians);
+            }
+            AnyEntity::Tag(_) => {
+                set(&mut self.tags);
+            }
+            AnyEntity::Customer(_) | AnyEntity::Location(_) => {}
+        }
+    }
+}
+
+/// Statistics for tests, benchmarks and health pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    pub docs: usize,
+    pub log_entries: usize,
+    pub head_seq: u64,
+    pub clients: usize,
+}
+
+/// The server side of sync.
+#[derive(Debug)]
+pub struct ServerEngine {
+    config: ServerConfig,
+    docs: HashMap<DocId, DocState>,
+    log: BTreeMap<u64, LogEntry>,
+    head: u64,
+    next_token: u64,
+    sessions: HashMap<DeviceId, Session>,
+    index: Index,
+}
+
+struct Applied {
+    effects: Vec<ServerEffect>,
+}
+
+impl ServerEngine {
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            config,
+            docs: HashMap::new(),
+            log: BTreeMap::new(),
+            head: 0,
+            next_token: 1,
+            sessions: HashMap::new(),
+            index: Index::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Registers (or re-registers) a device; the host has authenticated it.
+    pub fn register(&mut self, device: DeviceId, author: Author, subject: Subject) {
+        self.sessions.insert(device, Session { author, subject, confirmed: Known::default(), pending: None });
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats { docs: self.docs.len(), log_entries: self.log.len(), head_seq: self.head, clients: self.sessions.len() }
+    }
+
+    /// The materialized record of a document, as the server sees it.
+    pub fn record(&self, doc: DocId) -> Option<&Record> {
+        self.docs.get(&doc).map(|d| &d.record)
+    }
+    pub fn entity(&self, doc: DocId) -> Option<&AnyEntity> {
+        self.docs.get(&doc).and_then(|d| d.entity.as_ref())
+    }
+    pub fn doc_bytes(&self, doc: DocId) -> Option<(u32, &[u8])> {
+        self.docs.get(&doc).map(|d| (d.epoch, d.bytes.as_slice()))
+    }
+    pub fn doc_ids(&self) -> impl Iterator<Item = DocId> + '_ {
+        self.docs.keys().copied()
+    }
+    /// Every open conflict, for the dispatchers' inbox.
+    pub fn conflicts(&self) -> Vec<(DocId, FieldConflict)> {
+        let mut out: Vec<(DocId, FieldConflict)> = self
+            .docs
+            .iter()
+            .flat_map(|(id, d)| d.conflicts.iter().map(move |c| (*id, c.clone())))
+            .collect();
+        out.sort_by(|a, b| (a.0, &a.1.field).cmp(&(b.0, &b.1.field)));
+        out
+    }
+
+    /// Creates a document authored by the server (seeding, and ERPNext records new to the field).
+    pub fn insert(&mut self, entity: &AnyEntity, id: DocId, now: Millis) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
+        let record = entity.to_record();
+        let (doc, change) = crdt::create(entity.kind(), &self.config.author, now, &record)?;
+        let mut effects = Vec::new();
+        self.commit_doc(id, entity.kind(), 0, &doc, None, vec![(change, None)], &mut effects);
+        Ok(effects)
+    }
+
+    /// Edits a document as the server (ERPNext's edits, administrative fixes).
+    pub fn edit(&mut self, id: DocId, changes: &[FieldChange], now: Millis) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
+        let Some(state) = self.docs.get(&id) else { return Ok(Vec::new()) };
+        let (kind, epoch) = (state.kind, state.epoch);
+        let mut doc = crdt::load(&state.bytes)?;
+        let mut effects = Vec::new();
+        if let Some(change) = crdt::write(&mut doc, &self.config.author, now, changes)? {
+            self.commit_doc(id, kind, epoch, &doc, None, vec![(change, None)], &mut effects);
+        }
+        Ok(effects)
+    }
+
+    fn commit_doc(
+        &mut self,
+        id: DocId,
+        kind: EntityKind,
+        epoch: u32,
+        doc: &Automerge,
+        m: Option<crdt::Materialized>,
+        changes: Vec<(Vec<u8>, Option<DeviceId>)>,
+        effects: &mut Vec<ServerEffect>,
+    ) {
+        let m = m.unwrap_or_else(|| crdt::read(doc, kind));
+        let entity = AnyEntity::from_record(kind, id, &m.record).ok();
+        let bytes = doc.save();
+        let old = self.docs.remove(&id);
+        if let Some(e) = old.as_ref().and_then(DocState::live) {
+            self.index.edit(id, e, false);
+        }
+        let mut seqs = old.as_ref().filter(|o| o.epoch == epoch).map(|o| o.seqs.clone()).unwrap_or_default();
+        for (change, origin) in changes {
+            self.head += 1;
+            seqs.push(self.head);
+            effects.push(ServerEffect::AppendLog { seq: self.head, doc: id, origin, change: change.clone() });
+            self.log.insert(self.head, LogEntry { doc: id, origin, payload: Payload::Change(change) });
+        }
+        if old.as_ref().map(|o| &o.conflicts) != Some(&m.conflicts) && !(old.is_none() && m.conflicts.is_empty()) {
+            effects.push(ServerEffect::Conflicts { doc: id, conflicts: m.conflicts.clone() });
+        }
+        effects.push(ServerEffect::PutDoc { doc: id, kind, epoch, bytes: bytes.clone() });
+        let state = DocState { kind, epoch, bytes, record: m.record, entity, conflicts: m.conflicts, seqs };
+        if let Some(e) = state.live() {
+            self.index.edit(id, e, true);
+        }
+        self.docs.insert(id, state);
+    }
+
+    /// One sync exchange for an authenticated device.
+    pub fn sync(&mut self, device: DeviceId, req: &SyncRequest, today: NaiveDate, now: Millis) -> Result<(SyncResponse, Vec<ServerEffect>), SyncRefusal> {
+        let session = self.sessions.get(&device).ok_or(SyncRefusal::UnknownClient)?;
+        if session.author != req.hello.author {
+            return Err(SyncRefusal::UnknownClient);
+        }
+        let (author, subject) = (session.author, session.subject);
+
+        let mut effects = Vec::new();
+        let mut rejected = Vec::new();
+        for push in &req.push {
+            match self.apply_push(device, author, push, now) {
+                Ok(applied) => effects.extend(applied.effects),
+                Err(reason) => rejected.push(Rejection {
+                    doc: push.doc,
+                    reason,
+                    snapshot: self.docs.get(&push.doc).map(|d| d.snapshot(push.doc)),
+                }),
+            }
+        }
+
+        let known = self.known_for(device, req.cursor, req.token);
+        let scope = self.scope(subject, today);
+        let mut entering: Vec<DocId> = scope.iter().filter(|d| !known.docs.contains(d)).copied().collect();
+        entering.sort_unstable();
+        let more = entering.len() > self.config.max_snapshots;
+        entering.truncate(self.config.max_snapshots);
+        let mut evict: Vec<DocId> = known.docs.iter().filter(|d| !scope.contains(d)).copied().collect();
+        evict.sort_unstable();
+
+        let mut snapshot_ids: Vec<DocId> = entering.clone();
+        let mut changes: Vec<DocChanges> = Vec::new();
+        if !known.docs.is_empty() {
+            let mut at: HashMap<DocId, usize> = HashMap::new();
+            let mut resnap: HashSet<DocId> = HashSet::new();
+            for (_, e) in self.log.range(known.cursor + 1..) {
+                if !known.docs.contains(&e.doc) || !scope.contains(&e.doc) || resnap.contains(&e.doc) {
+                    continue;
+                }
+                match &e.payload {
+                    Payload::Snapshot => {
+                        resnap.insert(e.doc);
+                    }
+                    Payload::Change(bytes) if e.origin != Some(device) => {
+                        let Some(state) = self.docs.get(&e.doc) else { continue };
+                        let i = *at.entry(e.doc).or_insert_with(|| {
+                            changes.push(DocChanges { doc: e.doc, kind: state.kind, epoch: state.epoch, changes: Vec::new() });
+                            changes.len() - 1
+                        });
+                        changes[i].changes.push(bytes.clone());
+                    }
+                    Payload::Change(_) => {}
+                }
+            }
+            changes.retain(|c| !resnap.contains(&c.doc));
+            let mut resnap: Vec<DocId> = resnap.into_iter().collect();
+            resnap.sort_unstable();
+            snapshot_ids.extend(resnap);
+        }
+        let snapshots: Vec<Snapshot> =
+            snapshot_ids.iter().filter_map(|id| self.docs.get(id).map(|d| d.snapshot(*id))).collect();
+
+        let mut docs: HashSet<DocId> = known.docs.iter().filter(|d| scope.contains(d)).copied().collect();
+        docs.extend(entering.iter().copied());
+        let token = self.next_token;
+        self.next_token += 1;
+        if let Some(s) = self.sessions.get_mut(&device) {
+            s.pending = Some(Known { token, cursor: self.head, docs });
+        }
+        let resp = SyncResponse {
+            base_cursor: req.cursor,
+            base_token: req.token,
+            cursor: self.head,
+            token,
+            acked_outbox: req.outbox_upto,
+            snapshots,
+            changes,
+            evict,
+            rejected,
+            more,
+        };
+        Ok((resp, effects))
+    }
+
+    /// The documents the client holds, as of the response it last received. A late or duplicated
+    /// request whose token matches neither the confirmed nor the pending set starts from nothing:
+    /// it gets full snapshots, which merge harmlessly into what the client has.
+    fn known_for(&mut self, device: DeviceId, cursor: u64, token: u64) -> Known {
+        let Some(s) = self.sessions.get_mut(&device) else { return Known::default() };
+        if cursor == 0 && token == 0 {
+            return Known::default();
+        }
+        if let Some(p) = s.pending.take() {
+            if p.token == token && p.cursor == cursor {
+                s.confirmed = p;
+            } else {
+                s.pending = Some(p);
+            }
+        }
+        if s.confirmed.token == token && s.confirmed.cursor == cursor {
+            s.confirmed.clone()
+        } else {
+            Known::default()
+        }
+    }
+
+    fn apply_push(&mut self, device: DeviceId, author: Author, push: &PushDoc, now: Millis) -> Result<Applied, RejectReason> {
+        let existing = self.docs.get(&push.doc);
+        if let Some(state) = existing {
+            if state.kind != push.kind {
+                return Err(RejectReason::KindMismatch);
+            }
+            if state.epoch != push.epoch {
+                return Err(RejectReason::StaleEpoch { current: state.epoch });
+            }
+        } else if push.epoch != 0 {
+            return Err(RejectReason::StaleEpoch { current: 0 });
+        }
+        let epoch = push.epoch;
+        let mut doc = match existing {
+            Some(s) => crdt::load(&s.bytes).map_err(|e| RejectReason::CorruptChange(e.to_string()))?,
+            None => Automerge::new(),
+        };
+        let before: Option<Record> = existing.map(|s| s.record.clone());
+
+        let mut fresh: Vec<Change> = Vec::new();
+        let mut seen: HashSet<ChangeHash> = HashSet::new();
+        for bytes in &push.changes {
+            let change = crdt::decode_change(bytes).map_err(|e| RejectReason::CorruptChange(e.to_string()))?;
+            if Author::from_actor_bytes(change.actor_id().to_bytes()) != Some(author) {
+                return Err(RejectReason::UnknownActor);
+            }
+            if doc.get_change_by_hash(&change.hash()).is_none() && seen.insert(change.hash()) {
+                fresh.push(change);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(Applied { effects: Vec::new() });
+        }
+        let base_heads: Vec<ChangeHash> = {
+            let mut deps: Vec<ChangeHash> =
+                fresh.iter().flat_map(|c| c.deps().iter().copied()).filter(|h| !seen.contains(h)).collect();
+            deps.sort_unstable();
+            deps.dedup();
+            deps
+        };
+        let logged: Vec<(Vec<u8>, Option<DeviceId>)> = fresh.iter().map(|c| (c.raw_bytes().to_vec(), Some(device))).collect();
+        crdt::apply(&mut doc, fresh.clone()).map_err(|_| RejectReason::MissingDependencies)?;
+        let after = crdt::read(&doc, push.kind);
+        AnyEntity::from_record(push.kind, push.doc, &after.record).map_err(|e| RejectReason::Invalid(e.to_string()))?;
+
+        let mut compensation: Vec<FieldChange> = Vec::new();
+        if !auth::check(push.kind, author.role, before.as_ref(), &after.record).is_empty() {
+            // Judge the change against the state its author saw, not against concurrent edits the
+            // server merged meanwhile; then restore what it was not allowed to change.
+            match &before {
+                None => compensation.push(FieldChange::Set { field: "deleted".into(), value: Scalar::Bool(true) }),
+                Some(before) => {
+                    let mut base = doc.fork_at(&base_heads).map_err(|_| RejectReason::MissingDependencies)?;
+                    let seen_state = crdt::read(&base, push.kind).record;
+                    crdt::apply(&mut base, fresh).map_err(|_| RejectReason::MissingDependencies)?;
+                    let made = crdt::read(&base, push.kind).record;
+                    for denied in auth::check(push.kind, author.role, Some(&seen_state), &made) {
+                        let Some(field) = denied.target() else { continue };
+                        if before.fields.contains_key(field) && after.record.get(field) != before.get(field) {
+                            compensation.push(FieldChange::Set { field: field.to_owned(), value: before.get(field).clone() });
+                        }
+                    }
+                }
+            }
+        }
+        let mut changes = logged;
+        let mut materialized = Some(after);
+        if let Some(fix) = crdt::write(&mut doc, &self.config.author, now, &compensation).map_err(|e| RejectReason::CorruptChange(e.to_string()))? {
+            changes.push((fix, None));
+            materialized = None;
+        }
+        let mut effects = Vec::new();
+        self.commit_doc(push.doc, push.kind, epoch, &doc, materialized, changes, &mut effects);
+        Ok(Applied { effects })
+    }
+
+    /// The documents a subject may see today.
+    pub fn scope(&self, subject: Subject, today: NaiveDate) -> HashSet<DocId> {
+        let from = today - Duration::days(self.config.window.days_back);
+        let to = today + Duration::days(self.config.window.days_ahead);
+        let mut out: HashSet<DocId> = HashSet::new();
+        let job_ids: Vec<DocId> = match subject {
+            Subject::Office => self.index.jobs_on.range(from..=to).flat_map(|(_, s)| s.iter().copied()).collect(),
+            Subject::Technician(t) => self.index.jobs_of_tech.get(&t).map(|s| s.iter().copied().collect()).unwrap_or_default(),
+        };
+        let mut locations: HashSet<LocationId> = HashSet::new();
+        for id in job_ids {
+            let Some(AnyEntity::Job(job)) = self.docs.get(&id).and_then(DocState::live) else { continue };
+            if job.date < from || job.date > to {
+                continue;
+            }
+            out.insert(id);
+            out.insert(job.customer.doc());
+            out.insert(job.location.doc());
+            locations.insert(job.location);
+            out.extend(job.equipment_items.iter().flat_map(|e| std::iter::once(e.equipment.doc()).chain(e.replaces.map(|r| r.doc()))));
+        }
+        for l in &locations {
+            out.extend(self.index.equipment_at.get(l).into_iter().flatten());
+            out.extend(self.index.subscriptions_at.get(l).into_iter().flatten());
+        }
+        out.extend(self.index.tags.iter());
+        match subject {
+            Subject::Office => out.extend(self.index.technicians.iter()),
+            Subject::Technician(t) => {
+                out.insert(t.doc());
+            }
+        }
+        out.retain(|d| self.docs.get(d).is_some_and(|s| s.live().is_some()));
+        out
+    }
+
+    /// Compacts documents whose history is long, once every client holding one has synced past all
+    /// of it and no conflict is open on it. Returns the effects to persist.
+    pub fn compact(&mut self, now: Millis) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
+        let due: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(id, d)| {
+                d.seqs.len() >= self.config.compact_after as usize
+                    && d.conflicts.is_empty()
+                    && self.sessions.values().all(|s| {
+                        let holds = s.confirmed.docs.contains(id) || s.pending.as_ref().is_some_and(|p| p.docs.contains(id));
+                        !holds || (s.confirmed.cursor >= d.last_seq() && s.pending.as_ref().is_none_or(|p| p.cursor >= d.last_seq()))
+                    })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut effects = Vec::new();
+        for id in due {
+            let Some(state) = self.docs.get(&id) else { continue };
+            let (doc, _) = crdt::create(state.kind, &self.config.author, now, &state.record)?;
+            let bytes = doc.save();
+            let seqs = state.seqs.clone();
+            for s in seqs {
+                self.log.remove(&s);
+            }
+            self.head += 1;
+            let seq = self.head;
+            self.log.insert(seq, LogEntry { doc: id, origin: None, payload: Payload::Snapshot });
+            if let Some(state) = self.docs.get_mut(&id) {
+                state.epoch += 1;
+                state.bytes = bytes.clone();
+                state.seqs = vec![seq];
+                effects.push(ServerEffect::Compacted { doc: id, seq, epoch: state.epoch });
+                effects.push(ServerEffect::PutDoc { doc: id, kind: state.kind, epoch: state.epoch, bytes });
+            }
+        }
+        Ok(effects)
+    }
+}
