@@ -128,6 +128,17 @@ impl AnyEntity {
             AnyEntity::Tag(_) => EntityKind::Tag,
         }
     }
+    pub fn doc_id(&self) -> DocId {
+        match self {
+            AnyEntity::Customer(e) => e.doc_id(),
+            AnyEntity::Location(e) => e.doc_id(),
+            AnyEntity::Equipment(e) => e.doc_id(),
+            AnyEntity::Subscription(e) => e.doc_id(),
+            AnyEntity::Job(e) => e.doc_id(),
+            AnyEntity::Technician(e) => e.doc_id(),
+            AnyEntity::Tag(e) => e.doc_id(),
+        }
+    }
     pub fn from_record(kind: EntityKind, id: DocId, r: &Record) -> Result<Self, ModelError> {
         Ok(match kind {
             EntityKind::Customer => AnyEntity::Customer(Customer::from_record(id, r)?),

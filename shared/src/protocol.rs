@@ -64,6 +64,8 @@ pub struct Snapshot {
     /// The server's materialization of `bytes`, so a new replica can fill its tables without
     /// loading thousands of documents.
     pub record: Record,
+    /// Open conflicts in `bytes`, for the same reason.
+    pub conflicts: Vec<crate::merge::FieldConflict>,
 }
 
 /// Changes to a document the client already holds.
@@ -115,6 +117,9 @@ pub struct SyncResponse {
     pub rejected: Vec<Rejection>,
     /// More is waiting: sync again right away.
     pub more: bool,
+    /// The server did not know what the client holds and is sending its whole scope again
+    /// (in this and the following `more` responses): documents not sent by the end leave.
+    pub full_resync: bool,
 }
 
 /// A refusal of the whole exchange.

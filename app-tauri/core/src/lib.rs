@@ -1,1 +1,22 @@
-//! placeholder
+//! The app's core, free of Tauri: the local replica and the sync client.
+//!
+//! # Flow
+//!
+//! [`Replica`] keeps every document of the device's scope in SQLite: the Automerge bytes, the
+//! materialized, indexed rows that screens query, the outbox of local changes and the sync point.
+//! A local edit ([`Replica::update`] and friends) is one SQLite transaction — the Automerge change,
+//! the materialized rows and the outbox entry commit together or not at all — so killing the app at
+//! any instant loses no edit whose call returned.
+//!
+//! Syncing ([`Replica::sync`]) sends the outbox and the cursor through a [`Transport`] and applies
+//! the server's answer in one transaction: snapshots of documents entering the scope, changes to
+//! documents already held, evictions, and rejections (with the server's copy to converge on).
+//! Screens read the materialized tables; documents are loaded only while edited or merged.
+
+mod replica;
+mod sync_client;
+
+pub use replica::{
+    ConflictRow, EquipmentRow, JobRow, Replica, ReplicaError, ReplicaStatus, SearchHit,
+};
+pub use sync_client::{SyncReport, Transport, TransportError};

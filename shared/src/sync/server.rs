@@ -102,7 +102,14 @@ struct DocState {
 
 impl DocState {
     fn snapshot(&self, doc: DocId) -> Snapshot {
-        Snapshot { doc, kind: self.kind, epoch: self.epoch, bytes: self.bytes.clone(), record: self.record.clone() }
+        Snapshot {
+            doc,
+            kind: self.kind,
+            epoch: self.epoch,
+            bytes: self.bytes.clone(),
+            record: self.record.clone(),
+            conflicts: self.conflicts.clone(),
+        }
     }
     fn last_seq(&self) -> u64 {
         self.seqs.last().copied().unwrap_or(0)
@@ -124,8 +131,13 @@ struct Session {
     author: Author,
     subject: Subject,
     confirmed: Known,
-    pending: Option<Known>,
+    /// Answers sent but not yet confirmed by a later request, newest last. More than one so a
+    /// late duplicate request cannot make the server forget what the client really received.
+    pending: Vec<Known>,
 }
+
+/// How many unconfirmed answers a session remembers.
+const PENDING_ANSWERS: usize = 4;
 
 #[derive(Debug, Default)]
 struct Index {
@@ -219,7 +231,7 @@ impl ServerEngine {
 
     /// Registers (or re-registers) a device; the host has authenticated it.
     pub fn register(&mut self, device: DeviceId, author: Author, subject: Subject) {
-        self.sessions.insert(device, Session { author, subject, confirmed: Known::default(), pending: None });
+        self.sessions.insert(device, Session { author, subject, confirmed: Known::default(), pending: Vec::new() });
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -327,7 +339,7 @@ impl ServerEngine {
             }
         }
 
-        let known = self.known_for(device, req.cursor, req.token);
+        let (known, full_resync) = self.known_for(device, req.cursor, req.token);
         let scope = self.scope(subject, today);
         let mut entering: Vec<DocId> = scope.iter().filter(|d| !known.docs.contains(d)).copied().collect();
         entering.sort_unstable();
@@ -373,7 +385,10 @@ impl ServerEngine {
         let token = self.next_token;
         self.next_token += 1;
         if let Some(s) = self.sessions.get_mut(&device) {
-            s.pending = Some(Known { token, cursor: self.head, docs });
+            s.pending.push(Known { token, cursor: self.head, docs });
+            if s.pending.len() > PENDING_ANSWERS {
+                s.pending.remove(0);
+            }
         }
         let resp = SyncResponse {
             base_cursor: req.cursor,
@@ -386,6 +401,7 @@ impl ServerEngine {
             evict,
             rejected,
             more,
+            full_resync,
         };
         Ok((resp, effects))
     }
@@ -393,22 +409,19 @@ impl ServerEngine {
     /// The documents the client holds, as of the response it last received. A late or duplicated
     /// request whose token matches neither the confirmed nor the pending set starts from nothing:
     /// it gets full snapshots, which merge harmlessly into what the client has.
-    fn known_for(&mut self, device: DeviceId, cursor: u64, token: u64) -> Known {
-        let Some(s) = self.sessions.get_mut(&device) else { return Known::default() };
+    fn known_for(&mut self, device: DeviceId, cursor: u64, token: u64) -> (Known, bool) {
+        let Some(s) = self.sessions.get_mut(&device) else { return (Known::default(), true) };
         if cursor == 0 && token == 0 {
-            return Known::default();
+            return (Known::default(), true);
         }
-        if let Some(p) = s.pending.take() {
-            if p.token == token && p.cursor == cursor {
-                s.confirmed = p;
-            } else {
-                s.pending = Some(p);
-            }
+        if let Some(i) = s.pending.iter().position(|p| p.token == token && p.cursor == cursor) {
+            s.confirmed = s.pending.remove(i);
+            s.pending.clear();
         }
         if s.confirmed.token == token && s.confirmed.cursor == cursor {
-            s.confirmed.clone()
+            (s.confirmed.clone(), false)
         } else {
-            Known::default()
+            (Known::default(), true)
         }
     }
 
@@ -511,7 +524,13 @@ impl ServerEngine {
         }
         for l in &locations {
             out.extend(self.index.equipment_at.get(l).into_iter().flatten());
-            out.extend(self.index.subscriptions_at.get(l).into_iter().flatten());
+            for sub in self.index.subscriptions_at.get(l).into_iter().flatten() {
+                out.insert(*sub);
+                // The customers served at the location (every unit of a multi-dwelling building).
+                if let Some(AnyEntity::Subscription(s)) = self.docs.get(sub).and_then(DocState::live) {
+                    out.insert(s.customer.doc());
+                }
+            }
         }
         out.extend(self.index.tags.iter());
         match subject {
@@ -534,8 +553,8 @@ impl ServerEngine {
                 d.seqs.len() >= self.config.compact_after as usize
                     && d.conflicts.is_empty()
                     && self.sessions.values().all(|s| {
-                        let holds = s.confirmed.docs.contains(id) || s.pending.as_ref().is_some_and(|p| p.docs.contains(id));
-                        !holds || (s.confirmed.cursor >= d.last_seq() && s.pending.as_ref().is_none_or(|p| p.cursor >= d.last_seq()))
+                        let holds = s.confirmed.docs.contains(id) || s.pending.iter().any(|p| p.docs.contains(id));
+                        !holds || (s.confirmed.cursor >= d.last_seq() && s.pending.iter().all(|p| p.cursor >= d.last_seq()))
                     })
             })
             .map(|(id, _)| *id)

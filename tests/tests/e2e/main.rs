@@ -1,1 +1,4 @@
+//! Cross-crate scenarios, one test binary.
 
+mod bad_input;
+mod sim;

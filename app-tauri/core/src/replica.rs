@@ -1,0 +1,245 @@
+//! The local replica: SQLite + one Automerge document per entity.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::{RngCore, SeedableRng, rngs::StdRng};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use shared::auth;
+use shared::clock::Clock;
+use shared::crdt::{self, CrdtError};
+use shared::ids::{Author, DocId, JobId};
+use shared::merge::FieldConflict;
+use shared::model::{AnyEntity, DispatchJob, Entity, JobStatus, ModelError, Note};
+use shared::record::{EntityKind, Record};
+
+mod materialize;
+mod query;
+
+/// Materialization entry points for the sync client.
+pub(crate) mod materialize_api {
+    pub(crate) use super::materialize::remove;
+}
+
+pub use query::{ConflictRow, EquipmentRow, JobRow, ReplicaStatus, SearchHit};
+
+/// What can go wrong in the replica. Each variant leaves the replica as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("local database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("no {kind:?} with id {id} on this device")]
+    NotFound { kind: EntityKind, id: DocId },
+    #[error("{0}")]
+    Invalid(#[from] ModelError),
+    #[error("not allowed: {0}")]
+    Denied(#[from] auth::Denied),
+    #[error("stored document {id} is unreadable: {source}")]
+    Corrupt { id: DocId, source: CrdtError },
+    #[error("sync data refused: {0}")]
+    BadSyncData(String),
+    #[error("an entity with id {0} already exists")]
+    Exists(DocId),
+}
+
+/// A stored document with its kind and epoch.
+pub(crate) struct StoredDoc {
+    pub(crate) kind: EntityKind,
+    pub(crate) epoch: u32,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The device's replica.
+pub struct Replica {
+    pub(crate) conn: Connection,
+    pub(crate) author: Author,
+    pub(crate) clock: Arc<dyn Clock>,
+    rng: StdRng,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("author", &self.author).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn id_blob(id: DocId) -> [u8; 16] {
+    *id.as_bytes()
+}
+
+pub(crate) fn blob_id(b: &[u8]) -> Result<DocId, rusqlite::Error> {
+    let a: [u8; 16] = b.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))?;
+    Ok(DocId::from_bytes(a))
+}
+
+pub(crate) fn kind_of(s: &str) -> Result<EntityKind, ReplicaError> {
+    EntityKind::parse(s).ok_or_else(|| ReplicaError::BadSyncData(format!("unknown entity kind `{s}`")))
+}
+
+pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
+    // Records are plain data (no maps with non-string keys): postcard cannot fail on them.
+    postcard::to_allocvec(r).unwrap_or_default()
+}
+
+pub(crate) fn decode_record(b: &[u8]) -> Result<Record, ReplicaError> {
+    postcard::from_bytes(b).map_err(|e| ReplicaError::BadSyncData(format!("stored record unreadable: {e}")))
+}
+
+impl Replica {
+    /// Opens (creating if needed) the replica at `path`.
+    pub fn open(path: &Path, author: Author, clock: Arc<dyn Clock>) -> Result<Self, ReplicaError> {
+        Self::init(Connection::open(path)?, author, clock, None)
+    }
+
+    /// An in-memory replica (tests, simulation). `seed` makes generated ids reproducible.
+    pub fn open_in_memory(author: Author, clock: Arc<dyn Clock>, seed: Option<u64>) -> Result<Self, ReplicaError> {
+        Self::init(Connection::open_in_memory()?, author, clock, seed)
+    }
+
+    fn init(conn: Connection, author: Author, clock: Arc<dyn Clock>, seed: Option<u64>) -> Result<Self, ReplicaError> {
+        // WAL with synchronous=NORMAL: a committed transaction survives the app being killed
+        // (it is in the WAL before COMMIT returns); only an OS crash can lose the last commits.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "cache_size", -16_000)?;
+        conn.execute_batch(include_str!("replica/schema.sql"))?;
+        let rng = match seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        Ok(Self { conn, author, clock, rng })
+    }
+
+    pub fn author(&self) -> Author {
+        self.author
+    }
+
+    /// A fresh UUIDv7 for an entity created on this device.
+    pub fn new_id(&mut self) -> DocId {
+        let mut r = [0u8; 10];
+        self.rng.fill_bytes(&mut r);
+        DocId::new_v7(self.clock.now(), r)
+    }
+
+    pub(crate) fn load_stored(tx: &Connection, id: DocId) -> Result<Option<StoredDoc>, ReplicaError> {
+        let row = tx
+            .query_row("SELECT kind, epoch, bytes FROM docs WHERE id = ?1", [id_blob(id)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })
+            .optional()?;
+        row.map(|(k, epoch, bytes)| Ok(StoredDoc { kind: kind_of(&k)?, epoch, bytes })).transpose()
+    }
+
+    /// Writes a document's bytes, its materialized rows and conflicts.
+    pub(crate) fn store_doc(
+        tx: &Transaction<'_>,
+        id: DocId,
+        kind: EntityKind,
+        epoch: u32,
+        bytes: &[u8],
+        record: &Record,
+        conflicts: &[FieldConflict],
+    ) -> Result<(), ReplicaError> {
+        tx.prepare_cached(
+            "INSERT INTO docs (id, kind, epoch, bytes, record) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, epoch = excluded.epoch,
+               bytes = excluded.bytes, record = excluded.record",
+        )?
+        .execute(params![id_blob(id), kind.as_str(), epoch, bytes, encode_record(record)])?;
+        materialize::rows(tx, id, kind, record)?;
+        materialize::conflicts(tx, id, conflicts)?;
+        Ok(())
+    }
+
+    fn queue(tx: &Transaction<'_>, id: DocId, kind: EntityKind, epoch: u32, change: &[u8]) -> Result<(), ReplicaError> {
+        tx.prepare_cached("INSERT INTO outbox (doc, kind, epoch, change) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![id_blob(id), kind.as_str(), epoch, change])?;
+        Ok(())
+    }
+
+    /// Creates an entity on this device (a dispatcher's new job, a technician's scanned equipment).
+    pub fn create(&mut self, entity: &AnyEntity) -> Result<DocId, ReplicaError> {
+        let id = entity.doc_id();
+        let kind = entity.kind();
+        if !auth::may_create(kind, self.author.role) {
+            return Err(auth::Denied::Create { kind, role: self.author.role }.into());
+        }
+        let record = entity.to_record();
+        AnyEntity::from_record(kind, id, &record)?;
+        let now = self.clock.now();
+        let (doc, change) = crdt::create(kind, &self.author, now, &record).map_err(|source| ReplicaError::Corrupt { id, source })?;
+        let tx = self.conn.transaction()?;
+        if Self::load_stored(&tx, id)?.is_some() {
+            return Err(ReplicaError::Exists(id));
+        }
+        let m = crdt::read(&doc, kind);
+        Self::store_doc(&tx, id, kind, 0, &doc.save(), &m.record, &m.conflicts)?;
+        Self::queue(&tx, id, kind, 0, &change)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Edits one entity: reads it, lets `edit` change it, checks the result is valid and allowed
+    /// for this device's role, and commits change, rows and outbox entry in one transaction.
+    pub fn update<E: Entity>(&mut self, id: DocId, edit: impl FnOnce(&mut E) -> Result<(), ReplicaError>) -> Result<E, ReplicaError> {
+        let kind = E::SCHEMA.kind;
+        let now = self.clock.now();
+        let author = self.author;
+        let tx = self.conn.transaction()?;
+        let stored = Self::load_stored(&tx, id)?.filter(|s| s.kind == kind).ok_or(ReplicaError::NotFound { kind, id })?;
+        let mut doc = crdt::load(&stored.bytes).map_err(|source| ReplicaError::Corrupt { id, source })?;
+        let before = crdt::read(&doc, kind).record;
+        let mut entity = E::from_record(id, &before)?;
+        edit(&mut entity)?;
+        let mut after = entity.to_record();
+        // Registers the entity type does not model (deleted, a newer schema's fields) stay as they are.
+        for (k, v) in &before.fields {
+            after.fields.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let entity = E::from_record(id, &after)?;
+        if let Some(d) = auth::check(kind, author.role, Some(&before), &after).into_iter().next() {
+            return Err(d.into());
+        }
+        let changes = before.diff(&after);
+        if let Some(change) = crdt::write(&mut doc, &author, now, &changes).map_err(|source| ReplicaError::Corrupt { id, source })? {
+            let m = crdt::read(&doc, kind);
+            Self::store_doc(&tx, id, kind, stored.epoch, &doc.save(), &m.record, &m.conflicts)?;
+            Self::queue(&tx, id, kind, stored.epoch, &change)?;
+            tx.commit()?;
+        }
+        Ok(entity)
+    }
+
+    /// Moves a job along the state machine, recording actual start and end times on the way.
+    pub fn set_job_status(&mut self, job: JobId, to: JobStatus) -> Result<DispatchJob, ReplicaError> {
+        let role = self.author.role;
+        let now = self.clock.now();
+        self.update::<DispatchJob>(job.doc(), |j| {
+            j.status.check_transition(to, role).map_err(auth::Denied::from)?;
+            if to == JobStatus::OnSite && j.actual_start.is_none() {
+                j.actual_start = Some(now);
+            }
+            if to.is_terminal() && to != JobStatus::Cancelled {
+                j.actual_end = Some(now);
+            }
+            j.status = to;
+            Ok(())
+        })
+    }
+
+    /// Appends a note to a job.
+    pub fn add_note(&mut self, job: JobId, text: &str) -> Result<DispatchJob, ReplicaError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ModelError::new("note", "must not be empty").into());
+        }
+        let key = self.new_id().to_string();
+        let at = self.clock.now();
+        self.update::<DispatchJob>(job.doc(), |j| {
+            j.notes.push(Note { key, text: text.to_owned(), author: None, at });
+            Ok(())
+        })
+    }
+}
+

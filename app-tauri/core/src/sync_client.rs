@@ -1,0 +1,280 @@
+//! The replica's side of sync: outbox out, the server's answer in, in one transaction.
+
+use std::collections::HashSet;
+
+use automerge::{Automerge, ChangeHash};
+use rusqlite::{Transaction, params};
+use shared::crdt;
+use shared::ids::DocId;
+use shared::protocol::{
+    self, ClientHello, DecodeError, Message, RejectReason, Snapshot, SyncRefusal, SyncRequest, SyncResponse,
+};
+use shared::sync::client::{self, OutboxEntry, SyncPoint};
+
+use crate::replica::materialize_api as mat;
+use crate::replica::{Replica, ReplicaError, blob_id, id_blob, kind_of};
+
+/// How frames reach the server: HTTP in the app, a direct call in tests and benchmarks.
+pub trait Transport {
+    fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, TransportError>;
+}
+
+/// Why an exchange did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+    #[error("server refused the sync: {0}")]
+    Refused(SyncRefusal),
+    #[error("server answer unreadable: {0}")]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+}
+
+/// What one [`Replica::sync`] did, for progress and status display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncReport {
+    pub round_trips: u32,
+    pub pushed: u64,
+    pub snapshots: u64,
+    pub changes: u64,
+    pub evicted: u64,
+    pub rejected: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// What applying one response did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub stale: bool,
+    pub more: bool,
+    pub snapshots: u64,
+    pub changes: u64,
+    pub evicted: u64,
+    pub rejected: u64,
+}
+
+fn get_meta(tx: &rusqlite::Connection, key: &str) -> Result<u64, ReplicaError> {
+    let v = tx.query_row("SELECT coalesce((SELECT value FROM meta WHERE key = ?1), 0)", [key], |r| r.get::<_, i64>(0))?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+fn set_meta(tx: &Transaction<'_>, key: &str, v: u64) -> Result<(), ReplicaError> {
+    tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
+        .execute(params![key, i64::try_from(v).unwrap_or(i64::MAX)])?;
+    Ok(())
+}
+
+fn outbox_of(tx: &rusqlite::Connection, doc: Option<DocId>) -> Result<Vec<OutboxEntry>, ReplicaError> {
+    let sql = if doc.is_some() {
+        "SELECT seq, doc, kind, epoch, change FROM outbox WHERE doc = ?1 ORDER BY seq"
+    } else {
+        "SELECT seq, doc, kind, epoch, change FROM outbox WHERE ?1 IS NULL ORDER BY seq"
+    };
+    let mut st = tx.prepare_cached(sql)?;
+    let rows = st.query_map([doc.map(id_blob)], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?, r.get::<_, Vec<u8>>(4)?))
+    })?;
+    rows.map(|r| {
+        let (seq, d, kind, epoch, change) = r?;
+        Ok(OutboxEntry { seq: u64::try_from(seq).unwrap_or(0), doc: blob_id(&d)?, kind: kind_of(&kind)?, epoch, change })
+    })
+    .collect()
+}
+
+impl Replica {
+    pub fn sync_point(&self) -> Result<SyncPoint, ReplicaError> {
+        Ok(SyncPoint { cursor: get_meta(&self.conn, "cursor")?, token: get_meta(&self.conn, "token")? })
+    }
+
+    /// Local changes waiting for the server.
+    pub fn pending(&self) -> Result<Vec<OutboxEntry>, ReplicaError> {
+        outbox_of(&self.conn, None)
+    }
+
+    /// The request for the next exchange.
+    pub fn sync_request(&self, app_version: &str) -> Result<SyncRequest, ReplicaError> {
+        let hello = ClientHello { author: self.author, app_version: app_version.to_owned() };
+        Ok(client::build_request(hello, self.sync_point()?, &self.pending()?))
+    }
+
+    /// Syncs until the server has nothing more, through `transport`.
+    pub fn sync(&mut self, transport: &mut dyn Transport) -> Result<SyncReport, TransportError> {
+        let mut report = SyncReport::default();
+        loop {
+            let req = self.sync_request(env!("CARGO_PKG_VERSION"))?;
+            let pushed = req.push.iter().map(|p| p.changes.len() as u64).sum::<u64>();
+            let frame = protocol::encode(&Message::Request(req));
+            report.bytes_sent += frame.len() as u64;
+            let answer = transport.exchange(frame)?;
+            report.bytes_received += answer.len() as u64;
+            report.round_trips += 1;
+            let resp = match protocol::decode(&answer)? {
+                Message::Response(r) => r,
+                Message::Refused(r) => return Err(TransportError::Refused(r)),
+                Message::Request(_) => return Err(DecodeError::Malformed("server sent a request".into()).into()),
+            };
+            let a = self.apply_response(&resp)?;
+            report.pushed += pushed;
+            report.snapshots += a.snapshots;
+            report.changes += a.changes;
+            report.evicted += a.evicted;
+            report.rejected += a.rejected;
+            if a.stale || !a.more {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Applies one response in one transaction. A response for another position is ignored; a
+    /// response with corrupt data is refused whole and changes nothing.
+    pub fn apply_response(&mut self, resp: &SyncResponse) -> Result<Applied, ReplicaError> {
+        let Ok(next) = client::accept(self.sync_point()?, resp) else {
+            return Ok(Applied { stale: true, ..Applied::default() });
+        };
+        let now = self.clock.now();
+        let author = self.author;
+        let tx = self.conn.transaction()?;
+        let mut out = Applied { more: resp.more, ..Applied::default() };
+
+        for rej in &resp.rejected {
+            out.rejected += 1;
+            let reason = format!("{:?}", rej.reason);
+            match (&rej.reason, &rej.snapshot) {
+                (RejectReason::StaleEpoch { .. }, Some(snap)) => rebase(&tx, &author, now, snap)?,
+                (_, snap) => {
+                    tx.execute("DELETE FROM outbox WHERE doc = ?1", [id_blob(rej.doc)])?;
+                    match snap {
+                        Some(s) => replace(&tx, s)?,
+                        None => {
+                            if let Some(stored) = Replica::load_stored(&tx, rej.doc)? {
+                                mat::remove(&tx, rej.doc, stored.kind)?;
+                            }
+                        }
+                    }
+                    tx.execute("INSERT INTO rejections (doc, reason, at) VALUES (?1, ?2, ?3)", params![id_blob(rej.doc), reason, now.0])?;
+                }
+            }
+        }
+        tx.execute("DELETE FROM outbox WHERE seq <= ?1", [i64::try_from(resp.acked_outbox).unwrap_or(i64::MAX)])?;
+
+        if resp.full_resync {
+            tx.execute("DELETE FROM resync_pending", [])?;
+            tx.execute("INSERT INTO resync_pending (id) SELECT id FROM docs", [])?;
+        }
+        for snap in &resp.snapshots {
+            out.snapshots += 1;
+            merge_snapshot(&tx, &author, now, snap)?;
+            tx.prepare_cached("DELETE FROM resync_pending WHERE id = ?1")?.execute([id_blob(snap.doc)])?;
+        }
+        if !resp.more {
+            // A full resync is complete: what the server did not send again is out of scope.
+            tx.execute("INSERT OR IGNORE INTO evict_pending (id) SELECT id FROM resync_pending", [])?;
+            tx.execute("DELETE FROM resync_pending", [])?;
+        }
+        for dc in &resp.changes {
+            let Some(stored) = Replica::load_stored(&tx, dc.doc)? else { continue };
+            if stored.epoch != dc.epoch || stored.kind != dc.kind {
+                continue; // a snapshot of the new epoch is on its way
+            }
+            let mut doc = crdt::load(&stored.bytes).map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
+            let changes = dc
+                .changes
+                .iter()
+                .map(|c| crdt::decode_change(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
+            out.changes += changes.len() as u64;
+            crdt::apply(&mut doc, changes).map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
+            let m = crdt::read(&doc, dc.kind);
+            Replica::store_doc(&tx, dc.doc, dc.kind, dc.epoch, &doc.save(), &m.record, &m.conflicts)?;
+        }
+        for id in &resp.evict {
+            out.evicted += 1;
+            tx.execute("INSERT OR IGNORE INTO evict_pending (id) VALUES (?1)", [id_blob(*id)])?;
+        }
+        // Evict what left the scope, keeping documents whose local changes are not yet on the server.
+        let ready: Vec<(Vec<u8>, String)> = tx
+            .prepare("SELECT e.id, d.kind FROM evict_pending e JOIN docs d ON d.id = e.id WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.doc = e.id)")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, kind) in ready {
+            mat::remove(&tx, blob_id(&id)?, kind_of(&kind)?)?;
+        }
+        tx.execute("DELETE FROM evict_pending WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.doc = evict_pending.id)", [])?;
+        set_meta(&tx, "cursor", next.cursor)?;
+        set_meta(&tx, "token", next.token)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// Stores a snapshot in place of whatever the replica had.
+fn replace(tx: &Transaction<'_>, s: &Snapshot) -> Result<(), ReplicaError> {
+    if let Some(old) = Replica::load_stored(tx, s.doc)? {
+        if old.kind != s.kind {
+            mat::remove(tx, s.doc, old.kind)?;
+        }
+    }
+    Replica::store_doc(tx, s.doc, s.kind, s.epoch, &s.bytes, &s.record, &s.conflicts)?;
+    Ok(())
+}
+
+fn load_snapshot(s: &Snapshot) -> Result<Automerge, ReplicaError> {
+    crdt::load(&s.bytes).map_err(|e| ReplicaError::BadSyncData(format!("snapshot {}: {e}", s.doc)))
+}
+
+/// A snapshot for a document: new ones are stored as they come (no document load, which is what
+/// makes a first sync fast); known ones are merged, or rebased when the server compacted them.
+fn merge_snapshot(tx: &Transaction<'_>, author: &shared::ids::Author, now: shared::clock::Millis, s: &Snapshot) -> Result<(), ReplicaError> {
+    let Some(local) = Replica::load_stored(tx, s.doc)? else {
+        if s.bytes.is_empty() {
+            return Err(ReplicaError::BadSyncData(format!("snapshot {} is empty", s.doc)));
+        }
+        return replace(tx, s);
+    };
+    if local.epoch != s.epoch || local.kind != s.kind {
+        return rebase(tx, author, now, s);
+    }
+    let mut doc = crdt::load(&local.bytes).map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
+    let mut theirs = load_snapshot(s)?;
+    doc.merge(&mut theirs).map_err(|e| ReplicaError::BadSyncData(format!("snapshot {}: {e}", s.doc)))?;
+    let m = crdt::read(&doc, s.kind);
+    Replica::store_doc(tx, s.doc, s.kind, s.epoch, &doc.save(), &m.record, &m.conflicts)
+}
+
+/// Moves local, unpushed edits of a document onto the server's compacted copy: the field changes
+/// they made (from the state they were based on) are written again on the snapshot, replacing the
+/// old outbox entries. Nothing the user saved is dropped.
+fn rebase(tx: &Transaction<'_>, author: &shared::ids::Author, now: shared::clock::Millis, s: &Snapshot) -> Result<(), ReplicaError> {
+    let pending = outbox_of(tx, Some(s.doc))?;
+    let local = Replica::load_stored(tx, s.doc)?;
+    let (Some(local), false) = (local, pending.is_empty()) else {
+        return replace(tx, s);
+    };
+    let old = crdt::load(&local.bytes).map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
+    let mut mine: HashSet<ChangeHash> = HashSet::new();
+    let mut deps: Vec<ChangeHash> = Vec::new();
+    for e in &pending {
+        let c = crdt::decode_change(&e.change).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
+        mine.insert(c.hash());
+        deps.extend(c.deps().iter().copied());
+    }
+    deps.retain(|h| !mine.contains(h));
+    deps.sort_unstable();
+    deps.dedup();
+    let base = old.fork_at(&deps).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
+    let edits = crdt::read(&base, local.kind).record.diff(&crdt::read(&old, local.kind).record);
+    let mut doc = load_snapshot(s)?;
+    tx.execute("DELETE FROM outbox WHERE doc = ?1", [id_blob(s.doc)])?;
+    if let Some(change) = crdt::write(&mut doc, author, now, &edits).map_err(|e| ReplicaError::BadSyncData(e.to_string()))? {
+        tx.execute(
+            "INSERT INTO outbox (doc, kind, epoch, change) VALUES (?1, ?2, ?3, ?4)",
+            params![id_blob(s.doc), s.kind.as_str(), s.epoch, change],
+        )?;
+    }
+    let m = crdt::read(&doc, s.kind);
+    Replica::store_doc(tx, s.doc, s.kind, s.epoch, &doc.save(), &m.record, &m.conflicts)
+}
