@@ -44,7 +44,11 @@ pub fn may_create(kind: EntityKind, role: Role) -> bool {
 /// refusal; an empty list means the write is allowed.
 pub fn check(kind: EntityKind, role: Role, before: Option<&Record>, after: &Record) -> Vec<Denied> {
     let Some(before) = before else {
-        return if may_create(kind, role) { Vec::new() } else { vec![Denied::Create { kind, role }] };
+        return if may_create(kind, role) {
+            Vec::new()
+        } else {
+            vec![Denied::Create { kind, role }]
+        };
     };
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -55,23 +59,37 @@ pub fn check(kind: EntityKind, role: Role, before: Option<&Record>, after: &Reco
         }
         let writers = match &change {
             FieldChange::Set { field, .. } => field_spec(kind, field).map(|f| f.writers),
-            FieldChange::SetItem { collection, .. } => schema(kind).collection(collection).map(|c| c.writers),
+            FieldChange::SetItem { collection, .. } => {
+                schema(kind).collection(collection).map(|c| c.writers)
+            }
         };
         let Some(writers) = writers else {
-            out.push(Denied::UnknownField { field: target, kind });
+            out.push(Denied::UnknownField {
+                field: target,
+                kind,
+            });
             continue;
         };
         if !writers.allows(role) {
-            out.push(Denied::Field { field: target, role });
+            out.push(Denied::Field {
+                field: target,
+                role,
+            });
             continue;
         }
         if kind == EntityKind::Job && target == "status" {
-            let from = before.get("status").as_str().and_then(|s| s.parse::<JobStatus>().ok());
-            let to = after.get("status").as_str().and_then(|s| s.parse::<JobStatus>().ok());
-            if let (Some(from), Some(to)) = (from, to) {
-                if let Err(e) = from.check_transition(to, role) {
-                    out.push(Denied::Transition(e));
-                }
+            let from = before
+                .get("status")
+                .as_str()
+                .and_then(|s| s.parse::<JobStatus>().ok());
+            let to = after
+                .get("status")
+                .as_str()
+                .and_then(|s| s.parse::<JobStatus>().ok());
+            if let (Some(from), Some(to)) = (from, to)
+                && let Err(e) = from.check_transition(to, role)
+            {
+                out.push(Denied::Transition(e));
             }
         }
     }
@@ -92,25 +110,73 @@ mod tests {
 
     #[test]
     fn technician_cannot_reassign_or_reschedule() {
-        let d = check(EntityKind::Job, Role::Technician, Some(&job("scheduled", "a")), &job("scheduled", "b"));
-        assert_eq!(d, vec![Denied::Field { field: "technician".into(), role: Role::Technician }]);
-        assert!(check(EntityKind::Job, Role::Dispatcher, Some(&job("scheduled", "a")), &job("scheduled", "b")).is_empty());
+        let d = check(
+            EntityKind::Job,
+            Role::Technician,
+            Some(&job("scheduled", "a")),
+            &job("scheduled", "b"),
+        );
+        assert_eq!(
+            d,
+            vec![Denied::Field {
+                field: "technician".into(),
+                role: Role::Technician
+            }]
+        );
+        assert!(
+            check(
+                EntityKind::Job,
+                Role::Dispatcher,
+                Some(&job("scheduled", "a")),
+                &job("scheduled", "b")
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn status_follows_the_state_machine_per_role() {
-        assert!(check(EntityKind::Job, Role::Technician, Some(&job("scheduled", "a")), &job("en_route", "a")).is_empty());
-        let d = check(EntityKind::Job, Role::Technician, Some(&job("scheduled", "a")), &job("cancelled", "a"));
+        assert!(
+            check(
+                EntityKind::Job,
+                Role::Technician,
+                Some(&job("scheduled", "a")),
+                &job("en_route", "a")
+            )
+            .is_empty()
+        );
+        let d = check(
+            EntityKind::Job,
+            Role::Technician,
+            Some(&job("scheduled", "a")),
+            &job("cancelled", "a"),
+        );
         assert!(matches!(d.as_slice(), [Denied::Transition(_)]));
     }
 
     #[test]
     fn creation_and_unknown_fields() {
-        assert!(check(EntityKind::Equipment, Role::Technician, None, &Record::default()).is_empty());
-        assert_eq!(check(EntityKind::Job, Role::Technician, None, &Record::default()).len(), 1);
+        assert!(
+            check(
+                EntityKind::Equipment,
+                Role::Technician,
+                None,
+                &Record::default()
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            check(EntityKind::Job, Role::Technician, None, &Record::default()).len(),
+            1
+        );
         let mut after = job("scheduled", "a");
         after.set("price_override", Scalar::Int(1));
-        let d = check(EntityKind::Job, Role::Dispatcher, Some(&job("scheduled", "a")), &after);
+        let d = check(
+            EntityKind::Job,
+            Role::Dispatcher,
+            Some(&job("scheduled", "a")),
+            &after,
+        );
         assert!(matches!(d.as_slice(), [Denied::UnknownField { .. }]));
     }
 }

@@ -7,7 +7,7 @@
 //! so every replica shows the same state and lists the same conflicts.
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ROOT, ScalarValue, Value};
+use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
 use crate::clock::Millis;
 use crate::ids::Author;
@@ -70,7 +70,12 @@ fn commit(tx: automerge::transaction::Transaction<'_>, at: Millis) {
 }
 
 /// Creates the document of a new entity; returns it and the bytes of its one change.
-pub fn create(kind: EntityKind, author: &Author, at: Millis, record: &Record) -> Result<(Automerge, Vec<u8>), CrdtError> {
+pub fn create(
+    kind: EntityKind,
+    author: &Author,
+    at: Millis,
+    record: &Record,
+) -> Result<(Automerge, Vec<u8>), CrdtError> {
     let mut doc = Automerge::new().with_actor(actor_id(author));
     let mut tx = doc.transaction();
     for (k, v) in &record.fields {
@@ -90,7 +95,10 @@ pub fn create(kind: EntityKind, author: &Author, at: Millis, record: &Record) ->
         }
     }
     commit(tx, at);
-    let change = doc.get_last_local_change().map(|c| c.raw_bytes().to_vec()).unwrap_or_default();
+    let change = doc
+        .get_last_local_change()
+        .map(|c| c.raw_bytes().to_vec())
+        .unwrap_or_default();
     Ok((doc, change))
 }
 
@@ -102,7 +110,12 @@ fn map_at(doc: &impl ReadDoc, parent: &ObjId, key: &str) -> Option<ObjId> {
 }
 
 /// Writes field changes as one change by `author`; returns its bytes (`None` if nothing changed).
-pub fn write(doc: &mut Automerge, author: &Author, at: Millis, changes: &[FieldChange]) -> Result<Option<Vec<u8>>, CrdtError> {
+pub fn write(
+    doc: &mut Automerge,
+    author: &Author,
+    at: Millis,
+    changes: &[FieldChange],
+) -> Result<Option<Vec<u8>>, CrdtError> {
     if changes.is_empty() {
         return Ok(None);
     }
@@ -113,7 +126,12 @@ pub fn write(doc: &mut Automerge, author: &Author, at: Millis, changes: &[FieldC
             FieldChange::Set { field, value } => {
                 tx.put(ROOT, field.as_str(), to_value(value))?;
             }
-            FieldChange::SetItem { collection, item, field, value } => {
+            FieldChange::SetItem {
+                collection,
+                item,
+                field,
+                value,
+            } => {
                 let coll = match map_at(&tx, &ROOT, collection) {
                     Some(id) => id,
                     None => tx.put_object(ROOT, collection.as_str(), ObjType::Map)?,
@@ -150,15 +168,23 @@ pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
     let sch = schema(kind);
     for key in doc.keys(ROOT) {
         if let Some(coll) = sch.collection(&key) {
-            let Some(coll_id) = map_at(doc, &ROOT, &key) else { continue };
+            let Some(coll_id) = map_at(doc, &ROOT, &key) else {
+                continue;
+            };
             let mut items = Items::new();
             for item_key in doc.keys(&coll_id) {
-                let Some(item_id) = map_at(doc, &coll_id, &item_key) else { continue };
+                let Some(item_id) = map_at(doc, &coll_id, &item_key) else {
+                    continue;
+                };
                 let mut item = std::collections::BTreeMap::new();
                 for f in doc.keys(&item_id) {
                     let res = resolve(coll.policy, &candidates(doc, &item_id, &f));
                     if let Some(values) = res.conflict {
-                        out.conflicts.push(FieldConflict { field: format!("{key}[{item_key}].{f}"), shown: res.value.clone(), values });
+                        out.conflicts.push(FieldConflict {
+                            field: format!("{key}[{item_key}].{f}"),
+                            shown: res.value.clone(),
+                            values,
+                        });
                     }
                     item.insert(f, res.value);
                 }
@@ -168,7 +194,11 @@ pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
         } else if let Some(spec) = field_spec(kind, &key) {
             let res = resolve(spec.policy, &candidates(doc, &ROOT, &key));
             if let Some(values) = res.conflict {
-                out.conflicts.push(FieldConflict { field: key.clone(), shown: res.value.clone(), values });
+                out.conflicts.push(FieldConflict {
+                    field: key.clone(),
+                    shown: res.value.clone(),
+                    values,
+                });
             }
             out.record.fields.insert(key, res.value);
         }
@@ -192,7 +222,9 @@ pub fn decode_change(bytes: &[u8]) -> Result<Change, CrdtError> {
 pub fn apply(doc: &mut Automerge, changes: Vec<Change>) -> Result<(), CrdtError> {
     doc.apply_changes(changes)?;
     if let Some(h) = doc.get_missing_deps(&[]).first() {
-        return Err(CrdtError::MissingDependencies { hash: h.to_string() });
+        return Err(CrdtError::MissingDependencies {
+            hash: h.to_string(),
+        });
     }
     Ok(())
 }
@@ -205,7 +237,9 @@ pub fn has_open_conflicts(doc: &Automerge, kind: EntityKind) -> bool {
 
 /// The policy used for a field, for display.
 pub fn policy_of(kind: EntityKind, field: &str) -> Option<Policy> {
-    field_spec(kind, field).map(|f| f.policy).or_else(|| schema(kind).collection(field).map(|c| c.policy))
+    field_spec(kind, field)
+        .map(|f| f.policy)
+        .or_else(|| schema(kind).collection(field).map(|c| c.policy))
 }
 
 #[cfg(test)]
@@ -225,12 +259,46 @@ mod tests {
         rec.set("status", Scalar::str("on_site"));
         let (mut a, _) = create(EntityKind::Job, &office, Millis(0), &rec).unwrap();
         let mut b = a.fork();
-        write(&mut a, &office, Millis(1), &[FieldChange::Set { field: "status".into(), value: Scalar::str("cancelled") }]).unwrap();
-        write(&mut b, &tech, Millis(1), &[
-            FieldChange::Set { field: "status".into(), value: Scalar::str("completed") },
-            FieldChange::SetItem { collection: "notes".into(), item: "n1".into(), field: "text".into(), value: Scalar::str("fibre spliced") },
-        ]).unwrap();
-        write(&mut a, &office, Millis(2), &[FieldChange::SetItem { collection: "notes".into(), item: "n0".into(), field: "text".into(), value: Scalar::str("call first") }]).unwrap();
+        write(
+            &mut a,
+            &office,
+            Millis(1),
+            &[FieldChange::Set {
+                field: "status".into(),
+                value: Scalar::str("cancelled"),
+            }],
+        )
+        .unwrap();
+        write(
+            &mut b,
+            &tech,
+            Millis(1),
+            &[
+                FieldChange::Set {
+                    field: "status".into(),
+                    value: Scalar::str("completed"),
+                },
+                FieldChange::SetItem {
+                    collection: "notes".into(),
+                    item: "n1".into(),
+                    field: "text".into(),
+                    value: Scalar::str("fibre spliced"),
+                },
+            ],
+        )
+        .unwrap();
+        write(
+            &mut a,
+            &office,
+            Millis(2),
+            &[FieldChange::SetItem {
+                collection: "notes".into(),
+                item: "n0".into(),
+                field: "text".into(),
+                value: Scalar::str("call first"),
+            }],
+        )
+        .unwrap();
         a.merge(&mut b.clone()).unwrap();
         b.merge(&mut a.clone()).unwrap();
         let (ma, mb) = (read(&a, EntityKind::Job), read(&b, EntityKind::Job));
@@ -243,7 +311,13 @@ mod tests {
 
     #[test]
     fn corrupt_bytes_are_typed_errors() {
-        assert!(matches!(load(b"not automerge"), Err(CrdtError::CorruptDocument(_))));
-        assert!(matches!(decode_change(&[0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]), Err(CrdtError::CorruptChange(_))));
+        assert!(matches!(
+            load(b"not automerge"),
+            Err(CrdtError::CorruptDocument(_))
+        ));
+        assert!(matches!(
+            decode_change(&[0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]),
+            Err(CrdtError::CorruptChange(_))
+        ));
     }
 }

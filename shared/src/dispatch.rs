@@ -13,11 +13,19 @@ use crate::model::{DispatchJob, DispatchTechnician, GeoPoint};
 /// Why a technician is or is not suggested.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reason {
-    MissingTag { tag: String },
-    LevelTooLow { tag: String, has: u8, needs: u8 },
+    MissingTag {
+        tag: String,
+    },
+    LevelTooLow {
+        tag: String,
+        has: u8,
+        needs: u8,
+    },
     NotWorking,
     Absent,
-    Busy { with: String },
+    Busy {
+        with: String,
+    },
     /// Sum over required tags of (level held − level needed): lower keeps experts free.
     SkillSurplus(u32),
     TravelKm(f64),
@@ -59,7 +67,9 @@ pub fn suggest(
             let mut surplus = 0u32;
             for req in &job.required_tags {
                 match t.level(req.tag) {
-                    None => reasons.push(Reason::MissingTag { tag: req.tag.to_string() }),
+                    None => reasons.push(Reason::MissingTag {
+                        tag: req.tag.to_string(),
+                    }),
                     Some(l) if l < req.level => reasons.push(Reason::LevelTooLow {
                         tag: req.tag.to_string(),
                         has: l.get(),
@@ -72,7 +82,8 @@ pub fn suggest(
                 None => reasons.push(Reason::NoSlotTime),
                 Some(start) => {
                     let (d, s, e) = slot(job.date, start, job.duration_min);
-                    let end = NaiveTime::from_num_seconds_from_midnight_opt(e.min(24 * 60 - 1) * 60, 0);
+                    let end =
+                        NaiveTime::from_num_seconds_from_midnight_opt(e.min(24 * 60 - 1) * 60, 0);
                     if t.is_absent(d) {
                         reasons.push(Reason::Absent);
                     } else if !end.is_some_and(|end| t.works(d, start, end)) {
@@ -89,7 +100,9 @@ pub fn suggest(
                             })
                     });
                     if let Some(b) = clash {
-                        reasons.push(Reason::Busy { with: b.title.to_string() });
+                        reasons.push(Reason::Busy {
+                            with: b.title.to_string(),
+                        });
                     }
                 }
             }
@@ -99,14 +112,24 @@ pub fn suggest(
             if let Some(km) = travel_km {
                 reasons.push(Reason::TravelKm((km * 10.0).round() / 10.0));
             }
-            Suggestion { technician: t.id, eligible, surplus, travel_km, reasons }
+            Suggestion {
+                technician: t.id,
+                eligible,
+                surplus,
+                travel_km,
+                reasons,
+            }
         })
         .collect();
     out.sort_by(|a, b| {
         b.eligible
             .cmp(&a.eligible)
             .then(a.surplus.cmp(&b.surplus))
-            .then(a.travel_km.unwrap_or(f64::MAX).total_cmp(&b.travel_km.unwrap_or(f64::MAX)))
+            .then(
+                a.travel_km
+                    .unwrap_or(f64::MAX)
+                    .total_cmp(&b.travel_km.unwrap_or(f64::MAX)),
+            )
             .then(a.technician.cmp(&b.technician))
     });
     out

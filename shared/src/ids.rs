@@ -57,7 +57,9 @@ pub struct BadId(pub String);
 impl FromStr for DocId {
     type Err = BadId;
     fn from_str(s: &str) -> Result<Self, BadId> {
-        Uuid::parse_str(s.trim()).map(Self).map_err(|_| BadId(s.to_owned()))
+        Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| BadId(s.to_owned()))
     }
 }
 
@@ -183,6 +185,9 @@ impl Author {
         let role = Role::from_tag(b[0])?;
         let mut id = [0u8; 16];
         id.copy_from_slice(&b[1..]);
-        Some(Self { role, device: DeviceId(DocId::from_bytes(id)) })
+        Some(Self {
+            role,
+            device: DeviceId(DocId::from_bytes(id)),
+        })
     }
 }

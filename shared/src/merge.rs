@@ -54,10 +54,16 @@ fn device_rank(role: Option<Role>) -> u8 {
 /// own deterministic winner; it breaks ties.
 pub fn resolve(policy: Policy, candidates: &[Candidate]) -> Resolution {
     let Some(last) = candidates.last() else {
-        return Resolution { value: Scalar::Null, conflict: None };
+        return Resolution {
+            value: Scalar::Null,
+            conflict: None,
+        };
     };
     if candidates.iter().all(|(v, _)| v == &last.0) {
-        return Resolution { value: last.0.clone(), conflict: None };
+        return Resolution {
+            value: last.0.clone(),
+            conflict: None,
+        };
     }
     match policy {
         Policy::DeviceWins => by_rank(candidates, |a| device_rank(a.map(|a| a.role))),
@@ -67,22 +73,42 @@ pub fn resolve(policy: Policy, candidates: &[Candidate]) -> Resolution {
 }
 
 fn by_rank(candidates: &[Candidate], rank: impl Fn(Option<&Author>) -> u8) -> Resolution {
-    let top = candidates.iter().map(|(_, a)| rank(a.as_ref())).max().unwrap_or(0);
-    let best: Vec<&Candidate> = candidates.iter().filter(|(_, a)| rank(a.as_ref()) == top).collect();
+    let top = candidates
+        .iter()
+        .map(|(_, a)| rank(a.as_ref()))
+        .max()
+        .unwrap_or(0);
+    let best: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|(_, a)| rank(a.as_ref()) == top)
+        .collect();
     // `best` is not empty: it holds at least the candidates whose rank is the maximum.
     let value = best.last().map(|c| c.0.clone()).unwrap_or(Scalar::Null);
     let settled = best.iter().all(|(v, _)| *v == value);
-    Resolution { value, conflict: (!settled).then(|| candidates.to_vec()) }
+    Resolution {
+        value,
+        conflict: (!settled).then(|| candidates.to_vec()),
+    }
 }
 
 fn job_status(candidates: &[Candidate]) -> Resolution {
-    let mut statuses: Vec<JobStatus> =
-        candidates.iter().filter_map(|(v, _)| v.as_str()?.parse().ok()).collect();
+    let mut statuses: Vec<JobStatus> = candidates
+        .iter()
+        .filter_map(|(v, _)| v.as_str()?.parse().ok())
+        .collect();
     statuses.sort();
     statuses.dedup();
-    let terminals: Vec<JobStatus> = statuses.iter().copied().filter(|s| s.is_terminal()).collect();
+    let terminals: Vec<JobStatus> = statuses
+        .iter()
+        .copied()
+        .filter(|s| s.is_terminal())
+        .collect();
     // Field work is never hidden: completed shows over could-not-complete over cancelled.
-    let preference = [JobStatus::Completed, JobStatus::CouldNotComplete, JobStatus::Cancelled];
+    let preference = [
+        JobStatus::Completed,
+        JobStatus::CouldNotComplete,
+        JobStatus::Cancelled,
+    ];
     let impossible = terminals.len() >= 2
         || (terminals == [JobStatus::Cancelled] && statuses.iter().any(|s| s.is_field_progress()));
     let shown = if let Some(t) = preference.iter().find(|p| terminals.contains(p)) {
@@ -91,8 +117,14 @@ fn job_status(candidates: &[Candidate]) -> Resolution {
         *s
     } else {
         // No candidate parses as a status: fall back to Automerge's winner, flagged.
-        let last = candidates.last().map(|c| c.0.clone()).unwrap_or(Scalar::Null);
-        return Resolution { value: last, conflict: Some(candidates.to_vec()) };
+        let last = candidates
+            .last()
+            .map(|c| c.0.clone())
+            .unwrap_or(Scalar::Null);
+        return Resolution {
+            value: last,
+            conflict: Some(candidates.to_vec()),
+        };
     };
     Resolution {
         value: Scalar::str(shown.as_str()),
@@ -115,8 +147,14 @@ mod tests {
     #[test]
     fn device_wins_over_office_whatever_the_order() {
         for cands in [
-            vec![(s("tech"), who(Role::Technician, 1)), (s("office"), who(Role::Dispatcher, 2))],
-            vec![(s("office"), who(Role::Dispatcher, 2)), (s("tech"), who(Role::Technician, 1))],
+            vec![
+                (s("tech"), who(Role::Technician, 1)),
+                (s("office"), who(Role::Dispatcher, 2)),
+            ],
+            vec![
+                (s("office"), who(Role::Dispatcher, 2)),
+                (s("tech"), who(Role::Technician, 1)),
+            ],
         ] {
             let r = resolve(Policy::DeviceWins, &cands);
             assert_eq!(r.value, s("tech"));
@@ -126,25 +164,40 @@ mod tests {
 
     #[test]
     fn office_wins_and_server_beats_technician() {
-        let cands = vec![(s("office"), who(Role::Dispatcher, 2)), (s("tech"), who(Role::Technician, 1))];
+        let cands = vec![
+            (s("office"), who(Role::Dispatcher, 2)),
+            (s("tech"), who(Role::Technician, 1)),
+        ];
         assert_eq!(resolve(Policy::OfficeWins, &cands).value, s("office"));
-        let cands = vec![(s("erp"), who(Role::Server, 9)), (s("tech"), who(Role::Technician, 1))];
+        let cands = vec![
+            (s("erp"), who(Role::Server, 9)),
+            (s("tech"), who(Role::Technician, 1)),
+        ];
         assert_eq!(resolve(Policy::OfficeWins, &cands).value, s("erp"));
     }
 
     #[test]
     fn same_rank_different_values_is_a_listed_conflict() {
-        let cands = vec![(s("a"), who(Role::Technician, 1)), (s("b"), who(Role::Technician, 2))];
+        let cands = vec![
+            (s("a"), who(Role::Technician, 1)),
+            (s("b"), who(Role::Technician, 2)),
+        ];
         let r = resolve(Policy::DeviceWins, &cands);
         assert_eq!(r.value, s("b"));
         assert_eq!(r.conflict.unwrap().len(), 2);
-        let same = vec![(s("a"), who(Role::Technician, 1)), (s("a"), who(Role::Dispatcher, 2))];
+        let same = vec![
+            (s("a"), who(Role::Technician, 1)),
+            (s("a"), who(Role::Dispatcher, 2)),
+        ];
         assert!(resolve(Policy::OfficeWins, &same).conflict.is_none());
     }
 
     #[test]
     fn status_compatible_progress_merges() {
-        let cands = vec![(s("scheduled"), who(Role::Dispatcher, 2)), (s("on_site"), who(Role::Technician, 1))];
+        let cands = vec![
+            (s("scheduled"), who(Role::Dispatcher, 2)),
+            (s("on_site"), who(Role::Technician, 1)),
+        ];
         let r = resolve(Policy::JobStatus, &cands);
         assert_eq!(r.value, s("on_site"));
         assert!(r.conflict.is_none());
@@ -153,14 +206,26 @@ mod tests {
     #[test]
     fn completed_versus_cancelled_is_a_conflict_showing_the_field_work() {
         for cands in [
-            vec![(s("completed"), who(Role::Technician, 1)), (s("cancelled"), who(Role::Dispatcher, 2))],
-            vec![(s("cancelled"), who(Role::Dispatcher, 2)), (s("completed"), who(Role::Technician, 1))],
+            vec![
+                (s("completed"), who(Role::Technician, 1)),
+                (s("cancelled"), who(Role::Dispatcher, 2)),
+            ],
+            vec![
+                (s("cancelled"), who(Role::Dispatcher, 2)),
+                (s("completed"), who(Role::Technician, 1)),
+            ],
         ] {
             let r = resolve(Policy::JobStatus, &cands);
             assert_eq!(r.value, s("completed"));
             assert_eq!(r.conflict.unwrap().len(), 2);
         }
-        let r = resolve(Policy::JobStatus, &[(s("cancelled"), who(Role::Dispatcher, 2)), (s("en_route"), who(Role::Technician, 1))]);
+        let r = resolve(
+            Policy::JobStatus,
+            &[
+                (s("cancelled"), who(Role::Dispatcher, 2)),
+                (s("en_route"), who(Role::Technician, 1)),
+            ],
+        );
         assert_eq!(r.value, s("cancelled"));
         assert!(r.conflict.is_some());
     }

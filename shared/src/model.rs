@@ -71,7 +71,10 @@ pub struct ModelError {
 
 impl ModelError {
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { field: field.into(), problem: problem.into() }
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -182,7 +185,10 @@ pub fn schema(kind: EntityKind) -> &'static Schema {
 
 /// Looks a register up in a kind's schema, common fields included.
 pub fn field_spec(kind: EntityKind, name: &str) -> Option<&'static FieldSpec> {
-    COMMON_FIELDS.iter().find(|f| f.name == name).or_else(|| schema(kind).field(name))
+    COMMON_FIELDS
+        .iter()
+        .find(|f| f.name == name)
+        .or_else(|| schema(kind).field(name))
 }
 
 /// Typed access to a record's registers, with errors that name the field.
@@ -198,11 +204,15 @@ impl Reader<'_> {
             Scalar::Null => Ok(None),
             Scalar::Str(s) if s.trim().is_empty() => Ok(None),
             Scalar::Str(s) => Ok(Some(s.clone())),
-            other => Err(ModelError::new(field, format!("expected text, found {other}"))),
+            other => Err(ModelError::new(
+                field,
+                format!("expected text, found {other}"),
+            )),
         }
     }
     pub fn text(&self, field: &str) -> Result<String, ModelError> {
-        self.opt_text(field)?.ok_or_else(|| ModelError::new(field, "is required"))
+        self.opt_text(field)?
+            .ok_or_else(|| ModelError::new(field, "is required"))
     }
     /// Text that may be empty (free-form notes).
     pub fn text_or_empty(&self, field: &str) -> Result<String, ModelError> {
@@ -212,17 +222,24 @@ impl Reader<'_> {
         match self.0.get(field) {
             Scalar::Null => Ok(None),
             Scalar::Int(i) => Ok(Some(*i)),
-            other => Err(ModelError::new(field, format!("expected a whole number, found {other}"))),
+            other => Err(ModelError::new(
+                field,
+                format!("expected a whole number, found {other}"),
+            )),
         }
     }
     pub fn int(&self, field: &str) -> Result<i64, ModelError> {
-        self.opt_int(field)?.ok_or_else(|| ModelError::new(field, "is required"))
+        self.opt_int(field)?
+            .ok_or_else(|| ModelError::new(field, "is required"))
     }
     pub fn bool(&self, field: &str) -> Result<bool, ModelError> {
         match self.0.get(field) {
             Scalar::Null => Ok(false),
             Scalar::Bool(b) => Ok(*b),
-            other => Err(ModelError::new(field, format!("expected true or false, found {other}"))),
+            other => Err(ModelError::new(
+                field,
+                format!("expected true or false, found {other}"),
+            )),
         }
     }
     pub fn opt_parse<T>(&self, field: &str) -> Result<Option<T>, ModelError>
@@ -231,7 +248,10 @@ impl Reader<'_> {
         T::Err: std::fmt::Display,
     {
         self.opt_text(field)?
-            .map(|s| s.parse::<T>().map_err(|e| ModelError::new(field, e.to_string())))
+            .map(|s| {
+                s.parse::<T>()
+                    .map_err(|e| ModelError::new(field, e.to_string()))
+            })
             .transpose()
     }
     pub fn parse<T>(&self, field: &str) -> Result<T, ModelError>
@@ -239,7 +259,8 @@ impl Reader<'_> {
         T: FromStr,
         T::Err: std::fmt::Display,
     {
-        self.opt_parse(field)?.ok_or_else(|| ModelError::new(field, "is required"))
+        self.opt_parse(field)?
+            .ok_or_else(|| ModelError::new(field, "is required"))
     }
     /// A register holding a JSON-encoded value (lists and small structs kept as one register so
     /// they merge as a whole). Null reads as the default.
@@ -255,11 +276,16 @@ impl Reader<'_> {
         collection: &str,
         mut decode: impl FnMut(&str, Reader<'_>) -> Result<T, ModelError>,
     ) -> Result<Vec<T>, ModelError> {
-        let Some(items) = self.0.items(collection) else { return Ok(Vec::new()) };
+        let Some(items) = self.0.items(collection) else {
+            return Ok(Vec::new());
+        };
         items
             .iter()
             .map(|(key, fields)| {
-                let rec = Record { fields: fields.clone(), collections: Default::default() };
+                let rec = Record {
+                    fields: fields.clone(),
+                    collections: Default::default(),
+                };
                 decode(key, Reader(&rec)).map_err(|e| {
                     ModelError::new(format!("{collection}[{key}].{}", e.field), e.problem)
                 })
@@ -276,7 +302,12 @@ pub(crate) fn json_scalar<T: serde::Serialize>(v: &T) -> Scalar {
 
 /// Puts one collection item into a record.
 pub(crate) fn put_item(r: &mut Record, collection: &str, key: &str, fields: &[(&str, Scalar)]) {
-    let item = r.collections.entry(collection.to_owned()).or_default().entry(key.to_owned()).or_default();
+    let item = r
+        .collections
+        .entry(collection.to_owned())
+        .or_default()
+        .entry(key.to_owned())
+        .or_default();
     for (k, v) in fields {
         item.insert((*k).to_owned(), v.clone());
     }

@@ -88,7 +88,9 @@ pub enum RejectReason {
     /// The entity would not be valid; the message names the field.
     Invalid(String),
     /// The document was compacted since; rebase the local edits on the snapshot and push again.
-    StaleEpoch { current: u32 },
+    StaleEpoch {
+        current: u32,
+    },
     KindMismatch,
 }
 
@@ -127,7 +129,9 @@ pub struct SyncResponse {
 pub enum SyncRefusal {
     #[error("this device is not registered with the server")]
     UnknownClient,
-    #[error("the app is too old for this server (protocol {got}, at least {min} needed): update the app")]
+    #[error(
+        "the app is too old for this server (protocol {got}, at least {min} needed): update the app"
+    )]
     ClientTooOld { got: u16, min: u16 },
     #[error("the request is too large: {what}")]
     TooLarge { what: String },
@@ -177,22 +181,35 @@ pub fn peek_versions(bytes: &[u8]) -> Result<(u16, u16), DecodeError> {
     if &bytes[..4] != MAGIC {
         return Err(DecodeError::BadMagic);
     }
-    Ok((u16::from_le_bytes([bytes[4], bytes[5]]), u16::from_le_bytes([bytes[6], bytes[7]])))
+    Ok((
+        u16::from_le_bytes([bytes[4], bytes[5]]),
+        u16::from_le_bytes([bytes[6], bytes[7]]),
+    ))
 }
 
 /// Decodes a frame; never panics, whatever the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     let (protocol, schema) = peek_versions(bytes)?;
     if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol) {
-        return Err(DecodeError::UnsupportedVersion { got: protocol, min: MIN_PROTOCOL_VERSION, max: PROTOCOL_VERSION });
+        return Err(DecodeError::UnsupportedVersion {
+            got: protocol,
+            min: MIN_PROTOCOL_VERSION,
+            max: PROTOCOL_VERSION,
+        });
     }
     if schema > SCHEMA_VERSION {
-        return Err(DecodeError::UnsupportedSchema { got: schema, max: SCHEMA_VERSION });
+        return Err(DecodeError::UnsupportedSchema {
+            got: schema,
+            max: SCHEMA_VERSION,
+        });
     }
     let (msg, rest) = postcard::take_from_bytes::<Message>(&bytes[HEADER_LEN..])
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(DecodeError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(DecodeError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(msg)
 }
@@ -205,11 +222,19 @@ mod tests {
 
     fn sample() -> Message {
         Message::Request(SyncRequest {
-            hello: ClientHello { author: Author::new(Role::Technician, DeviceId(DocId::from_u128(7))), app_version: "0.1.0".into() },
+            hello: ClientHello {
+                author: Author::new(Role::Technician, DeviceId(DocId::from_u128(7))),
+                app_version: "0.1.0".into(),
+            },
             cursor: 42,
             token: 5,
             outbox_upto: 3,
-            push: vec![PushDoc { doc: DocId::from_u128(1), kind: EntityKind::Job, epoch: 0, changes: vec![vec![1, 2, 3]] }],
+            push: vec![PushDoc {
+                doc: DocId::from_u128(1),
+                kind: EntityKind::Job,
+                epoch: 0,
+                changes: vec![vec![1, 2, 3]],
+            }],
         })
     }
 
@@ -219,10 +244,20 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap(), sample());
         let mut future = bytes.clone();
         future[4] = 9;
-        assert_eq!(decode(&future), Err(DecodeError::UnsupportedVersion { got: 9, min: 1, max: 1 }));
-        let mut schema = bytes.clone();
+        assert_eq!(
+            decode(&future),
+            Err(DecodeError::UnsupportedVersion {
+                got: 9,
+                min: 1,
+                max: 1
+            })
+        );
+        let mut schema = bytes;
         schema[6] = 9;
-        assert!(matches!(decode(&schema), Err(DecodeError::UnsupportedSchema { .. })));
+        assert!(matches!(
+            decode(&schema),
+            Err(DecodeError::UnsupportedSchema { .. })
+        ));
         assert_eq!(decode(b"FSM"), Err(DecodeError::Truncated(3)));
         assert_eq!(decode(b"GARBAGE!!"), Err(DecodeError::BadMagic));
     }

@@ -175,10 +175,18 @@ impl Schema {
 
 /// Shorthand used by the entity schemas.
 pub(crate) const fn f(name: &'static str, policy: Policy, writers: Writers) -> FieldSpec {
-    FieldSpec { name, policy, writers }
+    FieldSpec {
+        name,
+        policy,
+        writers,
+    }
 }
 pub(crate) const fn c(name: &'static str, policy: Policy, writers: Writers) -> CollectionSpec {
-    CollectionSpec { name, policy, writers }
+    CollectionSpec {
+        name,
+        policy,
+        writers,
+    }
 }
 
 /// The items of one collection, by item key.
@@ -194,8 +202,16 @@ pub struct Record {
 /// A field-level difference between two records.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldChange {
-    Set { field: String, value: Scalar },
-    SetItem { collection: String, item: String, field: String, value: Scalar },
+    Set {
+        field: String,
+        value: Scalar,
+    },
+    SetItem {
+        collection: String,
+        item: String,
+        field: String,
+        value: Scalar,
+    },
 }
 
 impl FieldChange {
@@ -225,12 +241,18 @@ impl Record {
         let mut out = Vec::new();
         for (k, v) in &to.fields {
             if self.fields.get(k).unwrap_or(&Scalar::Null) != v {
-                out.push(FieldChange::Set { field: k.clone(), value: v.clone() });
+                out.push(FieldChange::Set {
+                    field: k.clone(),
+                    value: v.clone(),
+                });
             }
         }
         for k in self.fields.keys() {
             if !to.fields.contains_key(k) && self.get(k) != &Scalar::Null {
-                out.push(FieldChange::Set { field: k.clone(), value: Scalar::Null });
+                out.push(FieldChange::Set {
+                    field: k.clone(),
+                    value: Scalar::Null,
+                });
             }
         }
         let empty = Items::new();
@@ -258,7 +280,12 @@ impl Record {
         for ch in changes {
             match ch {
                 FieldChange::Set { field, value } => self.set(field, value.clone()),
-                FieldChange::SetItem { collection, item, field, value } => {
+                FieldChange::SetItem {
+                    collection,
+                    item,
+                    field,
+                    value,
+                } => {
                     self.collections
                         .entry(collection.clone())
                         .or_default()

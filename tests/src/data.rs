@@ -9,17 +9,58 @@ use shared::ids::*;
 use shared::model::*;
 
 const FIRST: &[&str] = &[
-    "Émilie", "Jean-François", "Marie-Ève", "Olivier", "Geneviève", "Mathieu", "Catherine", "Louis",
-    "Isabelle", "Étienne", "Sophie", "Gabriel", "Chloé", "Félix", "Amélie", "Samuel", "Julie", "Maxime",
+    "Émilie",
+    "Jean-François",
+    "Marie-Ève",
+    "Olivier",
+    "Geneviève",
+    "Mathieu",
+    "Catherine",
+    "Louis",
+    "Isabelle",
+    "Étienne",
+    "Sophie",
+    "Gabriel",
+    "Chloé",
+    "Félix",
+    "Amélie",
+    "Samuel",
+    "Julie",
+    "Maxime",
 ];
 const LAST: &[&str] = &[
-    "Tremblay", "Gagnon", "Roy", "Côté", "Bouchard", "Gauthier", "Morin", "Lavoie", "Fortin", "Gagné",
-    "Ouellet", "Pelletier", "Bélanger", "Lévesque", "Bergeron", "Leblanc", "Paquette", "Girard",
+    "Tremblay",
+    "Gagnon",
+    "Roy",
+    "Côté",
+    "Bouchard",
+    "Gauthier",
+    "Morin",
+    "Lavoie",
+    "Fortin",
+    "Gagné",
+    "Ouellet",
+    "Pelletier",
+    "Bélanger",
+    "Lévesque",
+    "Bergeron",
+    "Leblanc",
+    "Paquette",
+    "Girard",
 ];
 const STREETS: &[&str] = &[
-    "rue Saint-Denis", "boulevard René-Lévesque", "rue Sainte-Catherine", "chemin de la Côte-des-Neiges",
-    "avenue du Mont-Royal", "rue Notre-Dame", "boulevard Saint-Laurent", "rue Principale", "rang Saint-Joseph",
-    "avenue Cartier", "rue des Érables", "montée Sainte-Julie",
+    "rue Saint-Denis",
+    "boulevard René-Lévesque",
+    "rue Sainte-Catherine",
+    "chemin de la Côte-des-Neiges",
+    "avenue du Mont-Royal",
+    "rue Notre-Dame",
+    "boulevard Saint-Laurent",
+    "rue Principale",
+    "rang Saint-Joseph",
+    "avenue Cartier",
+    "rue des Érables",
+    "montée Sainte-Julie",
 ];
 /// City, postal prefix, latitude, longitude.
 const CITIES: &[(&str, &str, f64, f64)] = &[
@@ -62,7 +103,10 @@ fn pick<'a, T>(rng: &mut ChaCha8Rng, xs: &'a [T]) -> &'a T {
 
 /// A v7 id from the generator's stream (time ordered by `n`).
 fn id(rng: &mut ChaCha8Rng, n: u64) -> DocId {
-    DocId::new_v7(Millis(1_700_000_000_000 + i64::try_from(n).unwrap_or(0)), rng.random())
+    DocId::new_v7(
+        Millis(1_700_000_000_000 + i64::try_from(n).unwrap_or(0)),
+        rng.random(),
+    )
 }
 
 fn hm(h: u32, m: u32) -> NaiveTime {
@@ -78,10 +122,22 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
         id(rng, n)
     };
     let mut out = Vec::new();
-    let tag_names = ["Fibre", "Épissure", "Wi-Fi", "IPTV", "Téléphonie", "Commercial"];
+    let tag_names = [
+        "Fibre",
+        "Épissure",
+        "Wi-Fi",
+        "IPTV",
+        "Téléphonie",
+        "Commercial",
+    ];
     let tags: Vec<TagId> = tag_names.iter().map(|_| TagId(next(&mut rng))).collect();
     for (t, name) in tags.iter().zip(tag_names) {
-        out.push(AnyEntity::Tag(Tag { id: *t, erp_name: None, label: Name::parse(name).expect("literal"), category: Some("skill".into()) }));
+        out.push(AnyEntity::Tag(Tag {
+            id: *t,
+            erp_name: None,
+            label: Name::parse(name).expect("literal"),
+            category: Some("skill".into()),
+        }));
     }
     let day = Some(Shift::new(hm(8, 0), hm(17, 0)).expect("literal"));
     let mut technicians = Vec::new();
@@ -93,16 +149,28 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
         let mut skills = Vec::new();
         for t in &tags {
             if rng.random_bool(0.7) {
-                skills.push(TagLevel { tag: *t, level: Level::new(rng.random_range(1..=5)).expect("1..=5") });
+                skills.push(TagLevel {
+                    tag: *t,
+                    level: Level::new(rng.random_range(1..=5)).expect("1..=5"),
+                });
             }
         }
         out.push(AnyEntity::Technician(DispatchTechnician {
             id: tid,
             erp_name: None,
-            name: Name::parse(&format!("{} {}", pick(&mut rng, FIRST), pick(&mut rng, LAST))).expect("names"),
+            name: Name::parse(&format!(
+                "{} {}",
+                pick(&mut rng, FIRST),
+                pick(&mut rng, LAST)
+            ))
+            .expect("names"),
             phone: Phone::parse(&format!("514555{:04}", i % 10_000)).ok(),
             active: true,
-            home: GeoPoint::new(lat + rng.random_range(-0.05..0.05), lon + rng.random_range(-0.05..0.05)).ok(),
+            home: GeoPoint::new(
+                lat + rng.random_range(-0.05..0.05),
+                lon + rng.random_range(-0.05..0.05),
+            )
+            .ok(),
             weekly: WeeklySchedule([day, day, day, day, day, None, None]),
             extra_shifts: vec![],
             absences: vec![],
@@ -123,20 +191,44 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
             kind: CustomerKind::Individual,
             phone: Phone::parse(&format!("438{:07}", rng.random_range(0..10_000_000))).ok(),
             email: None,
-            language: if rng.random_bool(0.85) { Language::Fr } else { Language::En },
+            language: if rng.random_bool(0.85) {
+                Language::Fr
+            } else {
+                Language::En
+            },
             stripe_id: None,
             is_commercial: false,
             ppa_enabled: rng.random_bool(0.3),
         }));
-        let postal = format!("{prefix} {}{}{}", rng.random_range(1..10), (b'A' + rng.random_range(0..20u8)) as char, rng.random_range(0..10));
+        let postal = format!(
+            "{prefix} {}{}{}",
+            rng.random_range(1..10),
+            (b'A' + rng.random_range(0..20u8)) as char,
+            rng.random_range(0..10)
+        );
         out.push(AnyEntity::Location(ServiceLocation {
             id: lid,
             erp_name: None,
             customer: cid,
-            address: Address::parse(&format!("{} {}", rng.random_range(1..9999), pick(&mut rng, STREETS)), city, "QC", &postal)
-                .expect("generated address is valid"),
-            gps: GeoPoint::new(lat + rng.random_range(-0.1..0.1), lon + rng.random_range(-0.1..0.1)).ok(),
-            olt_port: OltPort::parse(&format!("0/{}/{}:{}", rng.random_range(1..16), rng.random_range(0..16), rng.random_range(0..128))).ok(),
+            address: Address::parse(
+                &format!("{} {}", rng.random_range(1..9999), pick(&mut rng, STREETS)),
+                city,
+                "QC",
+                &postal,
+            )
+            .expect("generated address is valid"),
+            gps: GeoPoint::new(
+                lat + rng.random_range(-0.1..0.1),
+                lon + rng.random_range(-0.1..0.1),
+            )
+            .ok(),
+            olt_port: OltPort::parse(&format!(
+                "0/{}/{}:{}",
+                rng.random_range(1..16),
+                rng.random_range(0..16),
+                rng.random_range(0..128)
+            ))
+            .ok(),
             vlan: Vlan::new(rng.random_range(100..4000)).ok(),
             network_notes: String::new(),
             contacts: vec![],
@@ -146,7 +238,13 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
             out.push(AnyEntity::Customer(Customer {
                 id: sub_customer,
                 erp_name: None,
-                name: Name::parse(&format!("{} {} (app. {})", pick(&mut rng, FIRST), pick(&mut rng, LAST), s + 1)).expect("names"),
+                name: Name::parse(&format!(
+                    "{} {} (app. {})",
+                    pick(&mut rng, FIRST),
+                    pick(&mut rng, LAST),
+                    s + 1
+                ))
+                .expect("names"),
                 kind: CustomerKind::Individual,
                 phone: None,
                 email: Email::parse(&format!("client{i}x{s}@exemple.qc.ca")).ok(),
@@ -162,22 +260,35 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
                 location: lid,
                 plan: *pick(&mut rng, Plan::ALL),
                 status: SubscriptionStatus::Active,
-                monthly_price: Money::from_cents(rng.random_range(4_000..15_000)).expect("positive"),
+                monthly_price: Money::from_cents(rng.random_range(4_000..15_000))
+                    .expect("positive"),
                 start_date: today - Duration::days(rng.random_range(30..2000)),
             }));
         }
         for e in 0..spec.equipment_per_location {
-            let kind = if e == 0 { EquipmentType::Ont } else { *pick(&mut rng, EquipmentType::ALL) };
+            let kind = if e == 0 {
+                EquipmentType::Ont
+            } else {
+                *pick(&mut rng, EquipmentType::ALL)
+            };
             let mac: [u8; 6] = rng.random();
             out.push(AnyEntity::Equipment(ServiceEquipment {
                 id: EquipmentId(next(&mut rng)),
                 erp_name: None,
                 location: Some(lid),
                 kind,
-                serial: Serial::parse(&format!("{}{:012X}", ["HWTC", "ZTEG", "TPLK", "ALCL"][rng.random_range(0..4)], rng.random::<u64>() & 0xFFFF_FFFF_FFFF)).expect("serial"),
-                mac: MacAddr::parse(&mac.iter().map(|b| format!("{b:02X}")).collect::<String>()).ok(),
+                serial: Serial::parse(&format!(
+                    "{}{:012X}",
+                    ["HWTC", "ZTEG", "TPLK", "ALCL"][rng.random_range(0..4)],
+                    rng.random::<u64>() & 0xFFFF_FFFF_FFFF
+                ))
+                .expect("serial"),
+                mac: MacAddr::parse(&mac.iter().map(|b| format!("{b:02X}")).collect::<String>())
+                    .ok(),
                 management_ip: None,
-                model: Some(["EG8145V5", "XX230v", "EX220", "BM632w"][rng.random_range(0..4)].into()),
+                model: Some(
+                    ["EG8145V5", "XX230v", "EX220", "BM632w"][rng.random_range(0..4)].into(),
+                ),
                 firmware: Some(format!("V5R{}C00", rng.random_range(19..23))),
                 status: EquipmentStatus::Active,
             }));
@@ -190,26 +301,50 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
         for j in 0..spec.jobs_per_technician {
             let jid = JobId(next(&mut rng));
             jobs.push(jid);
-            let (cid, lid) = locations[(ti * spec.jobs_per_technician + j) % locations.len().max(1)];
+            let (cid, lid) =
+                locations[(ti * spec.jobs_per_technician + j) % locations.len().max(1)];
             let offset = i64::try_from(j).unwrap_or(0) % span - spec.days_back;
             let date = today + Duration::days(offset);
-            let status = if offset < 0 { JobStatus::Completed } else { JobStatus::Scheduled };
+            let status = if offset < 0 {
+                JobStatus::Completed
+            } else {
+                JobStatus::Scheduled
+            };
             let key = |rng: &mut ChaCha8Rng, k: u64| id(rng, 1_000_000 + k).to_string();
-            let checklist = ["Vérifier le signal optique", "Configurer le Wi-Fi", "Expliquer la facture"]
-                .iter()
-                .enumerate()
-                .map(|(k, label)| ChecklistItem { key: key(&mut rng, k as u64), label: (*label).into(), done: false })
-                .collect();
+            let checklist = [
+                "Vérifier le signal optique",
+                "Configurer le Wi-Fi",
+                "Expliquer la facture",
+            ]
+            .iter()
+            .enumerate()
+            .map(|(k, label)| ChecklistItem {
+                key: key(&mut rng, k as u64),
+                label: (*label).into(),
+                done: false,
+            })
+            .collect();
             out.push(AnyEntity::Job(Box::new(DispatchJob {
                 id: jid,
                 erp_name: None,
                 customer: cid,
                 location: lid,
-                title: Name::parse(["Installation fibre", "Réparation", "Remplacement ONT", "Visite technique"][rng.random_range(0..4)]).expect("literal"),
+                title: Name::parse(
+                    [
+                        "Installation fibre",
+                        "Réparation",
+                        "Remplacement ONT",
+                        "Visite technique",
+                    ][rng.random_range(0..4)],
+                )
+                .expect("literal"),
                 description: "Client absent avant 10 h.".into(),
                 technician: Some(*tech),
                 assistants: vec![],
-                required_tags: vec![TagRequirement { tag: tags[0], level: Level::new(rng.random_range(1..=3)).expect("1..=3") }],
+                required_tags: vec![TagRequirement {
+                    tag: tags[0],
+                    level: Level::new(rng.random_range(1..=3)).expect("1..=3"),
+                }],
                 date,
                 start: Some(hm(8 + u32::try_from(j % 8).unwrap_or(0), 0)),
                 duration_min: 60,
@@ -230,5 +365,10 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
             })));
         }
     }
-    Dataset { entities: out, technicians, jobs, tags }
+    Dataset {
+        entities: out,
+        technicians,
+        jobs,
+        tags,
+    }
 }

@@ -27,7 +27,10 @@ pub fn server_author() -> Author {
 
 impl Hub {
     pub fn new(config: ServerConfig, clock: Arc<FixedClock>) -> Self {
-        Self { engine: Rc::new(RefCell::new(ServerEngine::new(config))), clock }
+        Self {
+            engine: Rc::new(RefCell::new(ServerEngine::new(config))),
+            clock,
+        }
     }
 
     pub fn today(&self) -> NaiveDate {
@@ -46,20 +49,31 @@ impl Hub {
 
     /// Registers a device and returns a transport for it.
     pub fn connect(&self, author: Author, subject: Subject) -> Direct {
-        self.engine.borrow_mut().register(author.device, author, subject);
-        Direct { hub: self.clone(), device: author.device }
+        self.engine
+            .borrow_mut()
+            .register(author.device, author, subject);
+        Direct {
+            hub: self.clone(),
+            device: author.device,
+        }
     }
 
     /// One exchange on raw frames, as an HTTP handler would do it.
     pub fn exchange(&self, device: DeviceId, frame: &[u8]) -> Vec<u8> {
         let msg = match protocol::decode(frame) {
             Ok(Message::Request(req)) => {
-                match self.engine.borrow_mut().sync(device, &req, self.today(), self.clock.now()) {
+                match self
+                    .engine
+                    .borrow_mut()
+                    .sync(device, &req, self.today(), self.clock.now())
+                {
                     Ok((resp, _effects)) => Message::Response(resp),
                     Err(refusal) => Message::Refused(refusal),
                 }
             }
-            Ok(_) | Err(_) => Message::Refused(shared::protocol::SyncRefusal::TooLarge { what: "unreadable request".into() }),
+            Ok(_) | Err(_) => Message::Refused(shared::protocol::SyncRefusal::TooLarge {
+                what: "unreadable request".into(),
+            }),
         };
         protocol::encode(&msg)
     }
@@ -85,7 +99,11 @@ pub fn device(n: u128) -> DeviceId {
 
 /// An in-memory replica for an author, on its own clock.
 pub fn replica(author: Author, clock: Arc<FixedClock>, seed: u64) -> anyhow::Result<Replica> {
-    Ok(Replica::open_in_memory(author, clock as Arc<dyn Clock>, Some(seed))?)
+    Ok(Replica::open_in_memory(
+        author,
+        clock as Arc<dyn Clock>,
+        Some(seed),
+    )?)
 }
 
 /// A fixed instant: Monday 23 November 2026, 09:00 UTC.

@@ -13,7 +13,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use shared::clock::{Clock, FixedClock};
 use shared::ids::{Author, DeviceId, DocId, EquipmentId, JobId, Role, TechnicianId};
-use shared::model::{AnyEntity, DispatchJob, EquipmentStatus, JobStatus, ServiceEquipment, Signature};
+use shared::model::{
+    AnyEntity, DispatchJob, EquipmentStatus, JobStatus, ServiceEquipment, Signature,
+};
 use shared::protocol::{self, Message, SyncResponse};
 use shared::record::{EntityKind, Record, Scalar};
 use shared::sync::server::{ServerConfig, Subject};
@@ -55,7 +57,11 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Self { drop: 0.15, duplicate: 0.1, late: 0.1 }
+        Self {
+            drop: 0.15,
+            duplicate: 0.1,
+            late: 0.1,
+        }
     }
 }
 
@@ -64,7 +70,11 @@ fn fail(seed: u64, what: impl std::fmt::Display) -> String {
 }
 
 fn jobs_held(r: &Replica) -> Result<Vec<DocId>, ReplicaError> {
-    Ok(r.doc_ids()?.into_iter().filter(|(_, k)| *k == EntityKind::Job).map(|(d, _)| d).collect())
+    Ok(r.doc_ids()?
+        .into_iter()
+        .filter(|(_, k)| *k == EntityKind::Job)
+        .map(|(d, _)| d)
+        .collect())
 }
 
 fn job(r: &Replica, id: DocId) -> Result<Option<DispatchJob>, ReplicaError> {
@@ -95,14 +105,31 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
     hub.seed(&data).map_err(|e| fail(seed, e))?;
 
     let mut nodes: Vec<Node> = Vec::new();
-    let mut who: Vec<(Role, Subject)> = data.technicians.iter().map(|t| (Role::Technician, Subject::Technician(*t))).collect();
+    let mut who: Vec<(Role, Subject)> = data
+        .technicians
+        .iter()
+        .map(|t| (Role::Technician, Subject::Technician(*t)))
+        .collect();
     who.push((Role::Dispatcher, Subject::Office));
     for (i, (role, subject)) in who.into_iter().enumerate() {
         let author = Author::new(role, device(i as u128 + 1));
         let clock = Arc::new(FixedClock::new(monday_9am()));
         let transport = hub.connect(author, subject);
-        let replica = replica(author, clock.clone(), seed.wrapping_mul(31).wrapping_add(i as u64)).map_err(|e| fail(seed, e))?;
-        nodes.push(Node { replica, author, subject, clock, transport, offline: false, late: Vec::new() });
+        let replica = replica(
+            author,
+            clock.clone(),
+            seed.wrapping_mul(31).wrapping_add(i as u64),
+        )
+        .map_err(|e| fail(seed, e))?;
+        nodes.push(Node {
+            replica,
+            author,
+            subject,
+            clock,
+            transport,
+            offline: false,
+            late: Vec::new(),
+        });
     }
 
     let mut out = Outcome::default();
@@ -114,18 +141,39 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
         let n = rng.random_range(0..nodes.len());
         let roll: f64 = rng.random();
         if roll < 0.35 {
-            edit(&mut nodes[n], &data.technicians, &mut rng, seed, step, &mut out, &mut notes)?;
+            edit(
+                &mut nodes[n],
+                &data.technicians,
+                &mut rng,
+                seed,
+                step,
+                &mut out,
+                &mut notes,
+            )?;
         } else if roll < 0.72 {
             if nodes[n].offline {
                 continue;
             }
-            exchange(&hub, &mut nodes[n], n, &mut rng, faults, &mut out, &mut requests, &mut responses).map_err(|e| fail(seed, e))?;
+            exchange(
+                &hub,
+                &mut nodes[n],
+                n,
+                &mut rng,
+                faults,
+                &mut out,
+                &mut requests,
+                &mut responses,
+            )
+            .map_err(|e| fail(seed, e))?;
         } else if roll < 0.78 {
             let node = &mut nodes[n];
             if !node.late.is_empty() {
                 let i = rng.random_range(0..node.late.len());
                 let r = node.late.remove(i);
-                let a = node.replica.apply_response(&r).map_err(|e| fail(seed, format!("late response: {e}")))?;
+                let a = node
+                    .replica
+                    .apply_response(&r)
+                    .map_err(|e| fail(seed, format!("late response: {e}")))?;
                 out.stale_ignored += usize::from(a.stale);
             }
         } else if roll < 0.83 {
@@ -135,7 +183,11 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
         } else if roll < 0.90 {
             nodes[n].offline = !nodes[n].offline;
         } else if roll < 0.94 {
-            let eff = hub.engine.borrow_mut().compact(server_clock.now()).map_err(|e| fail(seed, e))?;
+            let eff = hub
+                .engine
+                .borrow_mut()
+                .compact(server_clock.now())
+                .map_err(|e| fail(seed, e))?;
             out.compactions += eff.len() / 2;
         } else if roll < 0.98 {
             // Device clocks drift both ways.
@@ -169,19 +221,32 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
     if server_state(&hub) != before_server {
         return Err(fail(seed, "re-delivering requests changed the server"));
     }
-    let before_clients: Vec<BTreeMap<DocId, Record>> = nodes.iter().map(|n| records(&n.replica)).collect::<Result<_, _>>().map_err(|e| fail(seed, e))?;
+    let before_clients: Vec<BTreeMap<DocId, Record>> = nodes
+        .iter()
+        .map(|n| records(&n.replica))
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(seed, e))?;
     for (i, r) in &responses {
-        nodes[*i].replica.apply_response(r).map_err(|e| fail(seed, format!("re-delivered response: {e}")))?;
+        nodes[*i]
+            .replica
+            .apply_response(r)
+            .map_err(|e| fail(seed, format!("re-delivered response: {e}")))?;
     }
     for (i, node) in nodes.iter().enumerate() {
         if records(&node.replica).map_err(|e| fail(seed, e))? != before_clients[i] {
-            return Err(fail(seed, format!("re-delivering responses changed replica {i}")));
+            return Err(fail(
+                seed,
+                format!("re-delivering responses changed replica {i}"),
+            ));
         }
     }
     settle(&mut nodes, seed)?;
     check(&hub, &nodes, &notes, seed)?;
     out.conflicts = hub.engine.borrow().conflicts().len();
-    out.rejections = nodes.iter().map(|n| n.replica.rejections().map(|r| r.len()).unwrap_or(0)).sum();
+    out.rejections = nodes
+        .iter()
+        .map(|n| n.replica.rejections().map(|r| r.len()).unwrap_or(0))
+        .sum();
     Ok(out)
 }
 
@@ -197,7 +262,10 @@ fn records(r: &Replica) -> Result<BTreeMap<DocId, Record>, ReplicaError> {
 
 fn server_state(hub: &Hub) -> (u64, BTreeMap<DocId, Record>) {
     let e = hub.engine.borrow();
-    let docs = e.doc_ids().filter_map(|d| e.record(d).map(|r| (d, r.clone()))).collect();
+    let docs = e
+        .doc_ids()
+        .filter_map(|d| e.record(d).map(|r| (d, r.clone())))
+        .collect();
     (e.stats().head_seq, docs)
 }
 
@@ -206,12 +274,18 @@ fn settle(nodes: &mut [Node], seed: u64) -> Result<(), String> {
         let mut quiet = true;
         for node in nodes.iter_mut() {
             let mut t = node.transport.clone();
-            let rep = node.replica.sync(&mut t).map_err(|e| fail(seed, format!("settling: {e}")))?;
+            let rep = node
+                .replica
+                .sync(&mut t)
+                .map_err(|e| fail(seed, format!("settling: {e}")))?;
             if rep.pushed + rep.snapshots + rep.changes + rep.evicted + rep.rejected > 0 {
                 quiet = false;
             }
         }
-        let pending: usize = nodes.iter().map(|n| n.replica.pending().map(|p| p.len()).unwrap_or(1)).sum();
+        let pending: usize = nodes
+            .iter()
+            .map(|n| n.replica.pending().map(|p| p.len()).unwrap_or(1))
+            .sum();
         if quiet && pending == 0 {
             return Ok(());
         }
@@ -222,24 +296,60 @@ fn settle(nodes: &mut [Node], seed: u64) -> Result<(), String> {
 fn check(hub: &Hub, nodes: &[Node], notes: &[(DocId, String)], seed: u64) -> Result<(), String> {
     let engine = hub.engine.borrow();
     for (i, node) in nodes.iter().enumerate() {
-        let held: BTreeSet<DocId> = node.replica.doc_ids().map_err(|e| fail(seed, e))?.into_iter().map(|(d, _)| d).collect();
-        let scope: BTreeSet<DocId> = engine.scope(node.subject, hub.today()).into_iter().collect();
+        let held: BTreeSet<DocId> = node
+            .replica
+            .doc_ids()
+            .map_err(|e| fail(seed, e))?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        let scope: BTreeSet<DocId> = engine
+            .scope(node.subject, hub.today())
+            .into_iter()
+            .collect();
         if held != scope {
             let extra: Vec<_> = held.difference(&scope).take(3).collect();
             let missing: Vec<_> = scope.difference(&held).take(3).collect();
-            return Err(fail(seed, format!("replica {i} holds {} docs, scope has {} (extra {extra:?}, missing {missing:?})", held.len(), scope.len())));
+            return Err(fail(
+                seed,
+                format!(
+                    "replica {i} holds {} docs, scope has {} (extra {extra:?}, missing {missing:?})",
+                    held.len(),
+                    scope.len()
+                ),
+            ));
         }
         for d in &held {
             let mine = node.replica.record(*d).map_err(|e| fail(seed, e))?;
             if mine.as_ref() != engine.record(*d) {
-                return Err(fail(seed, format!("replica {i} disagrees with the server on {d}:\n  replica {mine:?}\n  server  {:?}", engine.record(*d))));
+                return Err(fail(
+                    seed,
+                    format!(
+                        "replica {i} disagrees with the server on {d}:\n  replica {mine:?}\n  server  {:?}",
+                        engine.record(*d)
+                    ),
+                ));
             }
         }
         // The conflict inbox agrees with the server for what the replica holds.
-        let mine: BTreeSet<(DocId, String)> = node.replica.conflicts().map_err(|e| fail(seed, e))?.into_iter().map(|c| (c.doc, c.field)).collect();
-        let theirs: BTreeSet<(DocId, String)> = engine.conflicts().into_iter().filter(|(d, _)| held.contains(d)).map(|(d, c)| (d, c.field)).collect();
+        let mine: BTreeSet<(DocId, String)> = node
+            .replica
+            .conflicts()
+            .map_err(|e| fail(seed, e))?
+            .into_iter()
+            .map(|c| (c.doc, c.field))
+            .collect();
+        let theirs: BTreeSet<(DocId, String)> = engine
+            .conflicts()
+            .into_iter()
+            .filter(|(d, _)| held.contains(d))
+            .map(|(d, c)| (d, c.field))
+            .collect();
         if mine != theirs {
-            return Err(fail(seed, format!("replica {i} lists conflicts {mine:?}, server {theirs:?}")));
+            return Err(fail(
+                seed,
+                format!("replica {i} lists conflicts {mine:?}, server {theirs:?}"),
+            ));
         }
         let _ = node.author;
     }
@@ -248,7 +358,11 @@ fn check(hub: &Hub, nodes: &[Node], notes: &[(DocId, String)], seed: u64) -> Res
         let found = engine
             .record(*job)
             .and_then(|r| r.items("notes"))
-            .is_some_and(|items| items.values().any(|it| it.get("text") == Some(&Scalar::str(text.clone()))));
+            .is_some_and(|items| {
+                items
+                    .values()
+                    .any(|it| it.get("text") == Some(&Scalar::str(text.clone())))
+            });
         if !found {
             return Err(fail(seed, format!("note {text:?} on job {job} was lost")));
         }
@@ -268,7 +382,10 @@ fn exchange(
     responses: &mut Vec<(usize, SyncResponse)>,
 ) -> Result<(), String> {
     out.exchanges += 1;
-    let req = node.replica.sync_request("sim").map_err(|e| e.to_string())?;
+    let req = node
+        .replica
+        .sync_request("sim")
+        .map_err(|e| e.to_string())?;
     let frame = protocol::encode(&Message::Request(req));
     requests.push((node.author.device, frame.clone()));
     if rng.random_bool(faults.drop) {
@@ -295,7 +412,10 @@ fn exchange(
         }
         return Ok(());
     }
-    let a = node.replica.apply_response(&resp).map_err(|e| format!("applying a response: {e}"))?;
+    let a = node
+        .replica
+        .apply_response(&resp)
+        .map_err(|e| format!("applying a response: {e}"))?;
     out.stale_ignored += usize::from(a.stale);
     Ok(())
 }
@@ -310,13 +430,18 @@ fn edit(
     notes: &mut Vec<(DocId, String)>,
 ) -> Result<(), String> {
     let jobs = jobs_held(&node.replica).map_err(|e| fail(seed, e))?;
-    let Some(&jid) = jobs.choose(rng) else { return Ok(()) };
-    let Some(current) = job(&node.replica, jid).map_err(|e| fail(seed, e))? else { return Ok(()) };
+    let Some(&jid) = jobs.choose(rng) else {
+        return Ok(());
+    };
+    let Some(current) = job(&node.replica, jid).map_err(|e| fail(seed, e))? else {
+        return Ok(());
+    };
     let r = &mut node.replica;
     let result: Result<(), ReplicaError> = match (node.author.role, rng.random_range(0..6)) {
         (_, 0) => {
             let text = format!("note {seed}/{step}");
-            r.add_note(JobId(jid), &text).map(|_| notes.push((jid, text)))
+            r.add_note(JobId(jid), &text)
+                .map(|_| notes.push((jid, text)))
         }
         (_, 1) => {
             let to = *JobStatus::ALL.choose(rng).unwrap_or(&JobStatus::EnRoute);
@@ -336,7 +461,11 @@ fn edit(
         (Role::Technician, 3) => {
             let at = node.clock.now();
             r.update::<DispatchJob>(jid, |j| {
-                j.signature = Some(Signature { signer: "Client".into(), signed_at: at, image_sha256: format!("{:x}", at.0) });
+                j.signature = Some(Signature {
+                    signer: "Client".into(),
+                    signed_at: at,
+                    image_sha256: format!("{:x}", at.0),
+                });
                 Ok(())
             })
             .map(|_| ())
@@ -358,11 +487,23 @@ fn edit(
             }
         }
         (Role::Technician, _) => {
-            let eq: Vec<DocId> = r.doc_ids().map_err(|e| fail(seed, e))?.into_iter().filter(|(_, k)| *k == EntityKind::Equipment).map(|(d, _)| d).collect();
+            let eq: Vec<DocId> = r
+                .doc_ids()
+                .map_err(|e| fail(seed, e))?
+                .into_iter()
+                .filter(|(_, k)| *k == EntityKind::Equipment)
+                .map(|(d, _)| d)
+                .collect();
             match eq.choose(rng) {
                 Some(&e) => r
                     .update::<ServiceEquipment>(EquipmentId(e).doc(), |q| {
-                        q.status = *[EquipmentStatus::Active, EquipmentStatus::Defectueux, EquipmentStatus::Retourne].choose(rng).unwrap_or(&EquipmentStatus::Active);
+                        q.status = *[
+                            EquipmentStatus::Active,
+                            EquipmentStatus::Defectueux,
+                            EquipmentStatus::Retourne,
+                        ]
+                        .choose(rng)
+                        .unwrap_or(&EquipmentStatus::Active);
                         Ok(())
                     })
                     .map(|_| ()),
@@ -390,7 +531,9 @@ fn edit(
             })
             .map(|_| ())
         }
-        _ => r.set_job_status(JobId(jid), JobStatus::Cancelled).map(|_| ()),
+        _ => r
+            .set_job_status(JobId(jid), JobStatus::Cancelled)
+            .map(|_| ()),
     };
     match result {
         Ok(()) => out.edits += 1,

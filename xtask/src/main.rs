@@ -1,1 +1,41 @@
-fn main() {}
+//! Project automation.
+//!
+//! * `cargo xtask bench core` — replica and sync-core benchmarks (release build), one
+//!   `name: value unit` line per figure.
+//! * `cargo xtask demo` — runs what exists of the product on its embedded default: an in-process
+//!   sync server with a generated Québec data set, a technician and a dispatcher replica on disk.
+
+// A command-line tool: printing its figures and messages is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+mod bench;
+mod demo;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["bench", "core"] => bench::core(),
+        ["bench", area] => Err(anyhow::anyhow!(
+            "unknown bench area `{area}` (available: core)"
+        )),
+        ["bench-client", frames] => bench::client_child(frames),
+        ["demo"] => demo::run(),
+        _ => Err(anyhow::anyhow!(
+            "usage: cargo xtask bench core | cargo xtask demo"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

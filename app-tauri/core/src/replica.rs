@@ -35,11 +35,18 @@ pub enum ReplicaError {
     #[error("not allowed: {0}")]
     Denied(#[from] auth::Denied),
     #[error("stored document {id} is unreadable: {source}")]
-    Corrupt { id: DocId, source: CrdtError },
+    Corrupt { id: DocId, source: Box<CrdtError> },
     #[error("sync data refused: {0}")]
     BadSyncData(String),
     #[error("an entity with id {0} already exists")]
     Exists(DocId),
+}
+
+fn corrupt(id: DocId) -> impl FnOnce(CrdtError) -> ReplicaError {
+    move |source| ReplicaError::Corrupt {
+        id,
+        source: Box::new(source),
+    }
 }
 
 /// A stored document with its kind and epoch.
@@ -59,7 +66,9 @@ pub struct Replica {
 
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replica").field("author", &self.author).finish_non_exhaustive()
+        f.debug_struct("Replica")
+            .field("author", &self.author)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,12 +77,15 @@ pub(crate) fn id_blob(id: DocId) -> [u8; 16] {
 }
 
 pub(crate) fn blob_id(b: &[u8]) -> Result<DocId, rusqlite::Error> {
-    let a: [u8; 16] = b.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))?;
+    let a: [u8; 16] = b.try_into().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob)
+    })?;
     Ok(DocId::from_bytes(a))
 }
 
 pub(crate) fn kind_of(s: &str) -> Result<EntityKind, ReplicaError> {
-    EntityKind::parse(s).ok_or_else(|| ReplicaError::BadSyncData(format!("unknown entity kind `{s}`")))
+    EntityKind::parse(s)
+        .ok_or_else(|| ReplicaError::BadSyncData(format!("unknown entity kind `{s}`")))
 }
 
 pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
@@ -82,7 +94,8 @@ pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
 }
 
 pub(crate) fn decode_record(b: &[u8]) -> Result<Record, ReplicaError> {
-    postcard::from_bytes(b).map_err(|e| ReplicaError::BadSyncData(format!("stored record unreadable: {e}")))
+    postcard::from_bytes(b)
+        .map_err(|e| ReplicaError::BadSyncData(format!("stored record unreadable: {e}")))
 }
 
 impl Replica {
@@ -92,23 +105,40 @@ impl Replica {
     }
 
     /// An in-memory replica (tests, simulation). `seed` makes generated ids reproducible.
-    pub fn open_in_memory(author: Author, clock: Arc<dyn Clock>, seed: Option<u64>) -> Result<Self, ReplicaError> {
+    pub fn open_in_memory(
+        author: Author,
+        clock: Arc<dyn Clock>,
+        seed: Option<u64>,
+    ) -> Result<Self, ReplicaError> {
         Self::init(Connection::open_in_memory()?, author, clock, seed)
     }
 
-    fn init(conn: Connection, author: Author, clock: Arc<dyn Clock>, seed: Option<u64>) -> Result<Self, ReplicaError> {
+    fn init(
+        conn: Connection,
+        author: Author,
+        clock: Arc<dyn Clock>,
+        seed: Option<u64>,
+    ) -> Result<Self, ReplicaError> {
         // WAL with synchronous=NORMAL: a committed transaction survives the app being killed
         // (it is in the WAL before COMMIT returns); only an OS crash can lose the last commits.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "cache_size", -16_000)?;
+        // Checkpoints happen after each sync (an idle moment), not in the middle of a user's edit;
+        // this limit only bounds the WAL if a device never syncs.
+        conn.pragma_update(None, "wal_autocheckpoint", 8_000)?;
         conn.execute_batch(include_str!("replica/schema.sql"))?;
         let rng = match seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
-        Ok(Self { conn, author, clock, rng })
+        Ok(Self {
+            conn,
+            author,
+            clock,
+            rng,
+        })
     }
 
     pub fn author(&self) -> Author {
@@ -122,13 +152,31 @@ impl Replica {
         DocId::new_v7(self.clock.now(), r)
     }
 
-    pub(crate) fn load_stored(tx: &Connection, id: DocId) -> Result<Option<StoredDoc>, ReplicaError> {
+    pub(crate) fn load_stored(
+        tx: &Connection,
+        id: DocId,
+    ) -> Result<Option<StoredDoc>, ReplicaError> {
         let row = tx
-            .query_row("SELECT kind, epoch, bytes FROM docs WHERE id = ?1", [id_blob(id)], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, Vec<u8>>(2)?))
-            })
+            .query_row(
+                "SELECT kind, epoch, bytes FROM docs WHERE id = ?1",
+                [id_blob(id)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )
             .optional()?;
-        row.map(|(k, epoch, bytes)| Ok(StoredDoc { kind: kind_of(&k)?, epoch, bytes })).transpose()
+        row.map(|(k, epoch, bytes)| {
+            Ok(StoredDoc {
+                kind: kind_of(&k)?,
+                epoch,
+                bytes,
+            })
+        })
+        .transpose()
     }
 
     /// Writes a document's bytes, its materialized rows and conflicts.
@@ -146,13 +194,25 @@ impl Replica {
              ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, epoch = excluded.epoch,
                bytes = excluded.bytes, record = excluded.record",
         )?
-        .execute(params![id_blob(id), kind.as_str(), epoch, bytes, encode_record(record)])?;
+        .execute(params![
+            id_blob(id),
+            kind.as_str(),
+            epoch,
+            bytes,
+            encode_record(record)
+        ])?;
         materialize::rows(tx, id, kind, record)?;
         materialize::conflicts(tx, id, conflicts)?;
         Ok(())
     }
 
-    fn queue(tx: &Transaction<'_>, id: DocId, kind: EntityKind, epoch: u32, change: &[u8]) -> Result<(), ReplicaError> {
+    fn queue(
+        tx: &Transaction<'_>,
+        id: DocId,
+        kind: EntityKind,
+        epoch: u32,
+        change: &[u8],
+    ) -> Result<(), ReplicaError> {
         tx.prepare_cached("INSERT INTO outbox (doc, kind, epoch, change) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![id_blob(id), kind.as_str(), epoch, change])?;
         Ok(())
@@ -163,12 +223,16 @@ impl Replica {
         let id = entity.doc_id();
         let kind = entity.kind();
         if !auth::may_create(kind, self.author.role) {
-            return Err(auth::Denied::Create { kind, role: self.author.role }.into());
+            return Err(auth::Denied::Create {
+                kind,
+                role: self.author.role,
+            }
+            .into());
         }
         let record = entity.to_record();
         AnyEntity::from_record(kind, id, &record)?;
         let now = self.clock.now();
-        let (doc, change) = crdt::create(kind, &self.author, now, &record).map_err(|source| ReplicaError::Corrupt { id, source })?;
+        let (doc, change) = crdt::create(kind, &self.author, now, &record).map_err(corrupt(id))?;
         let tx = self.conn.transaction()?;
         if Self::load_stored(&tx, id)?.is_some() {
             return Err(ReplicaError::Exists(id));
@@ -182,13 +246,19 @@ impl Replica {
 
     /// Edits one entity: reads it, lets `edit` change it, checks the result is valid and allowed
     /// for this device's role, and commits change, rows and outbox entry in one transaction.
-    pub fn update<E: Entity>(&mut self, id: DocId, edit: impl FnOnce(&mut E) -> Result<(), ReplicaError>) -> Result<E, ReplicaError> {
+    pub fn update<E: Entity>(
+        &mut self,
+        id: DocId,
+        edit: impl FnOnce(&mut E) -> Result<(), ReplicaError>,
+    ) -> Result<E, ReplicaError> {
         let kind = E::SCHEMA.kind;
         let now = self.clock.now();
         let author = self.author;
         let tx = self.conn.transaction()?;
-        let stored = Self::load_stored(&tx, id)?.filter(|s| s.kind == kind).ok_or(ReplicaError::NotFound { kind, id })?;
-        let mut doc = crdt::load(&stored.bytes).map_err(|source| ReplicaError::Corrupt { id, source })?;
+        let stored = Self::load_stored(&tx, id)?
+            .filter(|s| s.kind == kind)
+            .ok_or(ReplicaError::NotFound { kind, id })?;
+        let mut doc = crdt::load(&stored.bytes).map_err(corrupt(id))?;
         let before = crdt::read(&doc, kind).record;
         let mut entity = E::from_record(id, &before)?;
         edit(&mut entity)?;
@@ -198,13 +268,24 @@ impl Replica {
             after.fields.entry(k.clone()).or_insert_with(|| v.clone());
         }
         let entity = E::from_record(id, &after)?;
-        if let Some(d) = auth::check(kind, author.role, Some(&before), &after).into_iter().next() {
+        if let Some(d) = auth::check(kind, author.role, Some(&before), &after)
+            .into_iter()
+            .next()
+        {
             return Err(d.into());
         }
         let changes = before.diff(&after);
-        if let Some(change) = crdt::write(&mut doc, &author, now, &changes).map_err(|source| ReplicaError::Corrupt { id, source })? {
+        if let Some(change) = crdt::write(&mut doc, &author, now, &changes).map_err(corrupt(id))? {
             let m = crdt::read(&doc, kind);
-            Self::store_doc(&tx, id, kind, stored.epoch, &doc.save(), &m.record, &m.conflicts)?;
+            Self::store_doc(
+                &tx,
+                id,
+                kind,
+                stored.epoch,
+                &doc.save(),
+                &m.record,
+                &m.conflicts,
+            )?;
             Self::queue(&tx, id, kind, stored.epoch, &change)?;
             tx.commit()?;
         }
@@ -212,11 +293,17 @@ impl Replica {
     }
 
     /// Moves a job along the state machine, recording actual start and end times on the way.
-    pub fn set_job_status(&mut self, job: JobId, to: JobStatus) -> Result<DispatchJob, ReplicaError> {
+    pub fn set_job_status(
+        &mut self,
+        job: JobId,
+        to: JobStatus,
+    ) -> Result<DispatchJob, ReplicaError> {
         let role = self.author.role;
         let now = self.clock.now();
         self.update::<DispatchJob>(job.doc(), |j| {
-            j.status.check_transition(to, role).map_err(auth::Denied::from)?;
+            j.status
+                .check_transition(to, role)
+                .map_err(auth::Denied::from)?;
             if to == JobStatus::OnSite && j.actual_start.is_none() {
                 j.actual_start = Some(now);
             }
@@ -237,9 +324,13 @@ impl Replica {
         let key = self.new_id().to_string();
         let at = self.clock.now();
         self.update::<DispatchJob>(job.doc(), |j| {
-            j.notes.push(Note { key, text: text.to_owned(), author: None, at });
+            j.notes.push(Note {
+                key,
+                text: text.to_owned(),
+                author: None,
+                at,
+            });
             Ok(())
         })
     }
 }
-

@@ -7,7 +7,8 @@ use rusqlite::{Transaction, params};
 use shared::crdt;
 use shared::ids::DocId;
 use shared::protocol::{
-    self, ClientHello, DecodeError, Message, RejectReason, Snapshot, SyncRefusal, SyncRequest, SyncResponse,
+    self, ClientHello, DecodeError, Message, RejectReason, Snapshot, SyncRefusal, SyncRequest,
+    SyncResponse,
 };
 use shared::sync::client::{self, OutboxEntry, SyncPoint};
 
@@ -57,7 +58,11 @@ pub struct Applied {
 }
 
 fn get_meta(tx: &rusqlite::Connection, key: &str) -> Result<u64, ReplicaError> {
-    let v = tx.query_row("SELECT coalesce((SELECT value FROM meta WHERE key = ?1), 0)", [key], |r| r.get::<_, i64>(0))?;
+    let v = tx.query_row(
+        "SELECT coalesce((SELECT value FROM meta WHERE key = ?1), 0)",
+        [key],
+        |r| r.get::<_, i64>(0),
+    )?;
     Ok(u64::try_from(v).unwrap_or(0))
 }
 
@@ -67,7 +72,10 @@ fn set_meta(tx: &Transaction<'_>, key: &str, v: u64) -> Result<(), ReplicaError>
     Ok(())
 }
 
-fn outbox_of(tx: &rusqlite::Connection, doc: Option<DocId>) -> Result<Vec<OutboxEntry>, ReplicaError> {
+fn outbox_of(
+    tx: &rusqlite::Connection,
+    doc: Option<DocId>,
+) -> Result<Vec<OutboxEntry>, ReplicaError> {
     let sql = if doc.is_some() {
         "SELECT seq, doc, kind, epoch, change FROM outbox WHERE doc = ?1 ORDER BY seq"
     } else {
@@ -75,18 +83,40 @@ fn outbox_of(tx: &rusqlite::Connection, doc: Option<DocId>) -> Result<Vec<Outbox
     };
     let mut st = tx.prepare_cached(sql)?;
     let rows = st.query_map([doc.map(id_blob)], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?, r.get::<_, Vec<u8>>(4)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, u32>(3)?,
+            r.get::<_, Vec<u8>>(4)?,
+        ))
     })?;
     rows.map(|r| {
         let (seq, d, kind, epoch, change) = r?;
-        Ok(OutboxEntry { seq: u64::try_from(seq).unwrap_or(0), doc: blob_id(&d)?, kind: kind_of(&kind)?, epoch, change })
+        Ok(OutboxEntry {
+            seq: u64::try_from(seq).unwrap_or(0),
+            doc: blob_id(&d)?,
+            kind: kind_of(&kind)?,
+            epoch,
+            change,
+        })
     })
     .collect()
 }
 
 impl Replica {
     pub fn sync_point(&self) -> Result<SyncPoint, ReplicaError> {
-        Ok(SyncPoint { cursor: get_meta(&self.conn, "cursor")?, token: get_meta(&self.conn, "token")? })
+        Ok(SyncPoint {
+            cursor: get_meta(&self.conn, "cursor")?,
+            token: get_meta(&self.conn, "token")?,
+        })
+    }
+
+    /// Moves committed WAL pages into the database file (safe at any time; never blocks writers).
+    pub fn checkpoint(&self) -> Result<(), ReplicaError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Local changes waiting for the server.
@@ -96,8 +126,15 @@ impl Replica {
 
     /// The request for the next exchange.
     pub fn sync_request(&self, app_version: &str) -> Result<SyncRequest, ReplicaError> {
-        let hello = ClientHello { author: self.author, app_version: app_version.to_owned() };
-        Ok(client::build_request(hello, self.sync_point()?, &self.pending()?))
+        let hello = ClientHello {
+            author: self.author,
+            app_version: app_version.to_owned(),
+        };
+        Ok(client::build_request(
+            hello,
+            self.sync_point()?,
+            &self.pending()?,
+        ))
     }
 
     /// Syncs until the server has nothing more, through `transport`.
@@ -114,7 +151,9 @@ impl Replica {
             let resp = match protocol::decode(&answer)? {
                 Message::Response(r) => r,
                 Message::Refused(r) => return Err(TransportError::Refused(r)),
-                Message::Request(_) => return Err(DecodeError::Malformed("server sent a request".into()).into()),
+                Message::Request(_) => {
+                    return Err(DecodeError::Malformed("server sent a request".into()).into());
+                }
             };
             let a = self.apply_response(&resp)?;
             report.pushed += pushed;
@@ -123,6 +162,8 @@ impl Replica {
             report.evicted += a.evicted;
             report.rejected += a.rejected;
             if a.stale || !a.more {
+                // Fold the WAL back into the database now rather than during a later edit.
+                self.checkpoint()?;
                 return Ok(report);
             }
         }
@@ -132,12 +173,18 @@ impl Replica {
     /// response with corrupt data is refused whole and changes nothing.
     pub fn apply_response(&mut self, resp: &SyncResponse) -> Result<Applied, ReplicaError> {
         let Ok(next) = client::accept(self.sync_point()?, resp) else {
-            return Ok(Applied { stale: true, ..Applied::default() });
+            return Ok(Applied {
+                stale: true,
+                ..Applied::default()
+            });
         };
         let now = self.clock.now();
         let author = self.author;
         let tx = self.conn.transaction()?;
-        let mut out = Applied { more: resp.more, ..Applied::default() };
+        let mut out = Applied {
+            more: resp.more,
+            ..Applied::default()
+        };
 
         for rej in &resp.rejected {
             out.rejected += 1;
@@ -154,11 +201,17 @@ impl Replica {
                             }
                         }
                     }
-                    tx.execute("INSERT INTO rejections (doc, reason, at) VALUES (?1, ?2, ?3)", params![id_blob(rej.doc), reason, now.0])?;
+                    tx.execute(
+                        "INSERT INTO rejections (doc, reason, at) VALUES (?1, ?2, ?3)",
+                        params![id_blob(rej.doc), reason, now.0],
+                    )?;
                 }
             }
         }
-        tx.execute("DELETE FROM outbox WHERE seq <= ?1", [i64::try_from(resp.acked_outbox).unwrap_or(i64::MAX)])?;
+        tx.execute(
+            "DELETE FROM outbox WHERE seq <= ?1",
+            [i64::try_from(resp.acked_outbox).unwrap_or(i64::MAX)],
+        )?;
 
         if resp.full_resync {
             tx.execute("DELETE FROM resync_pending", [])?;
@@ -167,19 +220,26 @@ impl Replica {
         for snap in &resp.snapshots {
             out.snapshots += 1;
             merge_snapshot(&tx, &author, now, snap)?;
-            tx.prepare_cached("DELETE FROM resync_pending WHERE id = ?1")?.execute([id_blob(snap.doc)])?;
+            tx.prepare_cached("DELETE FROM resync_pending WHERE id = ?1")?
+                .execute([id_blob(snap.doc)])?;
         }
         if !resp.more {
             // A full resync is complete: what the server did not send again is out of scope.
-            tx.execute("INSERT OR IGNORE INTO evict_pending (id) SELECT id FROM resync_pending", [])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO evict_pending (id) SELECT id FROM resync_pending",
+                [],
+            )?;
             tx.execute("DELETE FROM resync_pending", [])?;
         }
         for dc in &resp.changes {
-            let Some(stored) = Replica::load_stored(&tx, dc.doc)? else { continue };
+            let Some(stored) = Replica::load_stored(&tx, dc.doc)? else {
+                continue;
+            };
             if stored.epoch != dc.epoch || stored.kind != dc.kind {
                 continue; // a snapshot of the new epoch is on its way
             }
-            let mut doc = crdt::load(&stored.bytes).map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
+            let mut doc = crdt::load(&stored.bytes)
+                .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
             let changes = dc
                 .changes
                 .iter()
@@ -187,13 +247,25 @@ impl Replica {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
             out.changes += changes.len() as u64;
-            crdt::apply(&mut doc, changes).map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
+            crdt::apply(&mut doc, changes)
+                .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
             let m = crdt::read(&doc, dc.kind);
-            Replica::store_doc(&tx, dc.doc, dc.kind, dc.epoch, &doc.save(), &m.record, &m.conflicts)?;
+            Replica::store_doc(
+                &tx,
+                dc.doc,
+                dc.kind,
+                dc.epoch,
+                &doc.save(),
+                &m.record,
+                &m.conflicts,
+            )?;
         }
         for id in &resp.evict {
             out.evicted += 1;
-            tx.execute("INSERT OR IGNORE INTO evict_pending (id) VALUES (?1)", [id_blob(*id)])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO evict_pending (id) VALUES (?1)",
+                [id_blob(*id)],
+            )?;
         }
         // Evict what left the scope, keeping documents whose local changes are not yet on the server.
         let ready: Vec<(Vec<u8>, String)> = tx
@@ -213,12 +285,20 @@ impl Replica {
 
 /// Stores a snapshot in place of whatever the replica had.
 fn replace(tx: &Transaction<'_>, s: &Snapshot) -> Result<(), ReplicaError> {
-    if let Some(old) = Replica::load_stored(tx, s.doc)? {
-        if old.kind != s.kind {
-            mat::remove(tx, s.doc, old.kind)?;
-        }
+    if let Some(old) = Replica::load_stored(tx, s.doc)?
+        && old.kind != s.kind
+    {
+        mat::remove(tx, s.doc, old.kind)?;
     }
-    Replica::store_doc(tx, s.doc, s.kind, s.epoch, &s.bytes, &s.record, &s.conflicts)?;
+    Replica::store_doc(
+        tx,
+        s.doc,
+        s.kind,
+        s.epoch,
+        &s.bytes,
+        &s.record,
+        &s.conflicts,
+    )?;
     Ok(())
 }
 
@@ -226,55 +306,99 @@ fn load_snapshot(s: &Snapshot) -> Result<Automerge, ReplicaError> {
     crdt::load(&s.bytes).map_err(|e| ReplicaError::BadSyncData(format!("snapshot {}: {e}", s.doc)))
 }
 
+/// The first bytes of every Automerge chunk.
+const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
 /// A snapshot for a document: new ones are stored as they come (no document load, which is what
 /// makes a first sync fast); known ones are merged, or rebased when the server compacted them.
-fn merge_snapshot(tx: &Transaction<'_>, author: &shared::ids::Author, now: shared::clock::Millis, s: &Snapshot) -> Result<(), ReplicaError> {
+fn merge_snapshot(
+    tx: &Transaction<'_>,
+    author: &shared::ids::Author,
+    now: shared::clock::Millis,
+    s: &Snapshot,
+) -> Result<(), ReplicaError> {
     let Some(local) = Replica::load_stored(tx, s.doc)? else {
-        if s.bytes.is_empty() {
-            return Err(ReplicaError::BadSyncData(format!("snapshot {} is empty", s.doc)));
+        // New documents are stored unloaded (that is what keeps a first sync fast), so at least
+        // check they are Automerge documents; deeper damage shows as a typed error on first edit.
+        if !s.bytes.starts_with(&AUTOMERGE_MAGIC) {
+            return Err(ReplicaError::BadSyncData(format!(
+                "snapshot {} is not an Automerge document",
+                s.doc
+            )));
         }
         return replace(tx, s);
     };
     if local.epoch != s.epoch || local.kind != s.kind {
         return rebase(tx, author, now, s);
     }
-    let mut doc = crdt::load(&local.bytes).map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
+    let mut doc = crdt::load(&local.bytes)
+        .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
     let mut theirs = load_snapshot(s)?;
-    doc.merge(&mut theirs).map_err(|e| ReplicaError::BadSyncData(format!("snapshot {}: {e}", s.doc)))?;
+    doc.merge(&mut theirs)
+        .map_err(|e| ReplicaError::BadSyncData(format!("snapshot {}: {e}", s.doc)))?;
     let m = crdt::read(&doc, s.kind);
-    Replica::store_doc(tx, s.doc, s.kind, s.epoch, &doc.save(), &m.record, &m.conflicts)
+    Replica::store_doc(
+        tx,
+        s.doc,
+        s.kind,
+        s.epoch,
+        &doc.save(),
+        &m.record,
+        &m.conflicts,
+    )
 }
 
 /// Moves local, unpushed edits of a document onto the server's compacted copy: the field changes
 /// they made (from the state they were based on) are written again on the snapshot, replacing the
 /// old outbox entries. Nothing the user saved is dropped.
-fn rebase(tx: &Transaction<'_>, author: &shared::ids::Author, now: shared::clock::Millis, s: &Snapshot) -> Result<(), ReplicaError> {
+fn rebase(
+    tx: &Transaction<'_>,
+    author: &shared::ids::Author,
+    now: shared::clock::Millis,
+    s: &Snapshot,
+) -> Result<(), ReplicaError> {
     let pending = outbox_of(tx, Some(s.doc))?;
     let local = Replica::load_stored(tx, s.doc)?;
     let (Some(local), false) = (local, pending.is_empty()) else {
         return replace(tx, s);
     };
-    let old = crdt::load(&local.bytes).map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
+    let old = crdt::load(&local.bytes)
+        .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
     let mut mine: HashSet<ChangeHash> = HashSet::new();
     let mut deps: Vec<ChangeHash> = Vec::new();
     for e in &pending {
-        let c = crdt::decode_change(&e.change).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
+        let c =
+            crdt::decode_change(&e.change).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
         mine.insert(c.hash());
         deps.extend(c.deps().iter().copied());
     }
     deps.retain(|h| !mine.contains(h));
     deps.sort_unstable();
     deps.dedup();
-    let base = old.fork_at(&deps).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
-    let edits = crdt::read(&base, local.kind).record.diff(&crdt::read(&old, local.kind).record);
+    let base = old
+        .fork_at(&deps)
+        .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
+    let edits = crdt::read(&base, local.kind)
+        .record
+        .diff(&crdt::read(&old, local.kind).record);
     let mut doc = load_snapshot(s)?;
     tx.execute("DELETE FROM outbox WHERE doc = ?1", [id_blob(s.doc)])?;
-    if let Some(change) = crdt::write(&mut doc, author, now, &edits).map_err(|e| ReplicaError::BadSyncData(e.to_string()))? {
+    if let Some(change) = crdt::write(&mut doc, author, now, &edits)
+        .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?
+    {
         tx.execute(
             "INSERT INTO outbox (doc, kind, epoch, change) VALUES (?1, ?2, ?3, ?4)",
             params![id_blob(s.doc), s.kind.as_str(), s.epoch, change],
         )?;
     }
     let m = crdt::read(&doc, s.kind);
-    Replica::store_doc(tx, s.doc, s.kind, s.epoch, &doc.save(), &m.record, &m.conflicts)
+    Replica::store_doc(
+        tx,
+        s.doc,
+        s.kind,
+        s.epoch,
+        &doc.save(),
+        &m.record,
+        &m.conflicts,
+    )
 }

@@ -25,7 +25,10 @@ fn tech(n: u128, level: u8, home_km_east: f64) -> DispatchTechnician {
         weekly: WeeklySchedule([day, day, day, day, day, None, None]),
         extra_shifts: vec![],
         absences: vec![],
-        skills: vec![TagLevel { tag: FIBRE, level: Level::new(level).unwrap() }],
+        skills: vec![TagLevel {
+            tag: FIBRE,
+            level: Level::new(level).unwrap(),
+        }],
     }
 }
 
@@ -39,7 +42,10 @@ fn job(n: u128, hour: u32, needs: u8) -> DispatchJob {
         description: String::new(),
         technician: None,
         assistants: vec![],
-        required_tags: vec![TagRequirement { tag: FIBRE, level: Level::new(needs).unwrap() }],
+        required_tags: vec![TagRequirement {
+            tag: FIBRE,
+            level: Level::new(needs).unwrap(),
+        }],
         date: MONDAY.parse::<NaiveDate>().unwrap(),
         start: Some(t(hour)),
         duration_min: 120,
@@ -60,7 +66,11 @@ fn job(n: u128, hour: u32, needs: u8) -> DispatchJob {
     }
 }
 
-fn rank(job: &DispatchJob, techs: &[DispatchTechnician], booked: &[DispatchJob]) -> Vec<(u128, bool)> {
+fn rank(
+    job: &DispatchJob,
+    techs: &[DispatchTechnician],
+    booked: &[DispatchJob],
+) -> Vec<(u128, bool)> {
     let dest = GeoPoint::new(45.5, -73.6).ok();
     suggest(job, techs, booked, |t| t.home, dest)
         .into_iter()
@@ -70,21 +80,42 @@ fn rank(job: &DispatchJob, techs: &[DispatchTechnician], booked: &[DispatchJob])
 
 #[test]
 fn lowest_adequate_skill_first_then_distance() {
-    let techs = [tech(1, 5, 1.0), tech(2, 3, 20.0), tech(3, 3, 5.0), tech(4, 2, 0.0)];
-    assert_eq!(rank(&job(9, 9, 3), &techs, &[]), vec![(3, true), (2, true), (1, true), (4, false)]);
+    let techs = [
+        tech(1, 5, 1.0),
+        tech(2, 3, 20.0),
+        tech(3, 3, 5.0),
+        tech(4, 2, 0.0),
+    ];
+    assert_eq!(
+        rank(&job(9, 9, 3), &techs, &[]),
+        vec![(3, true), (2, true), (1, true), (4, false)]
+    );
 }
 
 #[test]
 fn schedule_absence_and_overlap_exclude() {
     let mut away = tech(1, 3, 0.0);
-    away.absences.push(Absence { from: MONDAY.parse().unwrap(), to: MONDAY.parse().unwrap(), reason: "congé".into() });
+    away.absences.push(Absence {
+        from: MONDAY.parse().unwrap(),
+        to: MONDAY.parse().unwrap(),
+        reason: "congé".into(),
+    });
     let late = job(9, 16, 1); // 16:00–18:00 runs past the 17:00 end of shift
     assert_eq!(rank(&late, &[tech(2, 3, 0.0)], &[]), vec![(2, false)]);
     let mut busy_job = job(8, 10, 1);
     busy_job.technician = Some(TechnicianId(DocId::from_u128(3)));
-    let s = suggest(&job(9, 9, 1), &[away, tech(3, 3, 0.0), tech(4, 3, 9.0)], &[busy_job], |t| t.home, None);
+    let s = suggest(
+        &job(9, 9, 1),
+        &[away, tech(3, 3, 0.0), tech(4, 3, 9.0)],
+        &[busy_job],
+        |t| t.home,
+        None,
+    );
     assert!(s[0].eligible && s[0].technician.0.as_uuid().as_u128() == 4);
     assert!(s.iter().any(|x| x.reasons.contains(&Reason::Absent)));
-    assert!(s.iter().any(|x| x.reasons.iter().any(|r| matches!(r, Reason::Busy { .. }))));
+    assert!(
+        s.iter()
+            .any(|x| x.reasons.iter().any(|r| matches!(r, Reason::Busy { .. })))
+    );
     let _ = Millis(0);
 }

@@ -9,8 +9,8 @@ use super::{
     Serial, Vlan, ensure_collections, put_item,
 };
 use crate::ids::{CustomerId, DocId, LocationId, TagId};
-use crate::record::{Policy::*, Record, Scalar, Schema, Writers::*, c, f};
 use crate::record::EntityKind;
+use crate::record::{Policy::*, Record, Scalar, Schema, Writers::*, c, f};
 
 str_enum!(
     /// Individual or company, as ERPNext's `customer_type`.
@@ -60,8 +60,14 @@ impl Entity for Customer {
     fn write(&self, r: &mut Record) {
         r.set("name", Scalar::str(self.name.as_str()));
         r.set("kind", Scalar::str(self.kind.as_str()));
-        r.set("phone", Scalar::opt_str(self.phone.as_ref().map(Phone::as_str)));
-        r.set("email", Scalar::opt_str(self.email.as_ref().map(Email::as_str)));
+        r.set(
+            "phone",
+            Scalar::opt_str(self.phone.as_ref().map(Phone::as_str)),
+        );
+        r.set(
+            "email",
+            Scalar::opt_str(self.email.as_ref().map(Email::as_str)),
+        );
         r.set("language", Scalar::str(self.language.as_str()));
         r.set("stripe_id", Scalar::opt_str(self.stripe_id.clone()));
         r.set("is_commercial", Scalar::Bool(self.is_commercial));
@@ -94,23 +100,36 @@ pub struct Address {
 }
 
 impl Address {
-    pub fn parse(line1: &str, city: &str, province: &str, postal: &str) -> Result<Self, ModelError> {
+    pub fn parse(
+        line1: &str,
+        city: &str,
+        province: &str,
+        postal: &str,
+    ) -> Result<Self, ModelError> {
         let p = province.trim().to_ascii_uppercase();
-        const PROVINCES: [&str; 13] =
-            ["AB", "BC", "MB", "NB", "NL", "NS", "NT", "NU", "ON", "PE", "QC", "SK", "YT"];
+        const PROVINCES: [&str; 13] = [
+            "AB", "BC", "MB", "NB", "NL", "NS", "NT", "NU", "ON", "PE", "QC", "SK", "YT",
+        ];
         if !PROVINCES.contains(&p.as_str()) {
-            return Err(ModelError::new("province", format!("`{province}` is not a Canadian province code")));
+            return Err(ModelError::new(
+                "province",
+                format!("`{province}` is not a Canadian province code"),
+            ));
         }
         Ok(Self {
             line1: Name::parse(line1).map_err(|e| ModelError::new("address_line1", e))?,
             city: Name::parse(city).map_err(|e| ModelError::new("city", e))?,
             province: p,
-            postal_code: PostalCode::parse(postal).map_err(|e| ModelError::new("postal_code", e))?,
+            postal_code: PostalCode::parse(postal)
+                .map_err(|e| ModelError::new("postal_code", e))?,
         })
     }
     /// One line for lists and search.
     pub fn one_line(&self) -> String {
-        format!("{}, {} {} {}", self.line1, self.city, self.province, self.postal_code)
+        format!(
+            "{}, {} {} {}",
+            self.line1, self.city, self.province, self.postal_code
+        )
     }
 }
 
@@ -165,18 +184,36 @@ impl Entity for ServiceLocation {
         r.set("address_line1", Scalar::str(self.address.line1.as_str()));
         r.set("city", Scalar::str(self.address.city.as_str()));
         r.set("province", Scalar::str(&self.address.province));
-        r.set("postal_code", Scalar::str(self.address.postal_code.as_str()));
+        r.set(
+            "postal_code",
+            Scalar::str(self.address.postal_code.as_str()),
+        );
         r.set("gps", Scalar::opt_str(self.gps.map(|g| g.to_string())));
-        r.set("olt_port", Scalar::opt_str(self.olt_port.as_ref().map(OltPort::as_str)));
-        r.set("vlan", self.vlan.map_or(Scalar::Null, |v| Scalar::Int(v.get().into())));
+        r.set(
+            "olt_port",
+            Scalar::opt_str(self.olt_port.as_ref().map(OltPort::as_str)),
+        );
+        r.set(
+            "vlan",
+            self.vlan
+                .map_or(Scalar::Null, |v| Scalar::Int(v.get().into())),
+        );
         r.set("network_notes", Scalar::str(&self.network_notes));
         ensure_collections(r, &["contacts"]);
         for ct in &self.contacts {
-            put_item(r, "contacts", &ct.key, &[
-                ("name", Scalar::str(ct.name.as_str())),
-                ("phone", Scalar::opt_str(ct.phone.as_ref().map(Phone::as_str))),
-                ("role", Scalar::opt_str(ct.role.clone())),
-            ]);
+            put_item(
+                r,
+                "contacts",
+                &ct.key,
+                &[
+                    ("name", Scalar::str(ct.name.as_str())),
+                    (
+                        "phone",
+                        Scalar::opt_str(ct.phone.as_ref().map(Phone::as_str)),
+                    ),
+                    ("role", Scalar::opt_str(ct.role.clone())),
+                ],
+            );
         }
     }
     fn read(id: DocId, r: &Reader<'_>) -> Result<Self, ModelError> {
@@ -192,7 +229,11 @@ impl Entity for ServiceLocation {
             )?,
             gps: r.opt_parse("gps")?,
             olt_port: r.opt_parse("olt_port")?,
-            vlan: r.opt_int("vlan")?.map(Vlan::new).transpose().map_err(|e| ModelError::new("vlan", e))?,
+            vlan: r
+                .opt_int("vlan")?
+                .map(Vlan::new)
+                .transpose()
+                .map_err(|e| ModelError::new("vlan", e))?,
             network_notes: r.text_or_empty("network_notes")?,
             contacts: r.items("contacts", |key, it| {
                 Ok(Contact {
@@ -256,11 +297,17 @@ impl Entity for ServiceEquipment {
         self.erp_name.as_deref()
     }
     fn write(&self, r: &mut Record) {
-        r.set("location", Scalar::opt_str(self.location.map(|l| l.to_string())));
+        r.set(
+            "location",
+            Scalar::opt_str(self.location.map(|l| l.to_string())),
+        );
         r.set("kind", Scalar::str(self.kind.as_str()));
         r.set("serial", Scalar::str(self.serial.as_str()));
         r.set("mac", Scalar::opt_str(self.mac.map(|m| m.to_string())));
-        r.set("management_ip", Scalar::opt_str(self.management_ip.map(|i| i.to_string())));
+        r.set(
+            "management_ip",
+            Scalar::opt_str(self.management_ip.map(|i| i.to_string())),
+        );
         r.set("model", Scalar::opt_str(self.model.clone()));
         r.set("firmware", Scalar::opt_str(self.firmware.clone()));
         r.set("status", Scalar::str(self.status.as_str()));
@@ -327,7 +374,10 @@ impl Entity for ServiceSubscription {
         r.set("location", Scalar::str(self.location.to_string()));
         r.set("plan", Scalar::str(self.plan.as_str()));
         r.set("status", Scalar::str(self.status.as_str()));
-        r.set("monthly_price_cents", Scalar::Int(self.monthly_price.cents()));
+        r.set(
+            "monthly_price_cents",
+            Scalar::Int(self.monthly_price.cents()),
+        );
         r.set("start_date", Scalar::str(self.start_date.to_string()));
     }
     fn read(id: DocId, r: &Reader<'_>) -> Result<Self, ModelError> {
@@ -357,7 +407,10 @@ pub struct Tag {
 impl Entity for Tag {
     const SCHEMA: Schema = Schema {
         kind: EntityKind::Tag,
-        fields: &[f("label", OfficeWins, Office), f("category", OfficeWins, Office)],
+        fields: &[
+            f("label", OfficeWins, Office),
+            f("category", OfficeWins, Office),
+        ],
         collections: &[],
     };
     fn doc_id(&self) -> DocId {

@@ -3,10 +3,19 @@
 use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
 
-use super::{Entity, GeoPoint, Level, ModelError, Name, RRule, Reader, ensure_collections, json_scalar, put_item};
+use super::{
+    Entity, GeoPoint, Level, ModelError, Name, RRule, Reader, ensure_collections, json_scalar,
+    put_item,
+};
 use crate::clock::Millis;
 use crate::ids::{CustomerId, DocId, EquipmentId, JobId, LocationId, Role, TagId, TechnicianId};
-use crate::record::{EntityKind, Policy, Policy::{DeviceWins, OfficeWins}, Record, Scalar, Schema, Writers::*, c, f};
+use crate::record::{
+    EntityKind, Policy,
+    Policy::{DeviceWins, OfficeWins},
+    Record, Scalar, Schema,
+    Writers::*,
+    c, f,
+};
 
 str_enum!(
     /// Where a job is in its life.
@@ -84,7 +93,15 @@ impl JobStatus {
             Role::Technician => field,
             Role::Dispatcher | Role::Admin | Role::Server => field || office,
         };
-        if allowed { Ok(()) } else { Err(TransitionError { from: self, to, role }) }
+        if allowed {
+            Ok(())
+        } else {
+            Err(TransitionError {
+                from: self,
+                to,
+                role,
+            })
+        }
     }
 }
 
@@ -217,8 +234,15 @@ pub struct DispatchJob {
 }
 
 /// The collections of a job, in schema order.
-pub(crate) const JOB_COLLECTIONS: [&str; 7] =
-    ["notes", "checklist", "materials", "equipment_items", "photos", "time_log", "diagnostics"];
+pub(crate) const JOB_COLLECTIONS: [&str; 7] = [
+    "notes",
+    "checklist",
+    "materials",
+    "equipment_items",
+    "photos",
+    "time_log",
+    "diagnostics",
+];
 
 impl DispatchJob {
     /// Whether this technician is on the job (lead or assistant).
@@ -274,66 +298,131 @@ impl Entity for DispatchJob {
         r.set("location", Scalar::str(self.location.to_string()));
         r.set("title", Scalar::str(self.title.as_str()));
         r.set("description", Scalar::str(&self.description));
-        r.set("technician", Scalar::opt_str(self.technician.map(|t| t.to_string())));
+        r.set(
+            "technician",
+            Scalar::opt_str(self.technician.map(|t| t.to_string())),
+        );
         r.set("assistants", json_scalar(&self.assistants));
         r.set("required_tags", json_scalar(&self.required_tags));
         r.set("date", Scalar::str(self.date.to_string()));
-        r.set("start", Scalar::opt_str(self.start.map(|t| t.format("%H:%M").to_string())));
+        r.set(
+            "start",
+            Scalar::opt_str(self.start.map(|t| t.format("%H:%M").to_string())),
+        );
         r.set("duration_min", Scalar::Int(self.duration_min.into()));
-        r.set("recurrence", Scalar::opt_str(self.recurrence.as_ref().map(RRule::as_str)));
+        r.set(
+            "recurrence",
+            Scalar::opt_str(self.recurrence.as_ref().map(RRule::as_str)),
+        );
         r.set("priority", Scalar::str(self.priority.as_str()));
         r.set("status", Scalar::str(self.status.as_str()));
-        r.set("check_in", self.check_in.as_ref().map_or(Scalar::Null, json_scalar));
-        r.set("actual_start", self.actual_start.map_or(Scalar::Null, |m| Scalar::Int(m.0)));
-        r.set("actual_end", self.actual_end.map_or(Scalar::Null, |m| Scalar::Int(m.0)));
-        r.set("signature", self.signature.as_ref().map_or(Scalar::Null, json_scalar));
+        r.set(
+            "check_in",
+            self.check_in.as_ref().map_or(Scalar::Null, json_scalar),
+        );
+        r.set(
+            "actual_start",
+            self.actual_start.map_or(Scalar::Null, |m| Scalar::Int(m.0)),
+        );
+        r.set(
+            "actual_end",
+            self.actual_end.map_or(Scalar::Null, |m| Scalar::Int(m.0)),
+        );
+        r.set(
+            "signature",
+            self.signature.as_ref().map_or(Scalar::Null, json_scalar),
+        );
         ensure_collections(r, &JOB_COLLECTIONS);
         for n in &self.notes {
-            put_item(r, "notes", &n.key, &[
-                ("text", Scalar::str(&n.text)),
-                ("author", Scalar::opt_str(n.author.map(|t| t.to_string()))),
-                ("at", Scalar::Int(n.at.0)),
-            ]);
+            put_item(
+                r,
+                "notes",
+                &n.key,
+                &[
+                    ("text", Scalar::str(&n.text)),
+                    ("author", Scalar::opt_str(n.author.map(|t| t.to_string()))),
+                    ("at", Scalar::Int(n.at.0)),
+                ],
+            );
         }
         for i in &self.checklist {
-            put_item(r, "checklist", &i.key, &[("label", Scalar::str(&i.label)), ("done", Scalar::Bool(i.done))]);
+            put_item(
+                r,
+                "checklist",
+                &i.key,
+                &[
+                    ("label", Scalar::str(&i.label)),
+                    ("done", Scalar::Bool(i.done)),
+                ],
+            );
         }
         for m in &self.materials {
-            put_item(r, "materials", &m.key, &[
-                ("item_code", Scalar::str(&m.item_code)),
-                ("quantity", Scalar::Int(m.quantity)),
-                ("unit", Scalar::str(&m.unit)),
-            ]);
+            put_item(
+                r,
+                "materials",
+                &m.key,
+                &[
+                    ("item_code", Scalar::str(&m.item_code)),
+                    ("quantity", Scalar::Int(m.quantity)),
+                    ("unit", Scalar::str(&m.unit)),
+                ],
+            );
         }
         for e in &self.equipment_items {
-            put_item(r, "equipment_items", &e.key, &[
-                ("equipment", Scalar::str(e.equipment.to_string())),
-                ("action", Scalar::str(e.action.as_str())),
-                ("replaces", Scalar::opt_str(e.replaces.map(|x| x.to_string()))),
-            ]);
+            put_item(
+                r,
+                "equipment_items",
+                &e.key,
+                &[
+                    ("equipment", Scalar::str(e.equipment.to_string())),
+                    ("action", Scalar::str(e.action.as_str())),
+                    (
+                        "replaces",
+                        Scalar::opt_str(e.replaces.map(|x| x.to_string())),
+                    ),
+                ],
+            );
         }
         for p in &self.photos {
-            put_item(r, "photos", &p.key, &[
-                ("file_name", Scalar::str(&p.file_name)),
-                ("sha256", Scalar::str(&p.sha256)),
-                ("taken_at", Scalar::Int(p.taken_at.0)),
-                ("caption", Scalar::opt_str(p.caption.clone())),
-            ]);
+            put_item(
+                r,
+                "photos",
+                &p.key,
+                &[
+                    ("file_name", Scalar::str(&p.file_name)),
+                    ("sha256", Scalar::str(&p.sha256)),
+                    ("taken_at", Scalar::Int(p.taken_at.0)),
+                    ("caption", Scalar::opt_str(p.caption.clone())),
+                ],
+            );
         }
         for t in &self.time_log {
-            put_item(r, "time_log", &t.key, &[
-                ("technician", Scalar::opt_str(t.technician.map(|x| x.to_string()))),
-                ("started", Scalar::Int(t.started.0)),
-                ("ended", t.ended.map_or(Scalar::Null, |m| Scalar::Int(m.0))),
-            ]);
+            put_item(
+                r,
+                "time_log",
+                &t.key,
+                &[
+                    (
+                        "technician",
+                        Scalar::opt_str(t.technician.map(|x| x.to_string())),
+                    ),
+                    ("started", Scalar::Int(t.started.0)),
+                    ("ended", t.ended.map_or(Scalar::Null, |m| Scalar::Int(m.0))),
+                ],
+            );
         }
         for d in &self.diagnostics {
-            put_item(r, "diagnostics", &d.key, &[
-                ("check", Scalar::str(&d.check)),
-                ("ok", Scalar::Bool(d.ok)),
-                ("summary", Scalar::str(&d.summary)),
-                ("at", Scalar::Int(d.at.0)),
-            ]);
+            put_item(
+                r,
+                "diagnostics",
+                &d.key,
+                &[
+                    ("check", Scalar::str(&d.check)),
+                    ("ok", Scalar::Bool(d.ok)),
+                    ("summary", Scalar::str(&d.summary)),
+                    ("at", Scalar::Int(d.at.0)),
+                ],
+            );
         }
     }
     fn read(id: DocId, r: &Reader<'_>) -> Result<Self, ModelError> {
@@ -341,13 +430,25 @@ impl Entity for DispatchJob {
         let duration_min = u32::try_from(duration)
             .ok()
             .filter(|d| (1..=24 * 60).contains(d))
-            .ok_or_else(|| ModelError::new("duration_min", format!("{duration} minutes is not between 1 and 1440")))?;
+            .ok_or_else(|| {
+                ModelError::new(
+                    "duration_min",
+                    format!("{duration} minutes is not between 1 and 1440"),
+                )
+            })?;
         let start = r
             .opt_text("start")?
-            .map(|s| NaiveTime::parse_from_str(&s, "%H:%M").map_err(|_| ModelError::new("start", format!("`{s}` is not a time (HH:MM)"))))
+            .map(|s| {
+                NaiveTime::parse_from_str(&s, "%H:%M")
+                    .map_err(|_| ModelError::new("start", format!("`{s}` is not a time (HH:MM)")))
+            })
             .transpose()?;
         let positive = |field: &str, v: i64| {
-            if v > 0 { Ok(v) } else { Err(ModelError::new(field, "must be at least 1")) }
+            if v > 0 {
+                Ok(v)
+            } else {
+                Err(ModelError::new(field, "must be at least 1"))
+            }
         };
         Ok(Self {
             id: JobId(id),
@@ -370,10 +471,19 @@ impl Entity for DispatchJob {
             actual_end: opt_millis(r, "actual_end")?,
             signature: r.json::<Option<Signature>>("signature")?,
             notes: r.items("notes", |key, it| {
-                Ok(Note { key: key.to_owned(), text: it.text("text")?, author: it.opt_parse("author")?, at: Millis(it.int("at")?) })
+                Ok(Note {
+                    key: key.to_owned(),
+                    text: it.text("text")?,
+                    author: it.opt_parse("author")?,
+                    at: Millis(it.int("at")?),
+                })
             })?,
             checklist: r.items("checklist", |key, it| {
-                Ok(ChecklistItem { key: key.to_owned(), label: it.text("label")?, done: it.bool("done")? })
+                Ok(ChecklistItem {
+                    key: key.to_owned(),
+                    label: it.text("label")?,
+                    done: it.bool("done")?,
+                })
             })?,
             materials: r.items("materials", |key, it| {
                 Ok(Material {
@@ -434,7 +544,10 @@ mod tests {
         assert!(OnSite.check_transition(Completed, t).is_ok());
         assert!(OnSite.check_transition(CouldNotComplete, t).is_ok());
         let e = Scheduled.check_transition(Cancelled, t).unwrap_err();
-        assert_eq!(e.to_string(), "a Technician cannot move a job from scheduled to cancelled");
+        assert_eq!(
+            e.to_string(),
+            "a Technician cannot move a job from scheduled to cancelled"
+        );
         assert!(Completed.check_transition(OnSite, t).is_err());
         assert!(Open.check_transition(EnRoute, t).is_err());
     }
@@ -447,6 +560,11 @@ mod tests {
         assert!(Cancelled.check_transition(Open, d).is_ok());
         assert!(Completed.check_transition(Scheduled, d).is_ok());
         assert!(Open.check_transition(Completed, d).is_err());
-        assert!("done".parse::<JobStatus>().unwrap_err().contains("expected one of"));
+        assert!(
+            "done"
+                .parse::<JobStatus>()
+                .unwrap_err()
+                .contains("expected one of")
+        );
     }
 }

@@ -16,7 +16,11 @@ pub struct Shift {
 
 impl Shift {
     pub fn new(start: NaiveTime, end: NaiveTime) -> Result<Self, String> {
-        if end <= start { Err(format!("shift ends ({end}) before it starts ({start})")) } else { Ok(Self { start, end }) }
+        if end <= start {
+            Err(format!("shift ends ({end}) before it starts ({start})"))
+        } else {
+            Ok(Self { start, end })
+        }
     }
     pub fn covers(&self, start: NaiveTime, end: NaiveTime) -> bool {
         self.start <= start && end <= self.end
@@ -84,7 +88,10 @@ impl DispatchTechnician {
             return false;
         }
         self.weekly.on(date).is_some_and(|s| s.covers(start, end))
-            || self.extra_shifts.iter().any(|x| x.date == date && x.shift.covers(start, end))
+            || self
+                .extra_shifts
+                .iter()
+                .any(|x| x.date == date && x.shift.covers(start, end))
     }
 }
 
@@ -111,7 +118,10 @@ impl Entity for DispatchTechnician {
     }
     fn write(&self, r: &mut Record) {
         r.set("name", Scalar::str(self.name.as_str()));
-        r.set("phone", Scalar::opt_str(self.phone.as_ref().map(Phone::as_str)));
+        r.set(
+            "phone",
+            Scalar::opt_str(self.phone.as_ref().map(Phone::as_str)),
+        );
         r.set("active", Scalar::Bool(self.active));
         r.set("home", Scalar::opt_str(self.home.map(|g| g.to_string())));
         r.set("weekly", json_scalar(&self.weekly));
@@ -126,7 +136,10 @@ impl Entity for DispatchTechnician {
         }
         let absences: Vec<Absence> = r.json("absences")?;
         if let Some(a) = absences.iter().find(|a| a.to < a.from) {
-            return Err(ModelError::new("absences", format!("absence ends {} before it starts {}", a.to, a.from)));
+            return Err(ModelError::new(
+                "absences",
+                format!("absence ends {} before it starts {}", a.to, a.from),
+            ));
         }
         Ok(Self {
             id: TechnicianId(id),

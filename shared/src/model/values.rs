@@ -66,10 +66,19 @@ impl Serial {
         let t = s.trim().to_ascii_uppercase();
         let n = t.chars().count();
         if !(4..=64).contains(&n) {
-            return Err(format!("serial number `{}` must be 4 to 64 characters", s.trim()));
+            return Err(format!(
+                "serial number `{}` must be 4 to 64 characters",
+                s.trim()
+            ));
         }
-        if let Some(bad) = t.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_./".contains(*c))) {
-            return Err(format!("serial number `{}` has an invalid character `{bad}`", s.trim()));
+        if let Some(bad) = t
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-_./".contains(*c)))
+        {
+            return Err(format!(
+                "serial number `{}` has an invalid character `{bad}`",
+                s.trim()
+            ));
         }
         Ok(Self(t))
     }
@@ -92,7 +101,10 @@ impl MacAddr {
     pub fn parse(s: &str) -> Result<Self, String> {
         let hex: String = s.trim().chars().filter(|c| !":-. ".contains(*c)).collect();
         if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!("`{}` is not a MAC address (12 hexadecimal digits)", s.trim()));
+            return Err(format!(
+                "`{}` is not a MAC address (12 hexadecimal digits)",
+                s.trim()
+            ));
         }
         let mut out = [0u8; 6];
         for (i, b) in out.iter_mut().enumerate() {
@@ -119,7 +131,11 @@ from_str_via_parse!(MacAddr);
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = self.0;
-        write!(f, "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}", o[0], o[1], o[2], o[3], o[4], o[5])
+        write!(
+            f,
+            "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
+            o[0], o[1], o[2], o[3], o[4], o[5]
+        )
     }
 }
 
@@ -142,9 +158,17 @@ impl GeoPoint {
     }
     /// `"lat,lon"`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (a, b) = s.split_once(',').ok_or_else(|| format!("`{s}` is not `lat,lon`"))?;
-        let lat = a.trim().parse::<f64>().map_err(|_| format!("`{a}` is not a latitude"))?;
-        let lon = b.trim().parse::<f64>().map_err(|_| format!("`{b}` is not a longitude"))?;
+        let (a, b) = s
+            .split_once(',')
+            .ok_or_else(|| format!("`{s}` is not `lat,lon`"))?;
+        let lat = a
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("`{a}` is not a latitude"))?;
+        let lon = b
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("`{b}` is not a longitude"))?;
         Self::new(lat, lon)
     }
     pub fn lat(&self) -> f64 {
@@ -176,7 +200,9 @@ pub struct Phone(String);
 impl Phone {
     pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        if t.chars().any(|c| !(c.is_ascii_digit() || " +-().".contains(c))) {
+        if t.chars()
+            .any(|c| !(c.is_ascii_digit() || " +-().".contains(c)))
+        {
             return Err(format!("`{t}` is not a phone number"));
         }
         let digits: String = t.chars().filter(char::is_ascii_digit).collect();
@@ -184,7 +210,11 @@ impl Phone {
             (false, 10) => format!("+1{digits}"),
             (false, 11) if digits.starts_with('1') => format!("+{digits}"),
             (true, 8..=15) => format!("+{digits}"),
-            _ => return Err(format!("`{t}` is not a phone number (10 digits, or + and 8 to 15)")),
+            _ => {
+                return Err(format!(
+                    "`{t}` is not a phone number (10 digits, or + and 8 to 15)"
+                ));
+            }
         };
         Ok(Self(e164))
     }
@@ -215,7 +245,11 @@ impl Email {
                     && !domain.ends_with('.')
                     && !domain.contains('@')
             });
-        if ok { Ok(Self(t.to_owned())) } else { Err(format!("`{t}` is not an e-mail address")) }
+        if ok {
+            Ok(Self(t.to_owned()))
+        } else {
+            Err(format!("`{t}` is not an e-mail address"))
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -234,18 +268,29 @@ pub struct PostalCode(String);
 
 impl PostalCode {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let c: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase();
+        let c: String = s
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
         let b = c.as_bytes();
         let ok = b.len() == 6
             && b.iter().enumerate().all(|(i, ch)| {
-                if i % 2 == 0 { ch.is_ascii_uppercase() } else { ch.is_ascii_digit() }
+                if i % 2 == 0 {
+                    ch.is_ascii_uppercase()
+                } else {
+                    ch.is_ascii_digit()
+                }
             })
             && !b"DFIOQU".contains(&b[0])
             && !b"WZ".contains(&b[0]);
         if ok {
             Ok(Self(format!("{} {}", &c[..3], &c[3..])))
         } else {
-            Err(format!("`{}` is not a Canadian postal code (A1A 1A1)", s.trim()))
+            Err(format!(
+                "`{}` is not a Canadian postal code (A1A 1A1)",
+                s.trim()
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -272,7 +317,11 @@ impl Vlan {
             .ok_or_else(|| format!("VLAN {v} is out of range (1 to 4094)"))
     }
     pub fn parse(s: &str) -> Result<Self, String> {
-        Self::new(s.trim().parse::<i64>().map_err(|_| format!("`{s}` is not a VLAN id"))?)
+        Self::new(
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("`{s}` is not a VLAN id"))?,
+        )
     }
     pub fn get(self) -> u16 {
         self.0
@@ -296,7 +345,9 @@ impl OltPort {
         if parts.len() == 3 && parts.iter().all(|p| num(p)) && onu.is_none_or(num) {
             Ok(Self(t.to_owned()))
         } else {
-            Err(format!("`{t}` is not an OLT port (frame/slot/port[:onu], e.g. 0/1/3:12)"))
+            Err(format!(
+                "`{t}` is not an OLT port (frame/slot/port[:onu], e.g. 0/1/3:12)"
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -312,7 +363,11 @@ pub struct Level(u8);
 
 impl Level {
     pub fn new(v: u8) -> Result<Self, String> {
-        if (1..=5).contains(&v) { Ok(Self(v)) } else { Err(format!("level {v} is out of range (1 to 5)")) }
+        if (1..=5).contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(format!("level {v} is out of range (1 to 5)"))
+        }
     }
     pub fn get(self) -> u8 {
         self.0
@@ -336,7 +391,11 @@ pub struct Money(i64);
 
 impl Money {
     pub fn from_cents(c: i64) -> Result<Self, String> {
-        if c < 0 { Err(format!("amount {c} ¢ must not be negative")) } else { Ok(Self(c)) }
+        if c < 0 {
+            Err(format!("amount {c} ¢ must not be negative"))
+        } else {
+            Ok(Self(c))
+        }
     }
     pub fn cents(self) -> i64 {
         self.0
@@ -353,20 +412,29 @@ impl RRule {
         let t = s.trim().trim_start_matches("RRULE:");
         let mut has_freq = false;
         for part in t.split(';') {
-            let (k, v) = part.split_once('=').ok_or_else(|| format!("`{part}` is not KEY=VALUE"))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not KEY=VALUE"))?;
             match k {
                 "FREQ" => {
                     if !["DAILY", "WEEKLY", "MONTHLY", "YEARLY"].contains(&v) {
-                        return Err(format!("FREQ `{v}` is not DAILY, WEEKLY, MONTHLY or YEARLY"));
+                        return Err(format!(
+                            "FREQ `{v}` is not DAILY, WEEKLY, MONTHLY or YEARLY"
+                        ));
                     }
                     has_freq = true;
                 }
                 "INTERVAL" | "COUNT" | "BYMONTHDAY" => {
-                    v.parse::<u32>().map_err(|_| format!("{k} `{v}` is not a number"))?;
+                    v.parse::<u32>()
+                        .map_err(|_| format!("{k} `{v}` is not a number"))?;
                 }
                 "BYDAY" => {
                     let days = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"];
-                    if let Some(d) = v.split(',').find(|d| !days.contains(&d.trim_start_matches(|c: char| c == '-' || c.is_ascii_digit()))) {
+                    if let Some(d) = v.split(',').find(|d| {
+                        !days.contains(
+                            &d.trim_start_matches(|c: char| c == '-' || c.is_ascii_digit()),
+                        )
+                    }) {
                         return Err(format!("BYDAY `{d}` is not a weekday"));
                     }
                 }
@@ -374,7 +442,11 @@ impl RRule {
                 _ => return Err(format!("unsupported RRULE key `{k}`")),
             }
         }
-        if has_freq { Ok(Self(t.to_owned())) } else { Err("an RRULE needs FREQ".into()) }
+        if has_freq {
+            Ok(Self(t.to_owned()))
+        } else {
+            Err("an RRULE needs FREQ".into())
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -388,8 +460,17 @@ mod tests {
 
     #[test]
     fn mac_forms_normalize() {
-        for s in ["aa:bb:cc:dd:ee:0f", "AA-BB-CC-DD-EE-0F", "aabb.ccdd.ee0f", "AABBCCDDEE0F"] {
-            assert_eq!(MacAddr::parse(s).unwrap().to_string(), "AA:BB:CC:DD:EE:0F", "{s}");
+        for s in [
+            "aa:bb:cc:dd:ee:0f",
+            "AA-BB-CC-DD-EE-0F",
+            "aabb.ccdd.ee0f",
+            "AABBCCDDEE0F",
+        ] {
+            assert_eq!(
+                MacAddr::parse(s).unwrap().to_string(),
+                "AA:BB:CC:DD:EE:0F",
+                "{s}"
+            );
         }
         assert!(MacAddr::parse("AA:BB:CC:DD:EE").is_err());
         assert!(MacAddr::parse("GG:BB:CC:DD:EE:FF").is_err());
@@ -399,15 +480,28 @@ mod tests {
 
     #[test]
     fn serial_rules() {
-        assert_eq!(Serial::parse(" 48575443a94196a5 ").unwrap().as_str(), "48575443A94196A5");
+        assert_eq!(
+            Serial::parse(" 48575443a94196a5 ").unwrap().as_str(),
+            "48575443A94196A5"
+        );
         assert!(Serial::parse("ab").unwrap_err().contains("4 to 64"));
-        assert!(Serial::parse("ABC DEF").unwrap_err().contains("invalid character"));
+        assert!(
+            Serial::parse("ABC DEF")
+                .unwrap_err()
+                .contains("invalid character")
+        );
     }
 
     #[test]
     fn phone_postal_email() {
-        assert_eq!(Phone::parse("(514) 555-0199").unwrap().as_str(), "+15145550199");
-        assert_eq!(Phone::parse("+33 1 23 45 67 89").unwrap().as_str(), "+33123456789");
+        assert_eq!(
+            Phone::parse("(514) 555-0199").unwrap().as_str(),
+            "+15145550199"
+        );
+        assert_eq!(
+            Phone::parse("+33 1 23 45 67 89").unwrap().as_str(),
+            "+33123456789"
+        );
         assert!(Phone::parse("555-0199").is_err());
         assert!(Phone::parse("514 555 0199 ext").is_err());
         assert_eq!(PostalCode::parse("h2x1y4").unwrap().as_str(), "H2X 1Y4");

@@ -28,7 +28,12 @@ pub fn build_request(hello: ClientHello, at: SyncPoint, outbox: &[OutboxEntry]) 
     let mut index: std::collections::HashMap<(DocId, u32), usize> = Default::default();
     for e in outbox {
         let i = *index.entry((e.doc, e.epoch)).or_insert_with(|| {
-            push.push(PushDoc { doc: e.doc, kind: e.kind, epoch: e.epoch, changes: Vec::new() });
+            push.push(PushDoc {
+                doc: e.doc,
+                kind: e.kind,
+                epoch: e.epoch,
+                changes: Vec::new(),
+            });
             push.len() - 1
         });
         push[i].changes.push(e.change.clone());
@@ -54,7 +59,13 @@ pub struct StaleResponse {
 /// everything in it will come again, so dropping it loses nothing.
 pub fn accept(at: SyncPoint, resp: &SyncResponse) -> Result<SyncPoint, StaleResponse> {
     if resp.base_cursor != at.cursor || resp.base_token != at.token {
-        return Err(StaleResponse { got: resp.base_cursor, at: at.cursor });
+        return Err(StaleResponse {
+            got: resp.base_cursor,
+            at: at.cursor,
+        });
     }
-    Ok(SyncPoint { cursor: resp.cursor, token: resp.token })
+    Ok(SyncPoint {
+        cursor: resp.cursor,
+        token: resp.token,
+    })
 }

@@ -39,7 +39,10 @@ pub struct ScopeWindow {
 
 impl Default for ScopeWindow {
     fn default() -> Self {
-        Self { days_back: 7, days_ahead: 21 }
+        Self {
+            days_back: 7,
+            days_ahead: 21,
+        }
     }
 }
 
@@ -57,7 +60,12 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn new(author: Author) -> Self {
-        Self { author, window: ScopeWindow::default(), max_snapshots: 10_000, compact_after: 256 }
+        Self {
+            author,
+            window: ScopeWindow::default(),
+            max_snapshots: 10_000,
+            compact_after: 256,
+        }
     }
 }
 
@@ -65,13 +73,26 @@ impl ServerConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEffect {
     /// The document's current bytes.
-    PutDoc { doc: DocId, kind: EntityKind, epoch: u32, bytes: Vec<u8> },
+    PutDoc {
+        doc: DocId,
+        kind: EntityKind,
+        epoch: u32,
+        bytes: Vec<u8>,
+    },
     /// A change accepted into the log (`origin`: the pushing device; `None`: the server).
-    AppendLog { seq: u64, doc: DocId, origin: Option<DeviceId>, change: Vec<u8> },
+    AppendLog {
+        seq: u64,
+        doc: DocId,
+        origin: Option<DeviceId>,
+        change: Vec<u8>,
+    },
     /// The document was compacted: its log entries before `seq` are gone and `seq` marks a snapshot.
     Compacted { doc: DocId, seq: u64, epoch: u32 },
     /// The conflicts now open on a document (empty: all settled).
-    Conflicts { doc: DocId, conflicts: Vec<FieldConflict> },
+    Conflicts {
+        doc: DocId,
+        conflicts: Vec<FieldConflict>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -115,7 +136,9 @@ impl DocState {
         self.seqs.last().copied().unwrap_or(0)
     }
     fn live(&self) -> Option<&AnyEntity> {
-        self.entity.as_ref().filter(|_| self.record.get("deleted") != &Scalar::Bool(true))
+        self.entity
+            .as_ref()
+            .filter(|_| self.record.get("deleted") != &Scalar::Bool(true))
     }
 }
 
@@ -151,7 +174,12 @@ struct Index {
 
 impl Index {
     fn edit(&mut self, id: DocId, e: &AnyEntity, add: bool) {
-        fn put<K: std::hash::Hash + Eq>(m: &mut HashMap<K, HashSet<DocId>>, k: K, id: DocId, add: bool) {
+        fn put<K: std::hash::Hash + Eq>(
+            m: &mut HashMap<K, HashSet<DocId>>,
+            k: K,
+            id: DocId,
+            add: bool,
+        ) {
             if add {
                 m.entry(k).or_default().insert(id);
             } else if let Some(s) = m.get_mut(&k) {
@@ -231,11 +259,24 @@ impl ServerEngine {
 
     /// Registers (or re-registers) a device; the host has authenticated it.
     pub fn register(&mut self, device: DeviceId, author: Author, subject: Subject) {
-        self.sessions.insert(device, Session { author, subject, confirmed: Known::default(), pending: Vec::new() });
+        self.sessions.insert(
+            device,
+            Session {
+                author,
+                subject,
+                confirmed: Known::default(),
+                pending: Vec::new(),
+            },
+        );
     }
 
     pub fn stats(&self) -> EngineStats {
-        EngineStats { docs: self.docs.len(), log_entries: self.log.len(), head_seq: self.head, clients: self.sessions.len() }
+        EngineStats {
+            docs: self.docs.len(),
+            log_entries: self.log.len(),
+            head_seq: self.head,
+            clients: self.sessions.len(),
+        }
     }
 
     /// The materialized record of a document, as the server sees it.
@@ -263,22 +304,48 @@ impl ServerEngine {
     }
 
     /// Creates a document authored by the server (seeding, and ERPNext records new to the field).
-    pub fn insert(&mut self, entity: &AnyEntity, id: DocId, now: Millis) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
+    pub fn insert(
+        &mut self,
+        entity: &AnyEntity,
+        id: DocId,
+        now: Millis,
+    ) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
         let record = entity.to_record();
         let (doc, change) = crdt::create(entity.kind(), &self.config.author, now, &record)?;
         let mut effects = Vec::new();
-        self.commit_doc(id, entity.kind(), 0, &doc, None, vec![(change, None)], &mut effects);
+        self.commit_doc(
+            id,
+            (entity.kind(), 0),
+            &doc,
+            None,
+            vec![(change, None)],
+            &mut effects,
+        );
         Ok(effects)
     }
 
     /// Edits a document as the server (ERPNext's edits, administrative fixes).
-    pub fn edit(&mut self, id: DocId, changes: &[FieldChange], now: Millis) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
-        let Some(state) = self.docs.get(&id) else { return Ok(Vec::new()) };
+    pub fn edit(
+        &mut self,
+        id: DocId,
+        changes: &[FieldChange],
+        now: Millis,
+    ) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
+        let Some(state) = self.docs.get(&id) else {
+            return Ok(Vec::new());
+        };
         let (kind, epoch) = (state.kind, state.epoch);
         let mut doc = crdt::load(&state.bytes)?;
         let mut effects = Vec::new();
         if let Some(change) = crdt::write(&mut doc, &self.config.author, now, changes)? {
-            self.commit_doc(id, kind, epoch, &doc, None, vec![(change, None)], &mut effects);
+            self.commit_doc(
+                id,
+                (kind, epoch),
+                &doc,
+                None,
+                vec![(change, None)],
+                &mut effects,
+            );
         }
         Ok(effects)
     }
@@ -286,8 +353,7 @@ impl ServerEngine {
     fn commit_doc(
         &mut self,
         id: DocId,
-        kind: EntityKind,
-        epoch: u32,
+        (kind, epoch): (EntityKind, u32),
         doc: &Automerge,
         m: Option<crdt::Materialized>,
         changes: Vec<(Vec<u8>, Option<DeviceId>)>,
@@ -300,18 +366,52 @@ impl ServerEngine {
         if let Some(e) = old.as_ref().and_then(DocState::live) {
             self.index.edit(id, e, false);
         }
-        let mut seqs = old.as_ref().filter(|o| o.epoch == epoch).map(|o| o.seqs.clone()).unwrap_or_default();
+        let mut seqs = old
+            .as_ref()
+            .filter(|o| o.epoch == epoch)
+            .map(|o| o.seqs.clone())
+            .unwrap_or_default();
         for (change, origin) in changes {
             self.head += 1;
             seqs.push(self.head);
-            effects.push(ServerEffect::AppendLog { seq: self.head, doc: id, origin, change: change.clone() });
-            self.log.insert(self.head, LogEntry { doc: id, origin, payload: Payload::Change(change) });
+            effects.push(ServerEffect::AppendLog {
+                seq: self.head,
+                doc: id,
+                origin,
+                change: change.clone(),
+            });
+            self.log.insert(
+                self.head,
+                LogEntry {
+                    doc: id,
+                    origin,
+                    payload: Payload::Change(change),
+                },
+            );
         }
-        if old.as_ref().map(|o| &o.conflicts) != Some(&m.conflicts) && !(old.is_none() && m.conflicts.is_empty()) {
-            effects.push(ServerEffect::Conflicts { doc: id, conflicts: m.conflicts.clone() });
+        if old.as_ref().map(|o| &o.conflicts) != Some(&m.conflicts)
+            && !(old.is_none() && m.conflicts.is_empty())
+        {
+            effects.push(ServerEffect::Conflicts {
+                doc: id,
+                conflicts: m.conflicts.clone(),
+            });
         }
-        effects.push(ServerEffect::PutDoc { doc: id, kind, epoch, bytes: bytes.clone() });
-        let state = DocState { kind, epoch, bytes, record: m.record, entity, conflicts: m.conflicts, seqs };
+        effects.push(ServerEffect::PutDoc {
+            doc: id,
+            kind,
+            epoch,
+            bytes: bytes.clone(),
+        });
+        let state = DocState {
+            kind,
+            epoch,
+            bytes,
+            record: m.record,
+            entity,
+            conflicts: m.conflicts,
+            seqs,
+        };
         if let Some(e) = state.live() {
             self.index.edit(id, e, true);
         }
@@ -319,8 +419,17 @@ impl ServerEngine {
     }
 
     /// One sync exchange for an authenticated device.
-    pub fn sync(&mut self, device: DeviceId, req: &SyncRequest, today: NaiveDate, now: Millis) -> Result<(SyncResponse, Vec<ServerEffect>), SyncRefusal> {
-        let session = self.sessions.get(&device).ok_or(SyncRefusal::UnknownClient)?;
+    pub fn sync(
+        &mut self,
+        device: DeviceId,
+        req: &SyncRequest,
+        today: NaiveDate,
+        now: Millis,
+    ) -> Result<(SyncResponse, Vec<ServerEffect>), SyncRefusal> {
+        let session = self
+            .sessions
+            .get(&device)
+            .ok_or(SyncRefusal::UnknownClient)?;
         if session.author != req.hello.author {
             return Err(SyncRefusal::UnknownClient);
         }
@@ -341,11 +450,20 @@ impl ServerEngine {
 
         let (known, full_resync) = self.known_for(device, req.cursor, req.token);
         let scope = self.scope(subject, today);
-        let mut entering: Vec<DocId> = scope.iter().filter(|d| !known.docs.contains(d)).copied().collect();
+        let mut entering: Vec<DocId> = scope
+            .iter()
+            .filter(|d| !known.docs.contains(d))
+            .copied()
+            .collect();
         entering.sort_unstable();
         let more = entering.len() > self.config.max_snapshots;
         entering.truncate(self.config.max_snapshots);
-        let mut evict: Vec<DocId> = known.docs.iter().filter(|d| !scope.contains(d)).copied().collect();
+        let mut evict: Vec<DocId> = known
+            .docs
+            .iter()
+            .filter(|d| !scope.contains(d))
+            .copied()
+            .collect();
         evict.sort_unstable();
 
         let mut snapshot_ids: Vec<DocId> = entering.clone();
@@ -354,7 +472,10 @@ impl ServerEngine {
             let mut at: HashMap<DocId, usize> = HashMap::new();
             let mut resnap: HashSet<DocId> = HashSet::new();
             for (_, e) in self.log.range(known.cursor + 1..) {
-                if !known.docs.contains(&e.doc) || !scope.contains(&e.doc) || resnap.contains(&e.doc) {
+                if !known.docs.contains(&e.doc)
+                    || !scope.contains(&e.doc)
+                    || resnap.contains(&e.doc)
+                {
                     continue;
                 }
                 match &e.payload {
@@ -362,9 +483,16 @@ impl ServerEngine {
                         resnap.insert(e.doc);
                     }
                     Payload::Change(bytes) if e.origin != Some(device) => {
-                        let Some(state) = self.docs.get(&e.doc) else { continue };
+                        let Some(state) = self.docs.get(&e.doc) else {
+                            continue;
+                        };
                         let i = *at.entry(e.doc).or_insert_with(|| {
-                            changes.push(DocChanges { doc: e.doc, kind: state.kind, epoch: state.epoch, changes: Vec::new() });
+                            changes.push(DocChanges {
+                                doc: e.doc,
+                                kind: state.kind,
+                                epoch: state.epoch,
+                                changes: Vec::new(),
+                            });
                             changes.len() - 1
                         });
                         changes[i].changes.push(bytes.clone());
@@ -377,15 +505,26 @@ impl ServerEngine {
             resnap.sort_unstable();
             snapshot_ids.extend(resnap);
         }
-        let snapshots: Vec<Snapshot> =
-            snapshot_ids.iter().filter_map(|id| self.docs.get(id).map(|d| d.snapshot(*id))).collect();
+        let snapshots: Vec<Snapshot> = snapshot_ids
+            .iter()
+            .filter_map(|id| self.docs.get(id).map(|d| d.snapshot(*id)))
+            .collect();
 
-        let mut docs: HashSet<DocId> = known.docs.iter().filter(|d| scope.contains(d)).copied().collect();
+        let mut docs: HashSet<DocId> = known
+            .docs
+            .iter()
+            .filter(|d| scope.contains(d))
+            .copied()
+            .collect();
         docs.extend(entering.iter().copied());
         let token = self.next_token;
         self.next_token += 1;
         if let Some(s) = self.sessions.get_mut(&device) {
-            s.pending.push(Known { token, cursor: self.head, docs });
+            s.pending.push(Known {
+                token,
+                cursor: self.head,
+                docs,
+            });
             if s.pending.len() > PENDING_ANSWERS {
                 s.pending.remove(0);
             }
@@ -410,11 +549,17 @@ impl ServerEngine {
     /// request whose token matches neither the confirmed nor the pending set starts from nothing:
     /// it gets full snapshots, which merge harmlessly into what the client has.
     fn known_for(&mut self, device: DeviceId, cursor: u64, token: u64) -> (Known, bool) {
-        let Some(s) = self.sessions.get_mut(&device) else { return (Known::default(), true) };
+        let Some(s) = self.sessions.get_mut(&device) else {
+            return (Known::default(), true);
+        };
         if cursor == 0 && token == 0 {
             return (Known::default(), true);
         }
-        if let Some(i) = s.pending.iter().position(|p| p.token == token && p.cursor == cursor) {
+        if let Some(i) = s
+            .pending
+            .iter()
+            .position(|p| p.token == token && p.cursor == cursor)
+        {
             s.confirmed = s.pending.remove(i);
             s.pending.clear();
         }
@@ -425,21 +570,31 @@ impl ServerEngine {
         }
     }
 
-    fn apply_push(&mut self, device: DeviceId, author: Author, push: &PushDoc, now: Millis) -> Result<Applied, RejectReason> {
+    fn apply_push(
+        &mut self,
+        device: DeviceId,
+        author: Author,
+        push: &PushDoc,
+        now: Millis,
+    ) -> Result<Applied, RejectReason> {
         let existing = self.docs.get(&push.doc);
         if let Some(state) = existing {
             if state.kind != push.kind {
                 return Err(RejectReason::KindMismatch);
             }
             if state.epoch != push.epoch {
-                return Err(RejectReason::StaleEpoch { current: state.epoch });
+                return Err(RejectReason::StaleEpoch {
+                    current: state.epoch,
+                });
             }
         } else if push.epoch != 0 {
             return Err(RejectReason::StaleEpoch { current: 0 });
         }
         let epoch = push.epoch;
         let mut doc = match existing {
-            Some(s) => crdt::load(&s.bytes).map_err(|e| RejectReason::CorruptChange(e.to_string()))?,
+            Some(s) => {
+                crdt::load(&s.bytes).map_err(|e| RejectReason::CorruptChange(e.to_string()))?
+            }
             None => Automerge::new(),
         };
         let before: Option<Record> = existing.map(|s| s.record.clone());
@@ -447,7 +602,8 @@ impl ServerEngine {
         let mut fresh: Vec<Change> = Vec::new();
         let mut seen: HashSet<ChangeHash> = HashSet::new();
         for bytes in &push.changes {
-            let change = crdt::decode_change(bytes).map_err(|e| RejectReason::CorruptChange(e.to_string()))?;
+            let change = crdt::decode_change(bytes)
+                .map_err(|e| RejectReason::CorruptChange(e.to_string()))?;
             if Author::from_actor_bytes(change.actor_id().to_bytes()) != Some(author) {
                 return Err(RejectReason::UnknownActor);
             }
@@ -456,35 +612,56 @@ impl ServerEngine {
             }
         }
         if fresh.is_empty() {
-            return Ok(Applied { effects: Vec::new() });
+            return Ok(Applied {
+                effects: Vec::new(),
+            });
         }
         let base_heads: Vec<ChangeHash> = {
-            let mut deps: Vec<ChangeHash> =
-                fresh.iter().flat_map(|c| c.deps().iter().copied()).filter(|h| !seen.contains(h)).collect();
+            let mut deps: Vec<ChangeHash> = fresh
+                .iter()
+                .flat_map(|c| c.deps().iter().copied())
+                .filter(|h| !seen.contains(h))
+                .collect();
             deps.sort_unstable();
             deps.dedup();
             deps
         };
-        let logged: Vec<(Vec<u8>, Option<DeviceId>)> = fresh.iter().map(|c| (c.raw_bytes().to_vec(), Some(device))).collect();
+        let logged: Vec<(Vec<u8>, Option<DeviceId>)> = fresh
+            .iter()
+            .map(|c| (c.raw_bytes().to_vec(), Some(device)))
+            .collect();
         crdt::apply(&mut doc, fresh.clone()).map_err(|_| RejectReason::MissingDependencies)?;
         let after = crdt::read(&doc, push.kind);
-        AnyEntity::from_record(push.kind, push.doc, &after.record).map_err(|e| RejectReason::Invalid(e.to_string()))?;
+        AnyEntity::from_record(push.kind, push.doc, &after.record)
+            .map_err(|e| RejectReason::Invalid(e.to_string()))?;
 
         let mut compensation: Vec<FieldChange> = Vec::new();
         if !auth::check(push.kind, author.role, before.as_ref(), &after.record).is_empty() {
             // Judge the change against the state its author saw, not against concurrent edits the
             // server merged meanwhile; then restore what it was not allowed to change.
             match &before {
-                None => compensation.push(FieldChange::Set { field: "deleted".into(), value: Scalar::Bool(true) }),
+                None => compensation.push(FieldChange::Set {
+                    field: "deleted".into(),
+                    value: Scalar::Bool(true),
+                }),
                 Some(before) => {
-                    let mut base = doc.fork_at(&base_heads).map_err(|_| RejectReason::MissingDependencies)?;
+                    let mut base = doc
+                        .fork_at(&base_heads)
+                        .map_err(|_| RejectReason::MissingDependencies)?;
                     let seen_state = crdt::read(&base, push.kind).record;
                     crdt::apply(&mut base, fresh).map_err(|_| RejectReason::MissingDependencies)?;
                     let made = crdt::read(&base, push.kind).record;
                     for denied in auth::check(push.kind, author.role, Some(&seen_state), &made) {
-                        let Some(field) = denied.target() else { continue };
-                        if before.fields.contains_key(field) && after.record.get(field) != before.get(field) {
-                            compensation.push(FieldChange::Set { field: field.to_owned(), value: before.get(field).clone() });
+                        let Some(field) = denied.target() else {
+                            continue;
+                        };
+                        if before.fields.contains_key(field)
+                            && after.record.get(field) != before.get(field)
+                        {
+                            compensation.push(FieldChange::Set {
+                                field: field.to_owned(),
+                                value: before.get(field).clone(),
+                            });
                         }
                     }
                 }
@@ -492,12 +669,21 @@ impl ServerEngine {
         }
         let mut changes = logged;
         let mut materialized = Some(after);
-        if let Some(fix) = crdt::write(&mut doc, &self.config.author, now, &compensation).map_err(|e| RejectReason::CorruptChange(e.to_string()))? {
+        if let Some(fix) = crdt::write(&mut doc, &self.config.author, now, &compensation)
+            .map_err(|e| RejectReason::CorruptChange(e.to_string()))?
+        {
             changes.push((fix, None));
             materialized = None;
         }
         let mut effects = Vec::new();
-        self.commit_doc(push.doc, push.kind, epoch, &doc, materialized, changes, &mut effects);
+        self.commit_doc(
+            push.doc,
+            (push.kind, epoch),
+            &doc,
+            materialized,
+            changes,
+            &mut effects,
+        );
         Ok(Applied { effects })
     }
 
@@ -507,12 +693,24 @@ impl ServerEngine {
         let to = today + Duration::days(self.config.window.days_ahead);
         let mut out: HashSet<DocId> = HashSet::new();
         let job_ids: Vec<DocId> = match subject {
-            Subject::Office => self.index.jobs_on.range(from..=to).flat_map(|(_, s)| s.iter().copied()).collect(),
-            Subject::Technician(t) => self.index.jobs_of_tech.get(&t).map(|s| s.iter().copied().collect()).unwrap_or_default(),
+            Subject::Office => self
+                .index
+                .jobs_on
+                .range(from..=to)
+                .flat_map(|(_, s)| s.iter().copied())
+                .collect(),
+            Subject::Technician(t) => self
+                .index
+                .jobs_of_tech
+                .get(&t)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
         };
         let mut locations: HashSet<LocationId> = HashSet::new();
         for id in job_ids {
-            let Some(AnyEntity::Job(job)) = self.docs.get(&id).and_then(DocState::live) else { continue };
+            let Some(AnyEntity::Job(job)) = self.docs.get(&id).and_then(DocState::live) else {
+                continue;
+            };
             if job.date < from || job.date > to {
                 continue;
             }
@@ -520,14 +718,18 @@ impl ServerEngine {
             out.insert(job.customer.doc());
             out.insert(job.location.doc());
             locations.insert(job.location);
-            out.extend(job.equipment_items.iter().flat_map(|e| std::iter::once(e.equipment.doc()).chain(e.replaces.map(|r| r.doc()))));
+            out.extend(job.equipment_items.iter().flat_map(|e| {
+                std::iter::once(e.equipment.doc()).chain(e.replaces.map(|r| r.doc()))
+            }));
         }
         for l in &locations {
             out.extend(self.index.equipment_at.get(l).into_iter().flatten());
             for sub in self.index.subscriptions_at.get(l).into_iter().flatten() {
                 out.insert(*sub);
                 // The customers served at the location (every unit of a multi-dwelling building).
-                if let Some(AnyEntity::Subscription(s)) = self.docs.get(sub).and_then(DocState::live) {
+                if let Some(AnyEntity::Subscription(s)) =
+                    self.docs.get(sub).and_then(DocState::live)
+                {
                     out.insert(s.customer.doc());
                 }
             }
@@ -553,15 +755,20 @@ impl ServerEngine {
                 d.seqs.len() >= self.config.compact_after as usize
                     && d.conflicts.is_empty()
                     && self.sessions.values().all(|s| {
-                        let holds = s.confirmed.docs.contains(id) || s.pending.iter().any(|p| p.docs.contains(id));
-                        !holds || (s.confirmed.cursor >= d.last_seq() && s.pending.iter().all(|p| p.cursor >= d.last_seq()))
+                        let holds = s.confirmed.docs.contains(id)
+                            || s.pending.iter().any(|p| p.docs.contains(id));
+                        !holds
+                            || (s.confirmed.cursor >= d.last_seq()
+                                && s.pending.iter().all(|p| p.cursor >= d.last_seq()))
                     })
             })
             .map(|(id, _)| *id)
             .collect();
         let mut effects = Vec::new();
         for id in due {
-            let Some(state) = self.docs.get(&id) else { continue };
+            let Some(state) = self.docs.get(&id) else {
+                continue;
+            };
             let (doc, _) = crdt::create(state.kind, &self.config.author, now, &state.record)?;
             let bytes = doc.save();
             let seqs = state.seqs.clone();
@@ -570,13 +777,29 @@ impl ServerEngine {
             }
             self.head += 1;
             let seq = self.head;
-            self.log.insert(seq, LogEntry { doc: id, origin: None, payload: Payload::Snapshot });
+            self.log.insert(
+                seq,
+                LogEntry {
+                    doc: id,
+                    origin: None,
+                    payload: Payload::Snapshot,
+                },
+            );
             if let Some(state) = self.docs.get_mut(&id) {
                 state.epoch += 1;
                 state.bytes = bytes.clone();
                 state.seqs = vec![seq];
-                effects.push(ServerEffect::Compacted { doc: id, seq, epoch: state.epoch });
-                effects.push(ServerEffect::PutDoc { doc: id, kind: state.kind, epoch: state.epoch, bytes });
+                effects.push(ServerEffect::Compacted {
+                    doc: id,
+                    seq,
+                    epoch: state.epoch,
+                });
+                effects.push(ServerEffect::PutDoc {
+                    doc: id,
+                    kind: state.kind,
+                    epoch: state.epoch,
+                    bytes,
+                });
             }
         }
         Ok(effects)

@@ -8,7 +8,10 @@ const REGRESSIONS: &[u64] = &[];
 fn seeds() -> impl Iterator<Item = u64> {
     // SIM_SEEDS widens the sweep locally (e.g. SIM_SEEDS=2000); CI runs the default.
     #[allow(clippy::disallowed_methods)] // test configuration, not library code
-    let n = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(64u64);
+    let n = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64u64);
     REGRESSIONS.iter().copied().chain(0..n)
 }
 
@@ -28,7 +31,10 @@ fn sim_replicas_converge_with_nothing_lost_under_faults() {
     }
     // The runs must have exercised what they claim to.
     assert!(totals.edits > 1000, "{totals:?}");
-    assert!(totals.dropped > 100 && totals.duplicated > 50 && totals.stale_ignored > 10, "{totals:?}");
+    assert!(
+        totals.dropped > 100 && totals.duplicated > 50 && totals.stale_ignored > 10,
+        "{totals:?}"
+    );
     assert!(totals.compactions > 0, "no compaction happened: {totals:?}");
     assert!(totals.conflicts > 0, "no conflict was produced: {totals:?}");
     assert!(totals.denied_locally > 0, "{totals:?}");
@@ -37,6 +43,15 @@ fn sim_replicas_converge_with_nothing_lost_under_faults() {
 #[test]
 fn sim_without_faults_converges() {
     for seed in 0..16 {
-        run(seed, 200, Faults { drop: 0.0, duplicate: 0.0, late: 0.0 }).unwrap_or_else(|e| panic!("{e}"));
+        run(
+            seed,
+            200,
+            Faults {
+                drop: 0.0,
+                duplicate: 0.0,
+                late: 0.0,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }

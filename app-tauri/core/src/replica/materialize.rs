@@ -11,7 +11,8 @@ use super::{ReplicaError, id_blob};
 fn clear(tx: &Transaction<'_>, id: &[u8; 16], kind: EntityKind) -> Result<(), ReplicaError> {
     let sql = match kind {
         EntityKind::Job => {
-            tx.prepare_cached("DELETE FROM job_people WHERE job = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM job_people WHERE job = ?1")?
+                .execute([id])?;
             "DELETE FROM jobs WHERE id = ?1"
         }
         EntityKind::Equipment => "DELETE FROM equipment WHERE id = ?1",
@@ -23,13 +24,22 @@ fn clear(tx: &Transaction<'_>, id: &[u8; 16], kind: EntityKind) -> Result<(), Re
     };
     tx.prepare_cached(sql)?.execute([id])?;
     if matches!(kind, EntityKind::Customer | EntityKind::Location) {
-        tx.prepare_cached("DELETE FROM search WHERE rowid = (SELECT rid FROM search_ids WHERE id = ?1)")?.execute([id])?;
+        tx.prepare_cached(
+            "DELETE FROM search WHERE rowid = (SELECT rid FROM search_ids WHERE id = ?1)",
+        )?
+        .execute([id])?;
     }
     Ok(())
 }
 
-fn index_text(tx: &Transaction<'_>, id: &[u8; 16], kind: EntityKind, text: &str) -> Result<(), ReplicaError> {
-    tx.prepare_cached("INSERT OR IGNORE INTO search_ids (id) VALUES (?1)")?.execute([id])?;
+fn index_text(
+    tx: &Transaction<'_>,
+    id: &[u8; 16],
+    kind: EntityKind,
+    text: &str,
+) -> Result<(), ReplicaError> {
+    tx.prepare_cached("INSERT OR IGNORE INTO search_ids (id) VALUES (?1)")?
+        .execute([id])?;
     tx.prepare_cached("INSERT INTO search (rowid, id, kind, text) SELECT rid, id, ?2, ?3 FROM search_ids WHERE id = ?1")?
         .execute(params![id, kind.as_str(), text])?;
     Ok(())
@@ -38,7 +48,12 @@ fn index_text(tx: &Transaction<'_>, id: &[u8; 16], kind: EntityKind, text: &str)
 /// Replaces the materialized rows of one document. An entity that does not validate (a merge of
 /// two valid states can, in rare cases, be invalid) keeps no rows and is logged; its document and
 /// record stay so the next change can repair it.
-pub(super) fn rows(tx: &Transaction<'_>, id: DocId, kind: EntityKind, record: &Record) -> Result<(), ReplicaError> {
+pub(super) fn rows(
+    tx: &Transaction<'_>,
+    id: DocId,
+    kind: EntityKind,
+    record: &Record,
+) -> Result<(), ReplicaError> {
     let key = id_blob(id);
     clear(tx, &key, kind)?;
     if record.get("deleted") == &Scalar::Bool(true) {
@@ -71,8 +86,10 @@ pub(super) fn rows(tx: &Transaction<'_>, id: DocId, kind: EntityKind, record: &R
                 id_blob(j.location.doc()),
             ])?;
             for t in j.technician.iter().chain(&j.assistants) {
-                tx.prepare_cached("INSERT OR IGNORE INTO job_people (technician, date, job) VALUES (?1, ?2, ?3)")?
-                    .execute(params![id_blob(t.doc()), date, key])?;
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO job_people (technician, date, job) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![id_blob(t.doc()), date, key])?;
             }
         }
         AnyEntity::Equipment(q) => {
@@ -87,8 +104,13 @@ pub(super) fn rows(tx: &Transaction<'_>, id: DocId, kind: EntityKind, record: &R
                 ])?;
         }
         AnyEntity::Customer(c) => {
-            tx.prepare_cached("INSERT INTO customers (id, name) VALUES (?1, ?2)")?.execute(params![key, c.name.as_str()])?;
-            let phone = c.phone.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            tx.prepare_cached("INSERT INTO customers (id, name) VALUES (?1, ?2)")?
+                .execute(params![key, c.name.as_str()])?;
+            let phone = c
+                .phone
+                .as_ref()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
             index_text(tx, &key, kind, &format!("{} {}", c.name, phone))?;
         }
         AnyEntity::Location(l) => {
@@ -102,26 +124,41 @@ pub(super) fn rows(tx: &Transaction<'_>, id: DocId, kind: EntityKind, record: &R
                 .execute(params![key, id_blob(s.customer.doc()), id_blob(s.location.doc()), s.plan.as_str(), s.status.as_str()])?;
         }
         AnyEntity::Technician(t) => {
-            tx.prepare_cached("INSERT INTO technicians (id, name) VALUES (?1, ?2)")?.execute(params![key, t.name.as_str()])?;
+            tx.prepare_cached("INSERT INTO technicians (id, name) VALUES (?1, ?2)")?
+                .execute(params![key, t.name.as_str()])?;
         }
         AnyEntity::Tag(t) => {
-            tx.prepare_cached("INSERT INTO tags (id, label) VALUES (?1, ?2)")?.execute(params![key, t.label.as_str()])?;
+            tx.prepare_cached("INSERT INTO tags (id, label) VALUES (?1, ?2)")?
+                .execute(params![key, t.label.as_str()])?;
         }
     }
     Ok(())
 }
 
 /// Replaces the open conflicts of one document.
-pub(super) fn conflicts(tx: &Transaction<'_>, id: DocId, conflicts: &[FieldConflict]) -> Result<(), ReplicaError> {
+pub(super) fn conflicts(
+    tx: &Transaction<'_>,
+    id: DocId,
+    conflicts: &[FieldConflict],
+) -> Result<(), ReplicaError> {
     let key = id_blob(id);
-    tx.prepare_cached("DELETE FROM conflicts WHERE doc = ?1")?.execute([key])?;
+    tx.prepare_cached("DELETE FROM conflicts WHERE doc = ?1")?
+        .execute([key])?;
     for c in conflicts {
         let vals: Vec<(String, Option<String>)> = c
             .values
             .iter()
-            .map(|(v, a)| (v.to_string(), a.map(|a| format!("{:?}:{}", a.role, a.device))))
+            .map(|(v, a)| {
+                (
+                    v.to_string(),
+                    a.map(|a| format!("{:?}:{}", a.role, a.device)),
+                )
+            })
             .collect();
-        tx.prepare_cached("INSERT INTO conflicts (doc, field, shown, vals) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+        tx.prepare_cached(
+            "INSERT INTO conflicts (doc, field, shown, vals) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
             key,
             c.field,
             c.shown.to_string(),
@@ -132,11 +169,18 @@ pub(super) fn conflicts(tx: &Transaction<'_>, id: DocId, conflicts: &[FieldConfl
 }
 
 /// Removes a document and everything materialized from it.
-pub(crate) fn remove(tx: &Transaction<'_>, id: DocId, kind: EntityKind) -> Result<(), ReplicaError> {
+pub(crate) fn remove(
+    tx: &Transaction<'_>,
+    id: DocId,
+    kind: EntityKind,
+) -> Result<(), ReplicaError> {
     let key = id_blob(id);
     clear(tx, &key, kind)?;
-    tx.prepare_cached("DELETE FROM conflicts WHERE doc = ?1")?.execute([key])?;
-    tx.prepare_cached("DELETE FROM search_ids WHERE id = ?1")?.execute([key])?;
-    tx.prepare_cached("DELETE FROM docs WHERE id = ?1")?.execute([key])?;
+    tx.prepare_cached("DELETE FROM conflicts WHERE doc = ?1")?
+        .execute([key])?;
+    tx.prepare_cached("DELETE FROM search_ids WHERE id = ?1")?
+        .execute([key])?;
+    tx.prepare_cached("DELETE FROM docs WHERE id = ?1")?
+        .execute([key])?;
     Ok(())
 }

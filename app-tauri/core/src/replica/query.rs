@@ -72,7 +72,10 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         status: r.get(4)?,
         priority: r.get(5)?,
         title: r.get(6)?,
-        technician: r.get::<_, Option<Vec<u8>>>(7)?.map(|b| blob_id(&b)).transpose()?,
+        technician: r
+            .get::<_, Option<Vec<u8>>>(7)?
+            .map(|b| blob_id(&b))
+            .transpose()?,
     })
 }
 
@@ -83,11 +86,15 @@ fn equipment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EquipmentRow> {
         mac: r.get(2)?,
         kind: r.get(3)?,
         status: r.get(4)?,
-        location: r.get::<_, Option<Vec<u8>>>(5)?.map(|b| blob_id(&b)).transpose()?,
+        location: r
+            .get::<_, Option<Vec<u8>>>(5)?
+            .map(|b| blob_id(&b))
+            .transpose()?,
     })
 }
 
-const JOB_COLS: &str = "j.id, j.date, j.start, j.duration, j.status, j.priority, j.title, j.technician";
+const JOB_COLS: &str =
+    "j.id, j.date, j.start, j.duration, j.status, j.priority, j.title, j.technician";
 const EQUIPMENT_COLS: &str = "id, serial, mac, kind, status, location";
 
 impl Replica {
@@ -103,21 +110,33 @@ impl Replica {
 
     /// All jobs of one day (the dispatch board), by start time.
     pub fn jobs_on(&self, day: NaiveDate) -> Result<Vec<JobRow>, ReplicaError> {
-        let mut st = self.conn.prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs j WHERE j.date = ?1 ORDER BY j.start, j.title"))?;
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLS} FROM jobs j WHERE j.date = ?1 ORDER BY j.start, j.title"
+        ))?;
         let rows = st.query_map([day.to_string()], job_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Equipment by exact serial (as scanned or typed; normalized first).
     pub fn equipment_by_serial(&self, serial: &str) -> Result<Option<EquipmentRow>, ReplicaError> {
-        let Ok(serial) = Serial::parse(serial) else { return Ok(None) };
-        let mut st = self.conn.prepare_cached(&format!("SELECT {EQUIPMENT_COLS} FROM equipment WHERE serial = ?1"))?;
+        let Ok(serial) = Serial::parse(serial) else {
+            return Ok(None);
+        };
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {EQUIPMENT_COLS} FROM equipment WHERE serial = ?1"
+        ))?;
         Ok(st.query_row([serial.as_str()], equipment_row).optional()?)
     }
 
     /// Equipment whose MAC starts with what was typed, in any usual notation.
-    pub fn equipment_by_mac_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<EquipmentRow>, ReplicaError> {
-        let Some(p) = MacAddr::normalize_prefix(prefix) else { return Ok(Vec::new()) };
+    pub fn equipment_by_mac_prefix(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<EquipmentRow>, ReplicaError> {
+        let Some(p) = MacAddr::normalize_prefix(prefix) else {
+            return Ok(Vec::new());
+        };
         if p.is_empty() {
             return Ok(Vec::new());
         }
@@ -138,13 +157,23 @@ impl Replica {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let mut st = self.conn.prepare_cached("SELECT id, kind, text FROM search WHERE search MATCH ?1 ORDER BY rank LIMIT ?2")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, kind, text FROM search WHERE search MATCH ?1 ORDER BY rank LIMIT ?2",
+        )?;
         let rows = st.query_map(params![terms.join(" "), limit], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         rows.map(|r| {
             let (id, kind, text) = r?;
-            Ok(SearchHit { id: blob_id(&id)?, kind: kind_of(&kind)?, text })
+            Ok(SearchHit {
+                id: blob_id(&id)?,
+                kind: kind_of(&kind)?,
+                text,
+            })
         })
         .collect()
     }
@@ -154,9 +183,13 @@ impl Replica {
         let row = self
             .conn
             .prepare_cached("SELECT kind, record FROM docs WHERE id = ?1")?
-            .query_row([id_blob(id)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .query_row([id_blob(id)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
             .optional()?;
-        let Some((kind, record)) = row else { return Ok(None) };
+        let Some((kind, record)) = row else {
+            return Ok(None);
+        };
         let record = decode_record(&record)?;
         if record.get("deleted") == &shared::record::Scalar::Bool(true) {
             return Ok(None);
@@ -166,8 +199,12 @@ impl Replica {
 
     /// Every document id on the device with its kind.
     pub fn doc_ids(&self) -> Result<Vec<(DocId, EntityKind)>, ReplicaError> {
-        let mut st = self.conn.prepare_cached("SELECT id, kind FROM docs ORDER BY id")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, kind FROM docs ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+        })?;
         rows.map(|r| {
             let (id, kind) = r?;
             Ok((blob_id(&id)?, kind_of(&kind)?))
@@ -187,9 +224,16 @@ impl Replica {
 
     /// The conflict inbox.
     pub fn conflicts(&self) -> Result<Vec<ConflictRow>, ReplicaError> {
-        let mut st = self.conn.prepare_cached("SELECT doc, field, shown, vals FROM conflicts ORDER BY doc, field")?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT doc, field, shown, vals FROM conflicts ORDER BY doc, field")?;
         let rows = st.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
         })?;
         rows.map(|r| {
             let (doc, field, shown, vals) = r?;
@@ -197,7 +241,8 @@ impl Replica {
                 doc: blob_id(&doc)?,
                 field,
                 shown,
-                values: serde_json::from_str(&vals).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?,
+                values: serde_json::from_str(&vals)
+                    .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?,
             })
         })
         .collect()
@@ -205,8 +250,12 @@ impl Replica {
 
     /// Edits the server refused: document id and reason.
     pub fn rejections(&self) -> Result<Vec<(DocId, String)>, ReplicaError> {
-        let mut st = self.conn.prepare_cached("SELECT doc, reason FROM rejections ORDER BY id")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT doc, reason FROM rejections ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+        })?;
         rows.map(|r| {
             let (d, reason) = r?;
             Ok((blob_id(&d)?, reason))
@@ -216,8 +265,17 @@ impl Replica {
 
     /// Counts for the "what is on this device" indicator.
     pub fn status(&self) -> Result<ReplicaStatus, ReplicaError> {
-        let count = |sql: &str| -> Result<u64, ReplicaError> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|v| u64::try_from(v).unwrap_or(0))?) };
-        let (first, last) = self.conn.query_row("SELECT min(date), max(date) FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let count = |sql: &str| -> Result<u64, ReplicaError> {
+            Ok(self
+                .conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|v| u64::try_from(v).unwrap_or(0))?)
+        };
+        let (first, last) =
+            self.conn
+                .query_row("SELECT min(date), max(date) FROM jobs", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
         Ok(ReplicaStatus {
             documents: count("SELECT count(*) FROM docs")?,
             jobs: count("SELECT count(*) FROM jobs")?,

@@ -1,0 +1,372 @@
+//! `cargo xtask bench core`: the replica and sync-core figures.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use app_tauri_core::{Replica, Transport, TransportError};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use shared::clock::{Clock, FixedClock};
+use shared::crdt;
+use shared::ids::{Author, JobId, Role};
+use shared::model::{AnyEntity, EquipmentStatus, JobStatus, ServiceEquipment};
+use shared::record::{EntityKind, FieldChange, Scalar};
+use shared::sync::server::{ServerConfig, Subject};
+use tests::data::{Dataset, Spec, generate};
+use tests::harness::{Direct, Hub, device, monday_9am, server_author};
+
+/// The scope: one technician, 300 jobs, 3,000 customers (owners and the subscribers of
+/// multi-dwelling buildings), 300 locations, 2,700 subscriptions and 15,000 equipment.
+const SPEC: Spec = Spec {
+    technicians: 1,
+    jobs_per_technician: 300,
+    locations: 300,
+    subscribers_per_location: 9,
+    equipment_per_location: 50,
+    days_back: 7,
+    days_ahead: 21,
+};
+
+fn line(name: &str, value: f64, unit: &str) {
+    println!("{name}: {value:.3} {unit}");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Re-runs itself as a release build when built for debugging: figures from debug builds mean nothing.
+fn ensure_release(args: &[&str]) -> Result<bool> {
+    if !cfg!(debug_assertions) {
+        return Ok(false);
+    }
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
+        .args(args)
+        .status()
+        .context("starting the release build of xtask")?;
+    if !status.success() {
+        bail!("release benchmark run failed ({status})");
+    }
+    Ok(true)
+}
+
+/// A transport that records every answer, so a second process can replay the same sync.
+struct Recording {
+    inner: Direct,
+    frames: Vec<Vec<u8>>,
+}
+
+impl Transport for Recording {
+    fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        let answer = self.inner.exchange(request)?;
+        self.frames.push(answer.clone());
+        Ok(answer)
+    }
+}
+
+/// CPU time of the calling thread, in nanoseconds (Linux schedstat).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn tech_author() -> Author {
+    Author::new(Role::Technician, device(1))
+}
+
+pub(crate) fn core() -> Result<()> {
+    if ensure_release(&["bench", "core"])? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let clock = Arc::new(FixedClock::new(monday_9am()));
+    let hub = Hub::new(ServerConfig::new(server_author()), clock.clone());
+    let data: Dataset = generate(7, SPEC, hub.today());
+    hub.seed(&data)?;
+    let tech = data.technicians[0];
+    let transport = hub.connect(tech_author(), Subject::Technician(tech));
+
+    // initial_sync_s: empty replica on disk to every entity materialized and queryable.
+    let path = dir.path().join("replica.sqlite3");
+    let mut replica = Replica::open(&path, tech_author(), clock.clone() as Arc<dyn Clock>)?;
+    let mut rec = Recording {
+        inner: transport.clone(),
+        frames: Vec::new(),
+    };
+    let t = Instant::now();
+    let report = replica.sync(&mut rec)?;
+    let initial = t.elapsed().as_secs_f64();
+    let status = replica.status()?;
+    if status.documents < 18_300 {
+        bail!(
+            "initial sync materialized only {} documents",
+            status.documents
+        );
+    }
+    line("initial_sync_s", initial, "s");
+    line("initial_sync_entities", status.documents as f64, "docs");
+    line(
+        "initial_sync_round_trips",
+        f64::from(report.round_trips),
+        "round_trips",
+    );
+
+    // edit_commit_*: one offline edit, committed (WAL, survives the app being killed).
+    let jobs: Vec<JobId> = data.jobs.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut times = Vec::with_capacity(1000);
+    for i in 0..1000 {
+        let job = jobs[rng.random_range(0..jobs.len())];
+        let t = Instant::now();
+        if i % 2 == 0 {
+            replica.add_note(job, &format!("Note de terrain {i}"))?;
+        } else {
+            replica.update::<shared::model::DispatchJob>(job.doc(), |j| {
+                if let Some(c) = j.checklist.first_mut() {
+                    c.done = !c.done;
+                }
+                Ok(())
+            })?;
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    line("edit_commit_p50_ms", percentile(&times, 0.5), "ms");
+    line("edit_commit_p99_ms", percentile(&times, 0.99), "ms");
+    replica.sync(&mut transport.clone())?;
+
+    // reconnect_500_*: 500 documents edited on both sides while apart, then one sync.
+    let equipment: Vec<_> = replica
+        .doc_ids()?
+        .into_iter()
+        .filter(|(_, k)| *k == EntityKind::Equipment)
+        .map(|(d, _)| d)
+        .take(500)
+        .collect();
+    for (i, d) in equipment.iter().enumerate() {
+        replica.update::<ServiceEquipment>(*d, |q| {
+            q.status = if i % 2 == 0 {
+                EquipmentStatus::Defectueux
+            } else {
+                EquipmentStatus::Retourne
+            };
+            Ok(())
+        })?;
+        hub.engine.borrow_mut().edit(
+            *d,
+            &[FieldChange::Set {
+                field: "firmware".into(),
+                value: Scalar::str(format!("V5R23C10-{i}")),
+            }],
+            clock.now(),
+        )?;
+    }
+    let (t, cpu) = (Instant::now(), thread_cpu_ns());
+    let r = replica.sync(&mut { transport })?;
+    let cpu_ms = (thread_cpu_ns() - cpu) as f64 / 1e6;
+    // Client and server run on this one thread, so its CPU time is both sides together.
+    line("reconnect_500_cpu_ms", cpu_ms, "ms");
+    line(
+        "reconnect_500_wall_ms",
+        t.elapsed().as_secs_f64() * 1000.0,
+        "ms",
+    );
+    line(
+        "reconnect_500_bytes",
+        (r.bytes_sent + r.bytes_received) as f64,
+        "bytes",
+    );
+    line(
+        "reconnect_500_round_trips",
+        f64::from(r.round_trips),
+        "round_trips",
+    );
+
+    // history_10k_load_ms: a job document after 10,000 edits, compacted as the server does it.
+    let job = data.jobs[0].doc();
+    let (epoch, bytes) = hub
+        .engine
+        .borrow()
+        .doc_bytes(job)
+        .map(|(e, b)| (e, b.to_vec()))
+        .context("job document")?;
+    let _ = epoch;
+    let mut doc = crdt::load(&bytes)?;
+    let author = Author::new(Role::Technician, device(9));
+    for i in 0..10_000u32 {
+        let changes = if i % 500 == 0 {
+            let item = format!("n{i:05}");
+            vec![
+                FieldChange::SetItem {
+                    collection: "notes".into(),
+                    item: item.clone(),
+                    field: "text".into(),
+                    value: Scalar::str(format!("note {i}")),
+                },
+                FieldChange::SetItem {
+                    collection: "notes".into(),
+                    item,
+                    field: "at".into(),
+                    value: Scalar::Int(i64::from(i)),
+                },
+            ]
+        } else {
+            vec![FieldChange::Set {
+                field: "actual_start".into(),
+                value: Scalar::Int(i64::from(i)),
+            }]
+        };
+        crdt::write(&mut doc, &author, clock.now(), &changes)?;
+    }
+    let long = doc.save();
+    let load = |bytes: &[u8]| -> Result<f64> {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let d = crdt::load(bytes)?;
+            let m = crdt::read(&d, EntityKind::Job);
+            AnyEntity::from_record(EntityKind::Job, job, &m.record)?;
+            best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(best)
+    };
+    let record = crdt::read(&doc, EntityKind::Job).record;
+    let (compacted, _) = crdt::create(EntityKind::Job, &server_author(), clock.now(), &record)?;
+    let compacted = compacted.save();
+    line("history_10k_uncompacted_load_ms", load(&long)?, "ms");
+    line("history_10k_load_ms", load(&compacted)?, "ms");
+    line("history_10k_bytes", compacted.len() as f64, "bytes");
+
+    // query_p99_ms and replica_rss_mb in a client-only process replaying the same sync.
+    let frames_path = dir.path().join("frames.bin");
+    let mut f = std::fs::File::create(&frames_path)?;
+    for fr in &rec.frames {
+        f.write_all(&(fr.len() as u64).to_le_bytes())?;
+        f.write_all(fr)?;
+    }
+    drop(f);
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "bench-client",
+            frames_path.to_str().context("utf-8 temp path")?,
+        ])
+        .output()
+        .context("running the client-only process")?;
+    if !out.status.success() {
+        bail!(
+            "client process failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    let _ = JobStatus::Completed;
+    Ok(())
+}
+
+/// Replays recorded answers into a fresh replica, runs the screen queries, reports RSS.
+pub(crate) fn client_child(frames: &str) -> Result<()> {
+    struct Replay(std::vec::IntoIter<Vec<u8>>);
+    impl Transport for Replay {
+        fn exchange(&mut self, _request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+            self.0
+                .next()
+                .ok_or_else(|| TransportError::Unreachable("no more recorded frames".into()))
+        }
+    }
+    let bytes = std::fs::read(frames).context("reading frames")?;
+    let mut list = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let n = u64::from_le_bytes(bytes[at..at + 8].try_into()?) as usize;
+        list.push(bytes[at + 8..at + 8 + n].to_vec());
+        at += 8 + n;
+    }
+    let dir = tempfile::tempdir()?;
+    let clock = Arc::new(FixedClock::new(monday_9am()));
+    let mut replica = Replica::open(
+        &dir.path().join("r.sqlite3"),
+        tech_author(),
+        clock.clone() as Arc<dyn Clock>,
+    )?;
+    replica.sync(&mut Replay(list.into_iter()))?;
+
+    let today = clock.now().date();
+    let tech: shared::ids::TechnicianId = {
+        let techs: Vec<_> = replica
+            .doc_ids()?
+            .into_iter()
+            .filter(|(_, k)| *k == EntityKind::Technician)
+            .collect();
+        shared::ids::TechnicianId(techs.first().context("technician in scope")?.0)
+    };
+    let mut serials = Vec::new();
+    let mut macs = Vec::new();
+    let mut names = Vec::new();
+    for (id, kind) in replica.doc_ids()? {
+        match (kind, replica.entity(id)?) {
+            (EntityKind::Equipment, Some(AnyEntity::Equipment(e))) => {
+                serials.push(e.serial.to_string());
+                if let Some(m) = e.mac {
+                    macs.push(m.compact()[..6].to_owned());
+                }
+            }
+            (EntityKind::Customer, Some(AnyEntity::Customer(c))) => {
+                names.push(
+                    c.name
+                        .as_str()
+                        .split_whitespace()
+                        .last()
+                        .unwrap_or("Roy")
+                        .chars()
+                        .take(4)
+                        .collect::<String>(),
+                );
+            }
+            _ => {}
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut times = Vec::new();
+    for i in 0..4000 {
+        let t = Instant::now();
+        match i % 4 {
+            0 => {
+                let day = today + chrono::Duration::days(rng.random_range(-3..7));
+                std::hint::black_box(replica.jobs_of(tech, day)?);
+            }
+            1 => {
+                std::hint::black_box(
+                    replica.equipment_by_serial(&serials[rng.random_range(0..serials.len())])?,
+                );
+            }
+            2 => {
+                std::hint::black_box(
+                    replica.equipment_by_mac_prefix(&macs[rng.random_range(0..macs.len())], 20)?,
+                );
+            }
+            _ => {
+                std::hint::black_box(replica.search(&names[rng.random_range(0..names.len())], 20)?);
+            }
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    line("query_p99_ms", percentile(&times, 0.99), "ms");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    line("replica_rss_mb", rss_kb / 1024.0, "MB");
+    let _ = Path::new(frames);
+    Ok(())
+}
