@@ -4,6 +4,8 @@
 //! each call returns; the parent kills it (SIGKILL) at a varying point, reopens the database and
 //! checks every acknowledged note is there, with its outbox entry, and nothing half-written.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;

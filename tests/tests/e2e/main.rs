@@ -1,5 +1,7 @@
 //! Cross-crate scenarios, one test binary.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod bad_input;
 mod sim;
 mod tidy;
