@@ -3,7 +3,7 @@
 //! Layout: the document root is a map; each register is a key holding a scalar, and each collection
 //! is a key holding a map from item key to an item map of scalars. Collection maps are created with
 //! the document, never later, so concurrent appends from two devices land in the same map.
-//! Reading applies each field's merge [`Policy`](crate::record::Policy) to the concurrent values,
+//! Reading applies each field's merge `Policy` to the concurrent values,
 //! so every replica shows the same state and lists the same conflicts.
 
 use automerge::transaction::{CommitOptions, Transactable};
