@@ -75,6 +75,11 @@ pub struct DocChanges {
     pub kind: EntityKind,
     pub epoch: u32,
     pub changes: Vec<Vec<u8>>,
+    /// The server's materialization after these changes. A client whose copy holds nothing the
+    /// server has not seen reaches exactly this state (the merge is deterministic), so it can
+    /// store the changes and the record without loading the document.
+    pub record: Record,
+    pub conflicts: Vec<crate::merge::FieldConflict>,
 }
 
 /// Why the server refused a pushed document's changes. The response carries the server's copy so

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use automerge::ReadDoc;
 use rand::{RngCore, SeedableRng, rngs::StdRng};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use shared::auth;
@@ -54,6 +55,7 @@ pub(crate) struct StoredDoc {
     pub(crate) kind: EntityKind,
     pub(crate) epoch: u32,
     pub(crate) bytes: Vec<u8>,
+    pub(crate) tail: u32,
 }
 
 /// The device's replica.
@@ -157,23 +159,22 @@ impl Replica {
         id: DocId,
     ) -> Result<Option<StoredDoc>, ReplicaError> {
         let row = tx
-            .query_row(
-                "SELECT kind, epoch, bytes FROM docs WHERE id = ?1",
-                [id_blob(id)],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, u32>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                },
-            )
+            .prepare_cached("SELECT kind, epoch, bytes, tail FROM docs WHERE id = ?1")?
+            .query_row([id_blob(id)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, u32>(3)?,
+                ))
+            })
             .optional()?;
-        row.map(|(k, epoch, bytes)| {
+        row.map(|(k, epoch, bytes, tail)| {
             Ok(StoredDoc {
                 kind: kind_of(&k)?,
                 epoch,
                 bytes,
+                tail,
             })
         })
         .transpose()
@@ -190,9 +191,9 @@ impl Replica {
         conflicts: &[FieldConflict],
     ) -> Result<(), ReplicaError> {
         tx.prepare_cached(
-            "INSERT INTO docs (id, kind, epoch, bytes, record) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO docs (id, kind, epoch, bytes, record, tail) VALUES (?1, ?2, ?3, ?4, ?5, 0)
              ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, epoch = excluded.epoch,
-               bytes = excluded.bytes, record = excluded.record",
+               bytes = excluded.bytes, record = excluded.record, tail = 0",
         )?
         .execute(params![
             id_blob(id),
@@ -204,6 +205,55 @@ impl Replica {
         materialize::rows(tx, id, kind, record)?;
         materialize::conflicts(tx, id, conflicts)?;
         Ok(())
+    }
+
+    /// Appends changes to a stored document without loading it, with the materialization the
+    /// server computed for the same set of changes.
+    pub(crate) fn append_changes(
+        tx: &Transaction<'_>,
+        stored: &StoredDoc,
+        id: DocId,
+        changes: &[Vec<u8>],
+        record: &Record,
+        conflicts: &[FieldConflict],
+    ) -> Result<(), ReplicaError> {
+        let mut bytes =
+            Vec::with_capacity(stored.bytes.len() + changes.iter().map(Vec::len).sum::<usize>());
+        bytes.extend_from_slice(&stored.bytes);
+        for c in changes {
+            bytes.extend_from_slice(c);
+        }
+        let tail = stored.tail + u32::try_from(changes.len()).unwrap_or(u32::MAX);
+        tx.prepare_cached("UPDATE docs SET bytes = ?2, record = ?3, tail = ?4 WHERE id = ?1")?
+            .execute(params![id_blob(id), bytes, encode_record(record), tail])?;
+        materialize::rows(tx, id, stored.kind, record)?;
+        materialize::conflicts(tx, id, conflicts)?;
+        Ok(())
+    }
+
+    /// Loads a document from its bytes and checks that it reads as its stored record: the
+    /// replica's own integrity check (the simulation runs it on every document).
+    pub fn verify(&self, id: DocId) -> Result<(), ReplicaError> {
+        let stored = Self::load_stored(&self.conn, id)?.ok_or(ReplicaError::NotFound {
+            kind: EntityKind::Job,
+            id,
+        })?;
+        let doc = crdt::load(&stored.bytes).map_err(corrupt(id))?;
+        if let Some(h) = doc.get_missing_deps(&[]).first() {
+            return Err(ReplicaError::Corrupt {
+                id,
+                source: Box::new(CrdtError::MissingDependencies {
+                    hash: h.to_string(),
+                }),
+            });
+        }
+        let read = crdt::read(&doc, stored.kind).record;
+        match self.record(id)? {
+            Some(r) if r == read => Ok(()),
+            other => Err(ReplicaError::BadSyncData(format!(
+                "document {id} reads as {read:?} but its stored record is {other:?}"
+            ))),
+        }
     }
 
     fn queue(

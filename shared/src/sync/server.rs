@@ -5,7 +5,7 @@
 //! promise). The engine keeps every document's saved bytes and materialized record, a change log
 //! ordered by sequence number, an index for scopes, and per client the set of documents it holds.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 use chrono::{Duration, NaiveDate};
@@ -20,6 +20,12 @@ use crate::protocol::{
     DocChanges, PushDoc, RejectReason, Rejection, Snapshot, SyncRefusal, SyncRequest, SyncResponse,
 };
 use crate::record::{EntityKind, FieldChange, Record, Scalar};
+
+/// Hash maps keyed by our own ids: fast hashing (the keys are not attacker-chosen for collisions:
+/// UUIDs are checked and assigned per device) matters on the sync path.
+pub type Map<K, V> = rustc_hash::FxHashMap<K, V>;
+/// See [`Map`].
+pub type Set<T> = rustc_hash::FxHashSet<T>;
 
 /// Whose documents a client receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,6 +62,8 @@ pub struct ServerConfig {
     pub max_snapshots: usize,
     /// Compact a document once this many changes were logged since its last compaction.
     pub compact_after: u32,
+    /// How many recently used documents stay loaded in memory (the rest are kept as bytes).
+    pub loaded_docs: usize,
 }
 
 impl ServerConfig {
@@ -64,6 +72,7 @@ impl ServerConfig {
             author,
             window: ScopeWindow::default(),
             max_snapshots: 10_000,
+            loaded_docs: 2_048,
             compact_after: 256,
         }
     }
@@ -146,7 +155,7 @@ impl DocState {
 struct Known {
     token: u64,
     cursor: u64,
-    docs: HashSet<DocId>,
+    docs: Set<DocId>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,29 +173,24 @@ const PENDING_ANSWERS: usize = 4;
 
 #[derive(Debug, Default)]
 struct Index {
-    jobs_of_tech: HashMap<TechnicianId, HashSet<DocId>>,
-    jobs_on: BTreeMap<NaiveDate, HashSet<DocId>>,
-    equipment_at: HashMap<LocationId, HashSet<DocId>>,
-    subscriptions_at: HashMap<LocationId, HashSet<DocId>>,
-    technicians: HashSet<DocId>,
-    tags: HashSet<DocId>,
+    jobs_of_tech: Map<TechnicianId, Set<DocId>>,
+    jobs_on: BTreeMap<NaiveDate, Set<DocId>>,
+    equipment_at: Map<LocationId, Set<DocId>>,
+    subscriptions_at: Map<LocationId, Set<DocId>>,
+    technicians: Set<DocId>,
+    tags: Set<DocId>,
 }
 
 impl Index {
     fn edit(&mut self, id: DocId, e: &AnyEntity, add: bool) {
-        fn put<K: std::hash::Hash + Eq>(
-            m: &mut HashMap<K, HashSet<DocId>>,
-            k: K,
-            id: DocId,
-            add: bool,
-        ) {
+        fn put<K: std::hash::Hash + Eq>(m: &mut Map<K, Set<DocId>>, k: K, id: DocId, add: bool) {
             if add {
                 m.entry(k).or_default().insert(id);
             } else if let Some(s) = m.get_mut(&k) {
                 s.remove(&id);
             }
         }
-        let set = |s: &mut HashSet<DocId>| if add { s.insert(id) } else { s.remove(&id) };
+        let set = |s: &mut Set<DocId>| if add { s.insert(id) } else { s.remove(&id) };
         match e {
             AnyEntity::Job(j) => {
                 for t in j.technician.iter().chain(&j.assistants) {
@@ -228,12 +232,16 @@ pub struct EngineStats {
 #[derive(Debug)]
 pub struct ServerEngine {
     config: ServerConfig,
-    docs: HashMap<DocId, DocState>,
+    docs: Map<DocId, DocState>,
     log: BTreeMap<u64, LogEntry>,
     head: u64,
     next_token: u64,
-    sessions: HashMap<DeviceId, Session>,
+    sessions: Map<DeviceId, Session>,
     index: Index,
+    /// Recently used documents, loaded; bounded by `config.loaded_docs`, oldest dropped first.
+    loaded: Map<DocId, (Automerge, u64)>,
+    loaded_order: std::collections::VecDeque<(DocId, u64)>,
+    loaded_clock: u64,
 }
 
 struct Applied {
@@ -244,12 +252,15 @@ impl ServerEngine {
     pub fn new(config: ServerConfig) -> Self {
         Self {
             config,
-            docs: HashMap::new(),
+            docs: Map::default(),
             log: BTreeMap::new(),
             head: 0,
             next_token: 1,
-            sessions: HashMap::new(),
+            sessions: Map::default(),
             index: Index::default(),
+            loaded: Map::default(),
+            loaded_order: std::collections::VecDeque::new(),
+            loaded_clock: 0,
         }
     }
 
@@ -316,7 +327,7 @@ impl ServerEngine {
         self.commit_doc(
             id,
             (entity.kind(), 0),
-            &doc,
+            doc,
             None,
             vec![(change, None)],
             &mut effects,
@@ -335,13 +346,13 @@ impl ServerEngine {
             return Ok(Vec::new());
         };
         let (kind, epoch) = (state.kind, state.epoch);
-        let mut doc = crdt::load(&state.bytes)?;
+        let mut doc = self.checkout(id)?;
         let mut effects = Vec::new();
         if let Some(change) = crdt::write(&mut doc, &self.config.author, now, changes)? {
             self.commit_doc(
                 id,
                 (kind, epoch),
-                &doc,
+                doc,
                 None,
                 vec![(change, None)],
                 &mut effects,
@@ -354,12 +365,12 @@ impl ServerEngine {
         &mut self,
         id: DocId,
         (kind, epoch): (EntityKind, u32),
-        doc: &Automerge,
+        doc: Automerge,
         m: Option<crdt::Materialized>,
         changes: Vec<(Vec<u8>, Option<DeviceId>)>,
         effects: &mut Vec<ServerEffect>,
     ) {
-        let m = m.unwrap_or_else(|| crdt::read(doc, kind));
+        let m = m.unwrap_or_else(|| crdt::read(&doc, kind));
         let entity = AnyEntity::from_record(kind, id, &m.record).ok();
         let bytes = doc.save();
         let old = self.docs.remove(&id);
@@ -416,6 +427,7 @@ impl ServerEngine {
             self.index.edit(id, e, true);
         }
         self.docs.insert(id, state);
+        self.keep_loaded(id, doc);
     }
 
     /// One sync exchange for an authenticated device.
@@ -448,7 +460,12 @@ impl ServerEngine {
             }
         }
 
-        let (known, full_resync) = self.known_for(device, req.cursor, req.token);
+        let full_resync = !self.confirm(device, req.cursor, req.token);
+        let empty = Known::default();
+        let known = match self.sessions.get(&device) {
+            Some(s) if !full_resync => &s.confirmed,
+            _ => &empty,
+        };
         let scope = self.scope(subject, today);
         let mut entering: Vec<DocId> = scope
             .iter()
@@ -469,8 +486,8 @@ impl ServerEngine {
         let mut snapshot_ids: Vec<DocId> = entering.clone();
         let mut changes: Vec<DocChanges> = Vec::new();
         if !known.docs.is_empty() {
-            let mut at: HashMap<DocId, usize> = HashMap::new();
-            let mut resnap: HashSet<DocId> = HashSet::new();
+            let mut at: Map<DocId, usize> = Map::default();
+            let mut resnap: Set<DocId> = Set::default();
             for (_, e) in self.log.range(known.cursor + 1..) {
                 if !known.docs.contains(&e.doc)
                     || !scope.contains(&e.doc)
@@ -492,6 +509,8 @@ impl ServerEngine {
                                 kind: state.kind,
                                 epoch: state.epoch,
                                 changes: Vec::new(),
+                                record: state.record.clone(),
+                                conflicts: state.conflicts.clone(),
                             });
                             changes.len() - 1
                         });
@@ -510,19 +529,27 @@ impl ServerEngine {
             .filter_map(|id| self.docs.get(id).map(|d| d.snapshot(*id)))
             .collect();
 
-        let mut docs: HashSet<DocId> = known
-            .docs
-            .iter()
-            .filter(|d| scope.contains(d))
-            .copied()
-            .collect();
-        docs.extend(entering.iter().copied());
+        // What the client will hold once it applies this answer: its scope, minus entering
+        // documents held back for a later page.
+        let docs: Set<DocId> = if more {
+            let mut d: Set<DocId> = known
+                .docs
+                .iter()
+                .filter(|d| scope.contains(d))
+                .copied()
+                .collect();
+            d.extend(entering.iter().copied());
+            d
+        } else {
+            scope
+        };
         let token = self.next_token;
         self.next_token += 1;
+        let cursor = self.head;
         if let Some(s) = self.sessions.get_mut(&device) {
             s.pending.push(Known {
                 token,
-                cursor: self.head,
+                cursor,
                 docs,
             });
             if s.pending.len() > PENDING_ANSWERS {
@@ -532,7 +559,7 @@ impl ServerEngine {
         let resp = SyncResponse {
             base_cursor: req.cursor,
             base_token: req.token,
-            cursor: self.head,
+            cursor,
             token,
             acked_outbox: req.outbox_upto,
             snapshots,
@@ -545,15 +572,16 @@ impl ServerEngine {
         Ok((resp, effects))
     }
 
-    /// The documents the client holds, as of the response it last received. A late or duplicated
-    /// request whose token matches neither the confirmed nor the pending set starts from nothing:
-    /// it gets full snapshots, which merge harmlessly into what the client has.
-    fn known_for(&mut self, device: DeviceId, cursor: u64, token: u64) -> (Known, bool) {
+    /// Finds what the client holds, as of the answer it last applied (named by cursor and token),
+    /// and makes it the confirmed state. `false` when the position is unknown (a first sync, a
+    /// late duplicate, a server restart): the client then gets its whole scope again, which
+    /// merges harmlessly into what it has.
+    fn confirm(&mut self, device: DeviceId, cursor: u64, token: u64) -> bool {
         let Some(s) = self.sessions.get_mut(&device) else {
-            return (Known::default(), true);
+            return false;
         };
         if cursor == 0 && token == 0 {
-            return (Known::default(), true);
+            return false;
         }
         if let Some(i) = s
             .pending
@@ -563,11 +591,7 @@ impl ServerEngine {
             s.confirmed = s.pending.remove(i);
             s.pending.clear();
         }
-        if s.confirmed.token == token && s.confirmed.cursor == cursor {
-            (s.confirmed.clone(), false)
-        } else {
-            (Known::default(), true)
-        }
+        s.confirmed.token == token && s.confirmed.cursor == cursor
     }
 
     fn apply_push(
@@ -591,16 +615,17 @@ impl ServerEngine {
             return Err(RejectReason::StaleEpoch { current: 0 });
         }
         let epoch = push.epoch;
-        let mut doc = match existing {
-            Some(s) => {
-                crdt::load(&s.bytes).map_err(|e| RejectReason::CorruptChange(e.to_string()))?
-            }
+        let before: Option<Record> = existing.map(|s| s.record.clone());
+        // Work on a checked-out copy: on any refusal it is dropped and the state stays as it was.
+        let mut doc = match before {
+            Some(_) => self
+                .checkout(push.doc)
+                .map_err(|e| RejectReason::CorruptChange(e.to_string()))?,
             None => Automerge::new(),
         };
-        let before: Option<Record> = existing.map(|s| s.record.clone());
 
         let mut fresh: Vec<Change> = Vec::new();
-        let mut seen: HashSet<ChangeHash> = HashSet::new();
+        let mut seen: Set<ChangeHash> = Set::default();
         for bytes in &push.changes {
             let change = crdt::decode_change(bytes)
                 .map_err(|e| RejectReason::CorruptChange(e.to_string()))?;
@@ -679,7 +704,7 @@ impl ServerEngine {
         self.commit_doc(
             push.doc,
             (push.kind, epoch),
-            &doc,
+            doc,
             materialized,
             changes,
             &mut effects,
@@ -687,11 +712,48 @@ impl ServerEngine {
         Ok(Applied { effects })
     }
 
+    /// Takes a document out of the loaded set, or loads it from its bytes.
+    fn checkout(&mut self, id: DocId) -> Result<Automerge, crdt::CrdtError> {
+        if let Some((doc, _)) = self.loaded.remove(&id) {
+            return Ok(doc);
+        }
+        let bytes = self
+            .docs
+            .get(&id)
+            .map(|d| d.bytes.as_slice())
+            .unwrap_or_default();
+        crdt::load(bytes)
+    }
+
+    /// Keeps a document loaded, dropping the least recently stored ones past the limit.
+    fn keep_loaded(&mut self, id: DocId, doc: Automerge) {
+        if self.config.loaded_docs == 0 {
+            return;
+        }
+        self.loaded_clock += 1;
+        self.loaded.insert(id, (doc, self.loaded_clock));
+        self.loaded_order.push_back((id, self.loaded_clock));
+        while self.loaded.len() > self.config.loaded_docs {
+            let Some((old, stamp)) = self.loaded_order.pop_front() else {
+                break;
+            };
+            // An entry whose stamp moved on was stored again since: only its last place counts.
+            if self.loaded.get(&old).is_some_and(|(_, s)| *s == stamp) {
+                self.loaded.remove(&old);
+            }
+        }
+        if self.loaded_order.len() > 4 * self.config.loaded_docs {
+            let loaded = &self.loaded;
+            self.loaded_order
+                .retain(|(id, stamp)| loaded.get(id).is_some_and(|(_, s)| s == stamp));
+        }
+    }
+
     /// The documents a subject may see today.
-    pub fn scope(&self, subject: Subject, today: NaiveDate) -> HashSet<DocId> {
+    pub fn scope(&self, subject: Subject, today: NaiveDate) -> Set<DocId> {
         let from = today - Duration::days(self.config.window.days_back);
         let to = today + Duration::days(self.config.window.days_ahead);
-        let mut out: HashSet<DocId> = HashSet::new();
+        let mut out: Set<DocId> = Set::default();
         let job_ids: Vec<DocId> = match subject {
             Subject::Office => self
                 .index
@@ -706,7 +768,7 @@ impl ServerEngine {
                 .map(|s| s.iter().copied().collect())
                 .unwrap_or_default(),
         };
-        let mut locations: HashSet<LocationId> = HashSet::new();
+        let mut locations: Set<LocationId> = Set::default();
         for id in job_ids {
             let Some(AnyEntity::Job(job)) = self.docs.get(&id).and_then(DocState::live) else {
                 continue;
@@ -785,6 +847,7 @@ impl ServerEngine {
                     payload: Payload::Snapshot,
                 },
             );
+            self.loaded.remove(&id);
             if let Some(state) = self.docs.get_mut(&id) {
                 state.epoch += 1;
                 state.bytes = bytes.clone();

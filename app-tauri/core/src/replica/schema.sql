@@ -11,7 +11,9 @@ CREATE TABLE IF NOT EXISTS docs (
     epoch  INTEGER NOT NULL,
     bytes  BLOB NOT NULL,
     -- The materialized record (postcard), read by detail screens instead of loading the document.
-    record BLOB NOT NULL
+    record BLOB NOT NULL,
+    -- How many change chunks were appended to `bytes` since it was last saved whole.
+    tail   INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 -- Local changes not yet acknowledged by the server, in the order they were made.
