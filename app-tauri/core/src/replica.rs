@@ -256,7 +256,19 @@ impl Replica {
         }
     }
 
-    fn queue(
+    /// Saves a loaded document whole, with its materialization.
+    pub(crate) fn store_loaded(
+        tx: &Transaction<'_>,
+        id: DocId,
+        kind: EntityKind,
+        epoch: u32,
+        doc: &automerge::Automerge,
+    ) -> Result<(), ReplicaError> {
+        let m = crdt::read(doc, kind);
+        Self::store_doc(tx, id, kind, epoch, &doc.save(), &m.record, &m.conflicts)
+    }
+
+    pub(crate) fn queue(
         tx: &Transaction<'_>,
         id: DocId,
         kind: EntityKind,
@@ -287,8 +299,7 @@ impl Replica {
         if Self::load_stored(&tx, id)?.is_some() {
             return Err(ReplicaError::Exists(id));
         }
-        let m = crdt::read(&doc, kind);
-        Self::store_doc(&tx, id, kind, 0, &doc.save(), &m.record, &m.conflicts)?;
+        Self::store_loaded(&tx, id, kind, 0, &doc)?;
         Self::queue(&tx, id, kind, 0, &change)?;
         tx.commit()?;
         Ok(id)
@@ -326,16 +337,7 @@ impl Replica {
         }
         let changes = before.diff(&after);
         if let Some(change) = crdt::write(&mut doc, &author, now, &changes).map_err(corrupt(id))? {
-            let m = crdt::read(&doc, kind);
-            Self::store_doc(
-                &tx,
-                id,
-                kind,
-                stored.epoch,
-                &doc.save(),
-                &m.record,
-                &m.conflicts,
-            )?;
+            Self::store_loaded(&tx, id, kind, stored.epoch, &doc)?;
             Self::queue(&tx, id, kind, stored.epoch, &change)?;
             tx.commit()?;
         }

@@ -272,16 +272,7 @@ impl Replica {
             out.changes += changes.len() as u64;
             crdt::apply(&mut doc, changes)
                 .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", dc.doc)))?;
-            let m = crdt::read(&doc, dc.kind);
-            Replica::store_doc(
-                &tx,
-                dc.doc,
-                dc.kind,
-                dc.epoch,
-                &doc.save(),
-                &m.record,
-                &m.conflicts,
-            )?;
+            Replica::store_loaded(&tx, dc.doc, dc.kind, dc.epoch, &doc)?;
         }
         for id in &resp.evict {
             out.evicted += 1;
@@ -362,16 +353,7 @@ fn merge_snapshot(
     let mut theirs = load_snapshot(s)?;
     doc.merge(&mut theirs)
         .map_err(|e| ReplicaError::BadSyncData(format!("snapshot {}: {e}", s.doc)))?;
-    let m = crdt::read(&doc, s.kind);
-    Replica::store_doc(
-        tx,
-        s.doc,
-        s.kind,
-        s.epoch,
-        &doc.save(),
-        &m.record,
-        &m.conflicts,
-    )
+    Replica::store_loaded(tx, s.doc, s.kind, s.epoch, &doc)
 }
 
 /// Moves local, unpushed edits of a document onto the server's compacted copy: the field changes
@@ -412,19 +394,7 @@ fn rebase(
     if let Some(change) = crdt::write(&mut doc, author, now, &edits)
         .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?
     {
-        tx.execute(
-            "INSERT INTO outbox (doc, kind, epoch, change) VALUES (?1, ?2, ?3, ?4)",
-            params![id_blob(s.doc), s.kind.as_str(), s.epoch, change],
-        )?;
+        Replica::queue(tx, s.doc, s.kind, s.epoch, &change)?;
     }
-    let m = crdt::read(&doc, s.kind);
-    Replica::store_doc(
-        tx,
-        s.doc,
-        s.kind,
-        s.epoch,
-        &doc.save(),
-        &m.record,
-        &m.conflicts,
-    )
+    Replica::store_loaded(tx, s.doc, s.kind, s.epoch, &doc)
 }
