@@ -87,7 +87,7 @@ pub fn check(kind: EntityKind, role: Role, before: Option<&Record>, after: &Reco
                 .as_str()
                 .and_then(|s| s.parse::<JobStatus>().ok());
             if let (Some(from), Some(to)) = (from, to)
-                && let Err(e) = from.check_transition(to, role)
+                && let Err(e) = from.check_reachable(to, role)
             {
                 out.push(Denied::Transition(e));
             }

@@ -97,6 +97,8 @@ pub enum RejectReason {
         current: u32,
     },
     KindMismatch,
+    /// The document is not one this device can see.
+    OutOfScope,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

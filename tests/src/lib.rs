@@ -1,6 +1,7 @@
 //! Cross-crate test support: realistic data sets, an in-process server, and the deterministic
 //! sync simulation. The scenarios themselves live in `tests/e2e/`.
 
-pub mod data;
+/// The demo data generator lives with the server (its `demo` command uses it).
+pub use sync_server::demo as data;
 pub mod harness;
 pub mod sim;

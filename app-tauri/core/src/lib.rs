@@ -19,4 +19,6 @@ mod sync_client;
 pub use replica::{
     ConflictRow, EquipmentRow, JobRow, Replica, ReplicaError, ReplicaStatus, SearchHit,
 };
+#[cfg(feature = "http")]
+pub use sync_client::http::HttpTransport;
 pub use sync_client::{SyncReport, Transport, TransportError};

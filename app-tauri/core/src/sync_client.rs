@@ -27,6 +27,9 @@ pub enum TransportError {
     Unreachable(String),
     #[error("server refused the sync: {0}")]
     Refused(SyncRefusal),
+    /// An HTTP-level refusal (401 bad token, 426 app too old, 503 server unavailable…).
+    #[error("server answered {status}: {message}")]
+    Server { status: u16, message: String },
     #[error("server answer unreadable: {0}")]
     Decode(#[from] DecodeError),
     #[error(transparent)]
@@ -190,13 +193,26 @@ impl Replica {
             out.rejected += 1;
             let reason = format!("{:?}", rej.reason);
             match (&rej.reason, &rej.snapshot) {
-                (RejectReason::StaleEpoch { .. }, Some(snap)) => rebase(&tx, &author, now, snap)?,
+                (RejectReason::StaleEpoch { .. }, Some(snap)) => {
+                    rebase(&tx, &author, now, snap, 0)?;
+                }
                 (_, snap) => {
-                    tx.execute("DELETE FROM outbox WHERE doc = ?1", [id_blob(rej.doc)])?;
+                    // The refused changes are those the request carried; edits made since stay
+                    // and are moved onto the server's copy.
+                    tx.execute(
+                        "DELETE FROM outbox WHERE doc = ?1 AND seq <= ?2",
+                        params![
+                            id_blob(rej.doc),
+                            i64::try_from(resp.acked_outbox).unwrap_or(i64::MAX)
+                        ],
+                    )?;
                     match snap {
-                        Some(s) => replace(&tx, s)?,
+                        Some(s) => rebase(&tx, &author, now, s, resp.acked_outbox)?,
                         None => {
-                            if let Some(stored) = Replica::load_stored(&tx, rej.doc)? {
+                            let later = outbox_of(&tx, Some(rej.doc))?;
+                            if let (Some(stored), true) =
+                                (Replica::load_stored(&tx, rej.doc)?, later.is_empty())
+                            {
                                 mat::remove(&tx, rej.doc, stored.kind)?;
                             }
                         }
@@ -222,7 +238,11 @@ impl Replica {
             merge_snapshot(&tx, &author, now, snap)?;
             tx.prepare_cached("DELETE FROM resync_pending WHERE id = ?1")?
                 .execute([id_blob(snap.doc)])?;
+            // Back in scope: an eviction still waiting from before no longer applies.
+            tx.prepare_cached("DELETE FROM evict_pending WHERE id = ?1")?
+                .execute([id_blob(snap.doc)])?;
         }
+        let mut lost_track = false;
         if !resp.more {
             // A full resync is complete: what the server did not send again is out of scope.
             tx.execute(
@@ -233,8 +253,13 @@ impl Replica {
         }
         for dc in &resp.changes {
             let Some(stored) = Replica::load_stored(&tx, dc.doc)? else {
+                // The server believes this replica holds a document it does not: start over
+                // with a full resync rather than drift.
+                lost_track = true;
                 continue;
             };
+            tx.prepare_cached("DELETE FROM evict_pending WHERE id = ?1")?
+                .execute([id_blob(dc.doc)])?;
             if stored.epoch != dc.epoch || stored.kind != dc.kind {
                 continue; // a snapshot of the new epoch is on its way
             }
@@ -290,8 +315,15 @@ impl Replica {
             mat::remove(&tx, blob_id(&id)?, kind_of(&kind)?)?;
         }
         tx.execute("DELETE FROM evict_pending WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.doc = evict_pending.id)", [])?;
-        set_meta(&tx, "cursor", next.cursor)?;
-        set_meta(&tx, "token", next.token)?;
+        if lost_track {
+            tracing::warn!("sync.lost_track: full resync on the next exchange");
+            set_meta(&tx, "cursor", 0)?;
+            set_meta(&tx, "token", 0)?;
+            out.more = true;
+        } else {
+            set_meta(&tx, "cursor", next.cursor)?;
+            set_meta(&tx, "token", next.token)?;
+        }
         tx.commit()?;
         Ok(out)
     }
@@ -346,7 +378,7 @@ fn merge_snapshot(
         return replace(tx, s);
     };
     if local.epoch != s.epoch || local.kind != s.kind {
-        return rebase(tx, author, now, s);
+        return rebase(tx, author, now, s, 0);
     }
     let mut doc = crdt::load(&local.bytes)
         .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
@@ -364,8 +396,12 @@ fn rebase(
     author: &shared::ids::Author,
     now: shared::clock::Millis,
     s: &Snapshot,
+    after_seq: u64,
 ) -> Result<(), ReplicaError> {
-    let pending = outbox_of(tx, Some(s.doc))?;
+    let pending: Vec<OutboxEntry> = outbox_of(tx, Some(s.doc))?
+        .into_iter()
+        .filter(|e| e.seq > after_seq)
+        .collect();
     let local = Replica::load_stored(tx, s.doc)?;
     let (Some(local), false) = (local, pending.is_empty()) else {
         return replace(tx, s);
@@ -397,4 +433,73 @@ fn rebase(
         Replica::queue(tx, s.doc, s.kind, s.epoch, &change)?;
     }
     Replica::store_loaded(tx, s.doc, s.kind, s.epoch, &doc)
+}
+
+/// The HTTP transport to a sync server (`POST {base}/api/v1/sync`, bearer token).
+#[cfg(feature = "http")]
+pub(crate) mod http {
+    use super::{Transport, TransportError};
+
+    /// A blocking HTTP client for one server and token. The token is never logged.
+    pub struct HttpTransport {
+        client: reqwest::blocking::Client,
+        url: String,
+        token: String,
+    }
+
+    impl std::fmt::Debug for HttpTransport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("HttpTransport")
+                .field("url", &self.url)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl HttpTransport {
+        /// `base` is the server's address, e.g. `http://127.0.0.1:8480`.
+        pub fn new(
+            base: &str,
+            token: &str,
+            timeout: std::time::Duration,
+        ) -> Result<Self, TransportError> {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(timeout)
+                .user_agent(concat!("fsm-app/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+            Ok(Self {
+                client,
+                url: format!("{}/api/v1/sync", base.trim_end_matches('/')),
+                token: token.to_owned(),
+            })
+        }
+    }
+
+    impl Transport for HttpTransport {
+        fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+            let resp = self
+                .client
+                .post(&self.url)
+                .bearer_auth(&self.token)
+                .header("content-type", "application/octet-stream")
+                .body(request)
+                .send()
+                .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
+            let status = resp.status();
+            let body = resp
+                .bytes()
+                .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
+            if status.is_success() {
+                return Ok(body.to_vec());
+            }
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| status.to_string());
+            Err(TransportError::Server {
+                status: status.as_u16(),
+                message,
+            })
+        }
+    }
 }

@@ -103,6 +103,31 @@ impl JobStatus {
             })
         }
     }
+
+    /// Checks that `to` can be reached from `self` through steps this role may take, one by one.
+    /// A device that was offline pushes its whole walk at once (scheduled → en route → on site →
+    /// completed): the server judges the walk, not one jump.
+    pub fn check_reachable(self, to: JobStatus, role: Role) -> Result<(), TransitionError> {
+        let mut seen = vec![self];
+        let mut i = 0;
+        while i < seen.len() {
+            let from = seen[i];
+            if from == to {
+                return Ok(());
+            }
+            for next in JobStatus::ALL {
+                if !seen.contains(next) && from.check_transition(*next, role).is_ok() {
+                    seen.push(*next);
+                }
+            }
+            i += 1;
+        }
+        Err(TransitionError {
+            from: self,
+            to,
+            role,
+        })
+    }
 }
 
 str_enum!(
@@ -550,6 +575,16 @@ mod tests {
         );
         assert!(Completed.check_transition(OnSite, t).is_err());
         assert!(Open.check_transition(EnRoute, t).is_err());
+        // An offline walk pushed at once is judged step by step.
+        assert!(Scheduled.check_transition(Completed, t).is_err());
+        assert!(Scheduled.check_reachable(Completed, t).is_ok());
+        assert!(Scheduled.check_reachable(Cancelled, t).is_err());
+        assert!(Completed.check_reachable(Scheduled, t).is_err());
+        assert!(
+            Completed
+                .check_reachable(Scheduled, Role::Dispatcher)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -166,6 +166,8 @@ struct Session {
     /// Answers sent but not yet confirmed by a later request, newest last. More than one so a
     /// late duplicate request cannot make the server forget what the client really received.
     pending: Vec<Known>,
+    /// Documents this device was told to evict: it may still push edits it made before.
+    evicted: Set<DocId>,
 }
 
 /// How many unconfirmed answers a session remembers.
@@ -219,6 +221,24 @@ impl Index {
     }
 }
 
+/// A document as the host stored it (from [`ServerEffect::PutDoc`]).
+#[derive(Debug, Clone)]
+pub struct StoredDoc {
+    pub doc: DocId,
+    pub kind: EntityKind,
+    pub epoch: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// A log entry as the host stored it; `change: None` marks a compaction.
+#[derive(Debug, Clone)]
+pub struct StoredLog {
+    pub seq: u64,
+    pub doc: DocId,
+    pub origin: Option<DeviceId>,
+    pub change: Option<Vec<u8>>,
+}
+
 /// Statistics for tests, benchmarks and health pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {
@@ -264,6 +284,57 @@ impl ServerEngine {
         }
     }
 
+    /// Rebuilds the engine from what the host persisted. Device sessions are not persisted: each
+    /// device's first sync after a restart is a full resync (correct, only slower). `now` seeds
+    /// the answer tokens so tokens from before the restart are never reissued.
+    pub fn restore(
+        config: ServerConfig,
+        docs: Vec<StoredDoc>,
+        log: Vec<StoredLog>,
+        now: Millis,
+    ) -> Result<Self, crdt::CrdtError> {
+        let mut e = Self::new(config);
+        e.next_token = u64::try_from(now.0).unwrap_or(1).max(1);
+        let mut seqs: Map<DocId, Vec<u64>> = Map::default();
+        for l in log {
+            e.head = e.head.max(l.seq);
+            seqs.entry(l.doc).or_default().push(l.seq);
+            let payload = match l.change {
+                Some(c) => Payload::Change(c),
+                None => Payload::Snapshot,
+            };
+            e.log.insert(
+                l.seq,
+                LogEntry {
+                    doc: l.doc,
+                    origin: l.origin,
+                    payload,
+                },
+            );
+        }
+        for d in docs {
+            let doc = crdt::load(&d.bytes)?;
+            let m = crdt::read(&doc, d.kind);
+            let entity = AnyEntity::from_record(d.kind, d.doc, &m.record).ok();
+            let mut doc_seqs = seqs.remove(&d.doc).unwrap_or_default();
+            doc_seqs.sort_unstable();
+            let state = DocState {
+                kind: d.kind,
+                epoch: d.epoch,
+                bytes: d.bytes,
+                record: m.record,
+                entity,
+                conflicts: m.conflicts,
+                seqs: doc_seqs,
+            };
+            if let Some(ent) = state.live() {
+                e.index.edit(d.doc, ent, true);
+            }
+            e.docs.insert(d.doc, state);
+        }
+        Ok(e)
+    }
+
     pub fn config(&self) -> &ServerConfig {
         &self.config
     }
@@ -277,6 +348,7 @@ impl ServerEngine {
                 subject,
                 confirmed: Known::default(),
                 pending: Vec::new(),
+                evicted: Set::default(),
             },
         );
     }
@@ -348,15 +420,16 @@ impl ServerEngine {
         let (kind, epoch) = (state.kind, state.epoch);
         let mut doc = self.checkout(id)?;
         let mut effects = Vec::new();
-        if let Some(change) = crdt::write(&mut doc, &self.config.author, now, changes)? {
-            self.commit_doc(
+        match crdt::write(&mut doc, &self.config.author, now, changes)? {
+            Some(change) => self.commit_doc(
                 id,
                 (kind, epoch),
                 doc,
                 None,
                 vec![(change, None)],
                 &mut effects,
-            );
+            ),
+            None => self.keep_loaded(id, doc),
         }
         Ok(effects)
     }
@@ -449,7 +522,23 @@ impl ServerEngine {
 
         let mut effects = Vec::new();
         let mut rejected = Vec::new();
+        // What the device could see before this exchange: it may only write there (and to
+        // documents it creates, or was told to evict while it still had edits).
+        let mut visible_before: Option<Set<DocId>> = None;
         for push in &req.push {
+            let visible = !self.docs.contains_key(&push.doc)
+                || self.holds(device, push.doc)
+                || visible_before
+                    .get_or_insert_with(|| self.scope(subject, today))
+                    .contains(&push.doc);
+            if !visible {
+                rejected.push(Rejection {
+                    doc: push.doc,
+                    reason: RejectReason::OutOfScope,
+                    snapshot: None,
+                });
+                continue;
+            }
             match self.apply_push(device, author, push, now) {
                 Ok(applied) => effects.extend(applied.effects),
                 Err(reason) => rejected.push(Rejection {
@@ -572,6 +661,15 @@ impl ServerEngine {
         Ok((resp, effects))
     }
 
+    /// Whether the device holds (or was just told to evict) a document.
+    fn holds(&self, device: DeviceId, doc: DocId) -> bool {
+        self.sessions.get(&device).is_some_and(|s| {
+            s.confirmed.docs.contains(&doc)
+                || s.pending.iter().any(|p| p.docs.contains(&doc))
+                || s.evicted.contains(&doc)
+        })
+    }
+
     /// Finds what the client holds, as of the answer it last applied (named by cursor and token),
     /// and makes it the confirmed state. `false` when the position is unknown (a first sync, a
     /// late duplicate, a server restart): the client then gets its whole scope again, which
@@ -602,6 +700,7 @@ impl ServerEngine {
         now: Millis,
     ) -> Result<Applied, RejectReason> {
         let existing = self.docs.get(&push.doc);
+        let existing_epoch = existing.map(|s| s.epoch);
         if let Some(state) = existing {
             if state.kind != push.kind {
                 return Err(RejectReason::KindMismatch);
@@ -637,6 +736,10 @@ impl ServerEngine {
             }
         }
         if fresh.is_empty() {
+            // A retry of changes already merged: acknowledge, and keep the document loaded.
+            if existing_epoch.is_some() {
+                self.keep_loaded(push.doc, doc);
+            }
             return Ok(Applied {
                 effects: Vec::new(),
             });
@@ -665,10 +768,22 @@ impl ServerEngine {
             // Judge the change against the state its author saw, not against concurrent edits the
             // server merged meanwhile; then restore what it was not allowed to change.
             match &before {
-                None => compensation.push(FieldChange::Set {
-                    field: "deleted".into(),
-                    value: Scalar::Bool(true),
-                }),
+                None => {
+                    for denied in auth::check(push.kind, author.role, None, &after.record) {
+                        compensation.push(match denied.target() {
+                            // Not allowed to create this kind at all: the document is withdrawn.
+                            None => FieldChange::Set {
+                                field: "deleted".into(),
+                                value: Scalar::Bool(true),
+                            },
+                            // Allowed, but with a field it may not set: that field is cleared.
+                            Some(f) => FieldChange::Set {
+                                field: f.to_owned(),
+                                value: Scalar::Null,
+                            },
+                        });
+                    }
+                }
                 Some(before) => {
                     let mut base = doc
                         .fork_at(&base_heads)
@@ -680,9 +795,7 @@ impl ServerEngine {
                         let Some(field) = denied.target() else {
                             continue;
                         };
-                        if before.fields.contains_key(field)
-                            && after.record.get(field) != before.get(field)
-                        {
+                        if after.record.get(field) != before.get(field) {
                             compensation.push(FieldChange::Set {
                                 field: field.to_owned(),
                                 value: before.get(field).clone(),

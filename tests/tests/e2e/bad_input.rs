@@ -1,104 +1,25 @@
 //! Bad input gets a typed error and changes nothing; forbidden writes are compensated.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use app_tauri_core::{Replica, ReplicaError, Transport, TransportError};
+use app_tauri_core::{ReplicaError, Transport, TransportError};
 use proptest::prelude::*;
-use shared::clock::{Clock, FixedClock};
+use shared::clock::Clock;
 use shared::crdt;
 use shared::ids::{Author, DocId, Role, TechnicianId};
 use shared::model::{AnyEntity, DispatchJob};
 use shared::protocol::{self, DocChanges, Message, PushDoc, RejectReason, SyncRequest};
 use shared::record::{EntityKind, FieldChange, Record, Scalar};
-use shared::sync::server::{ServerConfig, Subject};
-use tests::data::{Dataset, Spec, generate};
-use tests::harness::{Direct, Hub, device, monday_9am, replica, server_author};
+use shared::sync::server::Subject;
+use tests::harness::{device, monday_9am};
 
-struct World {
-    hub: Hub,
-    data: Dataset,
-    tech: Replica,
-    tech_net: Direct,
-    office: Replica,
-    office_net: Direct,
-}
-
-fn world() -> World {
-    let clock = Arc::new(FixedClock::new(monday_9am()));
-    let hub = Hub::new(ServerConfig::new(server_author()), clock.clone());
-    let spec = Spec {
-        technicians: 2,
-        jobs_per_technician: 3,
-        locations: 4,
-        subscribers_per_location: 1,
-        equipment_per_location: 2,
-        days_back: 1,
-        days_ahead: 3,
-    };
-    let data = generate(11, spec, hub.today());
-    hub.seed(&data).unwrap();
-    let ta = Author::new(Role::Technician, device(1));
-    let oa = Author::new(Role::Dispatcher, device(2));
-    let mut tech_net = hub.connect(ta, Subject::Technician(data.technicians[0]));
-    let mut office_net = hub.connect(oa, Subject::Office);
-    let mut tech = replica(ta, clock.clone(), 1).unwrap();
-    let mut office = replica(oa, clock, 2).unwrap();
-    tech.sync(&mut tech_net).unwrap();
-    office.sync(&mut office_net).unwrap();
-    World {
-        hub,
-        data,
-        tech,
-        tech_net,
-        office,
-        office_net,
-    }
-}
-
-/// Everything observable about a replica.
-fn state(r: &Replica) -> (BTreeMap<DocId, Record>, u64, usize) {
-    let mut m = BTreeMap::new();
-    for (id, _) in r.doc_ids().unwrap() {
-        m.insert(id, r.record(id).unwrap().unwrap());
-    }
-    (
-        m,
-        r.sync_point().unwrap().cursor,
-        r.pending().unwrap().len(),
-    )
-}
-
-fn server_state(hub: &Hub) -> (u64, BTreeMap<DocId, Record>) {
-    let e = hub.engine.borrow();
-    (
-        e.stats().head_seq,
-        e.doc_ids()
-            .map(|d| (d, e.record(d).unwrap().clone()))
-            .collect(),
-    )
-}
+use crate::world::{my_job, server_state, state, world};
 
 struct Canned(Vec<u8>);
 impl Transport for Canned {
     fn exchange(&mut self, _: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         Ok(self.0.clone())
     }
-}
-
-fn my_job(w: &World) -> DocId {
-    let held: Vec<DocId> = w
-        .tech
-        .doc_ids()
-        .unwrap()
-        .into_iter()
-        .filter(|(d, k)| {
-            *k == EntityKind::Job
-                && w.tech.record(*d).unwrap().unwrap().get("status") == &Scalar::str("scheduled")
-        })
-        .map(|(d, _)| d)
-        .collect();
-    held[0]
 }
 
 #[test]

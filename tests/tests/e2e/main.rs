@@ -3,5 +3,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod bad_input;
+mod scenarios;
 mod sim;
 mod tidy;
+mod world;

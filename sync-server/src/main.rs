@@ -1,0 +1,209 @@
+//! `sync-server`: the binary. Parses arguments, wires the store, engine and router, serves.
+//!
+//! * `sync-server demo [--data DIR] [--listen ADDR]` — embedded SQLite with a generated Québec
+//!   data set on first start; prints ready-to-use technician and dispatcher tokens.
+//! * `sync-server serve --data DIR [--listen ADDR]` — needs `APP_JWT_SECRET` (32+ bytes).
+//! * `sync-server token --data DIR --role technician|dispatcher|admin [--technician ID] [--days N]`
+
+#![allow(clippy::print_stdout)] // a command-line program: its output is for people
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use rand::RngCore;
+use shared::clock::Clock;
+use shared::ids::{Author, DeviceId, DocId, Role, TechnicianId};
+use shared::model::AnyEntity;
+use shared::sync::server::ServerConfig;
+use sync_server::auth::Keys;
+use sync_server::service::SyncService;
+use sync_server::store::SqliteStore;
+use sync_server::{AppState, SystemClock, demo};
+
+struct Args {
+    command: String,
+    data: PathBuf,
+    listen: String,
+    role: Option<Role>,
+    technician: Option<TechnicianId>,
+    days: i64,
+}
+
+fn parse() -> Result<Args> {
+    let mut it = std::env::args().skip(1);
+    let command = it.next().unwrap_or_else(|| "help".into());
+    let mut a = Args {
+        command,
+        data: PathBuf::from("sync-server-data"),
+        listen: "127.0.0.1:8480".into(),
+        role: None,
+        technician: None,
+        days: 30,
+    };
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--data" => a.data = PathBuf::from(value()?),
+            "--listen" => a.listen = value()?,
+            "--role" => {
+                a.role = Some(match value()?.as_str() {
+                    "technician" => Role::Technician,
+                    "dispatcher" => Role::Dispatcher,
+                    "admin" => Role::Admin,
+                    other => bail!("unknown role `{other}` (technician, dispatcher or admin)"),
+                });
+            }
+            "--technician" => {
+                let id = value()?
+                    .parse()
+                    .context("--technician takes a technician id")?;
+                a.technician = Some(id);
+            }
+            "--days" => a.days = value()?.parse().context("--days takes a number")?,
+            other => bail!("unknown option `{other}`"),
+        }
+    }
+    Ok(a)
+}
+
+fn secret(store: &SqliteStore, demo_mode: bool) -> Result<Vec<u8>> {
+    // The binary is where settings are read.
+    #[allow(clippy::disallowed_methods)]
+    let from_env = std::env::var("APP_JWT_SECRET");
+    if let Ok(s) = from_env {
+        if s.len() < 32 {
+            bail!("APP_JWT_SECRET must be at least 32 bytes");
+        }
+        return Ok(s.into_bytes());
+    }
+    if !demo_mode {
+        bail!("set APP_JWT_SECRET (32 bytes or more) to sign device tokens");
+    }
+    // Demo only: a random secret kept with the demo data, so printed tokens survive restarts.
+    if let Some(s) = store.meta("demo_jwt_secret")? {
+        return Ok(s.into_bytes());
+    }
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    let s: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    store.set_meta("demo_jwt_secret", &s)?;
+    Ok(s.into_bytes())
+}
+
+fn new_device() -> DeviceId {
+    let mut r = [0u8; 10];
+    rand::rng().fill_bytes(&mut r);
+    DeviceId(DocId::new_v7(SystemClock.now(), r))
+}
+
+fn token(keys: &Keys, role: Role, tech: Option<TechnicianId>, days: i64) -> Result<String> {
+    let now_s = SystemClock.now().0 / 1000;
+    keys.issue(new_device(), role, tech, now_s, days * 86_400)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn server_author() -> Author {
+    Author::new(Role::Server, DeviceId(DocId::from_u128(0x5e)))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = parse()?;
+    let demo_mode = args.command == "demo";
+    if !matches!(args.command.as_str(), "demo" | "serve" | "token") {
+        println!(
+            "usage: sync-server demo|serve|token [--data DIR] [--listen ADDR] [--role R] [--technician ID] [--days N]"
+        );
+        return Ok(());
+    }
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    let store =
+        SqliteStore::open(&args.data.join("sync.sqlite3"), false).context("opening the store")?;
+    let keys = Arc::new(Keys::from_secret(&secret(
+        &store,
+        demo_mode || args.command == "token",
+    )?));
+    if args.command == "token" {
+        let role = args.role.context("--role is required")?;
+        if role == Role::Technician && args.technician.is_none() {
+            bail!("a technician token needs --technician ID");
+        }
+        println!("{}", token(&keys, role, args.technician, args.days)?);
+        return Ok(());
+    }
+    let empty = store.is_empty()?;
+    let service = Arc::new(SyncService::open(
+        ServerConfig::new(server_author()),
+        store,
+        Box::new(SystemClock),
+    )?);
+    if demo_mode {
+        if empty {
+            let spec = demo::Spec {
+                technicians: 8,
+                jobs_per_technician: 30,
+                locations: 200,
+                subscribers_per_location: 2,
+                equipment_per_location: 3,
+                days_back: 3,
+                days_ahead: 14,
+            };
+            let data = demo::generate(2026, spec, SystemClock.now().date());
+            let now = SystemClock.now();
+            service.with_engine(|e| {
+                let mut effects = Vec::new();
+                for ent in &data.entities {
+                    effects.extend(e.insert(ent, ent.doc_id(), now)?);
+                }
+                Ok(((), effects))
+            })?;
+            println!(
+                "Seeded {} documents (Québec demo data).",
+                data.entities.len()
+            );
+        }
+        let tech = service.with_engine(|e| {
+            let mut techs: Vec<(String, TechnicianId)> = e
+                .doc_ids()
+                .filter_map(|d| match e.entity(d) {
+                    Some(AnyEntity::Technician(t)) => Some((t.name.to_string(), t.id)),
+                    _ => None,
+                })
+                .collect();
+            techs.sort();
+            Ok((techs.into_iter().next(), Vec::new()))
+        })?;
+        println!("\nSync server (demo) on http://{}", args.listen);
+        if let Some((name, id)) = tech {
+            println!(
+                "Technician token ({name}):\n  {}",
+                token(&keys, Role::Technician, Some(id), args.days)?
+            );
+        }
+        println!(
+            "Dispatcher token:\n  {}",
+            token(&keys, Role::Dispatcher, None, args.days)?
+        );
+        println!("\nData in {}; Ctrl-C stops.", args.data.display());
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(addr = %args.listen, "server.listening");
+    let state = AppState {
+        sync: service,
+        keys,
+    };
+    sync_server::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

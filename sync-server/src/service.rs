@@ -1,0 +1,156 @@
+//! The sync use case: decode, merge through the engine, persist, answer. No HTTP types here.
+
+use std::sync::Mutex;
+
+use shared::clock::Clock;
+use shared::ids::DeviceId;
+use shared::protocol::{self, DecodeError, Message, SyncRefusal};
+use shared::sync::server::{ServerConfig, ServerEngine};
+
+use crate::auth::Device;
+use crate::store::{SqliteStore, StoreError};
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("unreadable sync message: {0}")]
+    BadFrame(DecodeError),
+    #[error("{0}")]
+    Refused(SyncRefusal),
+    #[error("the request author does not match the token")]
+    WrongAuthor,
+    #[error("storage failed; the server must restart")]
+    Storage(#[from] StoreError),
+    #[error("the server stopped accepting changes after a storage failure")]
+    Poisoned,
+}
+
+struct Inner {
+    engine: ServerEngine,
+    store: SqliteStore,
+    registered: std::collections::HashSet<DeviceId>,
+    /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
+    /// acknowledged until a restart rebuilds it from the store.
+    poisoned: bool,
+}
+
+/// The sync service: one engine, one store, one lock.
+pub struct SyncService {
+    inner: Mutex<Inner>,
+    clock: Box<dyn Clock>,
+}
+
+impl std::fmt::Debug for SyncService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncService").finish_non_exhaustive()
+    }
+}
+
+impl SyncService {
+    /// Opens the service over a store, rebuilding the engine from it.
+    pub fn open(
+        config: ServerConfig,
+        store: SqliteStore,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, anyhow::Error> {
+        let (docs, log) = store.load()?;
+        let engine = ServerEngine::restore(config, docs, log, clock.now())?;
+        tracing::info!(
+            docs = engine.stats().docs,
+            log = engine.stats().log_entries,
+            "sync.restored"
+        );
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                engine,
+                store,
+                registered: Default::default(),
+                poisoned: false,
+            }),
+            clock,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the engine possibly half-updated: treat it like a
+        // storage failure.
+        self.inner.lock().unwrap_or_else(|p| {
+            let mut g = p.into_inner();
+            g.poisoned = true;
+            g
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.lock().poisoned
+    }
+
+    /// Runs `f` on the engine and persists its effects (seeding, administrative edits).
+    pub fn with_engine<T>(
+        &self,
+        f: impl FnOnce(
+            &mut ServerEngine,
+        ) -> anyhow::Result<(T, Vec<shared::sync::server::ServerEffect>)>,
+    ) -> anyhow::Result<T> {
+        let mut g = self.lock();
+        if g.poisoned {
+            return Err(ServiceError::Poisoned.into());
+        }
+        let (out, effects) = f(&mut g.engine)?;
+        if let Err(e) = g.store.persist(&effects) {
+            g.poisoned = true;
+            return Err(e.into());
+        }
+        Ok(out)
+    }
+
+    /// One sync exchange for an authenticated device: frame in, frame out. The answer is only
+    /// produced once everything it acknowledges is on disk.
+    pub fn exchange(&self, who: Device, frame: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let req = match protocol::decode(frame) {
+            Ok(Message::Request(r)) => r,
+            Ok(_) => {
+                return Err(ServiceError::BadFrame(DecodeError::Malformed(
+                    "expected a sync request".into(),
+                )));
+            }
+            Err(DecodeError::UnsupportedVersion { got, min, .. }) if got < min => {
+                return Err(ServiceError::Refused(SyncRefusal::ClientTooOld {
+                    got,
+                    min,
+                }));
+            }
+            Err(e) => return Err(ServiceError::BadFrame(e)),
+        };
+        if req.hello.author != who.author {
+            return Err(ServiceError::WrongAuthor);
+        }
+        let now = self.clock.now();
+        let mut g = self.lock();
+        if g.poisoned {
+            return Err(ServiceError::Poisoned);
+        }
+        let device = who.author.device;
+        if g.registered.insert(device) {
+            g.engine.register(device, who.author, who.subject);
+        }
+        let (resp, effects) = g
+            .engine
+            .sync(device, &req, now.date(), now)
+            .map_err(ServiceError::Refused)?;
+        if let Err(e) = g.store.persist(&effects) {
+            g.poisoned = true;
+            tracing::error!(error = %e, "sync.persist_failed");
+            return Err(e.into());
+        }
+        drop(g);
+        tracing::debug!(
+            device.id = %device,
+            push.docs = req.push.len(),
+            snapshots = resp.snapshots.len(),
+            changes = resp.changes.len(),
+            "sync.exchange"
+        );
+        Ok(protocol::encode(&Message::Response(resp)))
+    }
+}

@@ -1,0 +1,206 @@
+//! Durable storage of the engine's effects. SQLite, embedded: the default deployment.
+//!
+//! Every effect of one sync exchange is written in one transaction before the answer leaves, so
+//! an acknowledged change survives the process being killed (WAL; `synchronous=NORMAL` loses
+//! nothing on a process kill, `FULL` is configurable for power loss).
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use shared::ids::{DeviceId, DocId};
+use shared::record::EntityKind;
+use shared::sync::server::{ServerEffect, StoredDoc, StoredLog};
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn blob(id: DocId) -> [u8; 16] {
+    *id.as_bytes()
+}
+
+fn id(b: &[u8]) -> Result<DocId, StoreError> {
+    let a: [u8; 16] = b
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("id is not 16 bytes".into()))?;
+    Ok(DocId::from_bytes(a))
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`; `full_sync` also survives power loss.
+    pub fn open(path: &Path, full_sync: bool) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if full_sync { "FULL" } else { "NORMAL" },
+        )?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS docs (
+                 id BLOB PRIMARY KEY, kind TEXT NOT NULL, epoch INTEGER NOT NULL, bytes BLOB NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS log (
+                 seq INTEGER PRIMARY KEY, doc BLOB NOT NULL, origin BLOB, change BLOB
+             );
+             CREATE INDEX IF NOT EXISTS log_doc ON log(doc, seq);
+             CREATE TABLE IF NOT EXISTS conflicts (
+                 doc BLOB PRIMARY KEY, conflicts TEXT NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// Writes the effects of one exchange atomically.
+    pub fn persist(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError> {
+        if effects.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        for e in effects {
+            match e {
+                ServerEffect::PutDoc {
+                    doc,
+                    kind,
+                    epoch,
+                    bytes,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO docs (id, kind, epoch, bytes) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, epoch = excluded.epoch, bytes = excluded.bytes",
+                    )?
+                    .execute(params![blob(*doc), kind.as_str(), epoch, bytes])?;
+                }
+                ServerEffect::AppendLog {
+                    seq,
+                    doc,
+                    origin,
+                    change,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO log (seq, doc, origin, change) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![
+                        i64_of(*seq),
+                        blob(*doc),
+                        origin.map(|o| blob(o.doc())),
+                        change
+                    ])?;
+                }
+                ServerEffect::Compacted { doc, seq, .. } => {
+                    tx.prepare_cached("DELETE FROM log WHERE doc = ?1 AND seq < ?2")?
+                        .execute(params![blob(*doc), i64_of(*seq)])?;
+                    tx.prepare_cached(
+                        "INSERT INTO log (seq, doc, origin, change) VALUES (?1, ?2, NULL, NULL)",
+                    )?
+                    .execute(params![i64_of(*seq), blob(*doc)])?;
+                }
+                ServerEffect::Conflicts { doc, conflicts } => {
+                    if conflicts.is_empty() {
+                        tx.prepare_cached("DELETE FROM conflicts WHERE doc = ?1")?
+                            .execute([blob(*doc)])?;
+                    } else {
+                        let json = serde_json::to_string(conflicts)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        tx.prepare_cached(
+                            "INSERT INTO conflicts (doc, conflicts) VALUES (?1, ?2)
+                             ON CONFLICT(doc) DO UPDATE SET conflicts = excluded.conflicts",
+                        )?
+                        .execute(params![blob(*doc), json])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Everything needed to rebuild the engine.
+    pub fn load(&self) -> Result<(Vec<StoredDoc>, Vec<StoredLog>), StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, kind, epoch, bytes FROM docs")?;
+        let docs = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })?
+            .map(|r| {
+                let (d, k, epoch, bytes) = r?;
+                let kind = EntityKind::parse(&k)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown kind {k}")))?;
+                Ok(StoredDoc {
+                    doc: id(&d)?,
+                    kind,
+                    epoch,
+                    bytes,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, doc, origin, change FROM log ORDER BY seq")?;
+        let log = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                ))
+            })?
+            .map(|r| {
+                let (seq, d, origin, change) = r?;
+                Ok(StoredLog {
+                    seq: u64::try_from(seq)
+                        .map_err(|_| StoreError::Corrupt("negative sequence".into()))?,
+                    doc: id(&d)?,
+                    origin: origin.map(|o| id(&o).map(DeviceId)).transpose()?,
+                    change,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((docs, log))
+    }
+
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM docs)", [], |r| r.get(0))?)
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! Scenarios a technician and a dispatcher live through, and the edge cases of the protocol.
+
+use app_tauri_core::ReplicaError;
+use shared::crdt;
+use shared::ids::{JobId, TechnicianId};
+use shared::model::{AnyEntity, DispatchJob, JobStatus};
+use shared::protocol::{self, Message, PushDoc, RejectReason, Rejection, SyncRequest};
+use shared::record::{EntityKind, FieldChange, Scalar};
+use tests::harness::{device, monday_9am};
+
+use crate::world::{my_job, server_state, world};
+
+#[test]
+fn an_offline_walk_to_completed_is_kept_whole() {
+    let mut w = world();
+    let job = JobId(my_job(&w));
+    for s in [JobStatus::EnRoute, JobStatus::OnSite] {
+        w.tech.set_job_status(job, s).unwrap();
+    }
+    w.tech.add_note(job, "Fibre épissée au boîtier").unwrap();
+    w.tech.set_job_status(job, JobStatus::Completed).unwrap();
+    // Skipping steps locally is refused.
+    assert!(matches!(
+        w.tech.set_job_status(job, JobStatus::Scheduled),
+        Err(ReplicaError::Denied(_))
+    ));
+    w.tech.sync(&mut w.tech_net).unwrap();
+    w.office.sync(&mut w.office_net).unwrap();
+    let Some(AnyEntity::Job(j)) = w.office.entity(job.doc()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        j.status,
+        JobStatus::Completed,
+        "the walk pushed at once was judged step by step"
+    );
+    assert!(j.actual_start.is_some() && j.actual_end.is_some());
+    assert_eq!(j.notes.len(), 1);
+    assert!(w.hub.engine.borrow().conflicts().is_empty());
+}
+
+#[test]
+fn a_rejection_keeps_edits_made_after_the_request() {
+    let mut w = world();
+    let job = JobId(my_job(&w));
+    w.tech.add_note(job, "avant l'envoi").unwrap();
+    let req = w.tech.sync_request("t").unwrap();
+    // While the request is in flight, the technician writes another note.
+    w.tech.add_note(job, "pendant l'envoi").unwrap();
+    let frame = w
+        .hub
+        .exchange(device(1), &protocol::encode(&Message::Request(req)));
+    let Ok(Message::Response(mut resp)) = protocol::decode(&frame) else {
+        panic!()
+    };
+    // The server refuses the document (as it would an invalid change), sending its copy.
+    let snapshot = w
+        .hub
+        .engine
+        .borrow()
+        .doc_bytes(job.doc())
+        .map(|(epoch, bytes)| protocol::Snapshot {
+            doc: job.doc(),
+            kind: EntityKind::Job,
+            epoch,
+            bytes: bytes.to_vec(),
+            record: w.hub.engine.borrow().record(job.doc()).unwrap().clone(),
+            conflicts: vec![],
+        });
+    resp.rejected.push(Rejection {
+        doc: job.doc(),
+        reason: RejectReason::Invalid("test".into()),
+        snapshot,
+    });
+    w.tech.apply_response(&resp).unwrap();
+    let Some(AnyEntity::Job(j)) = w.tech.entity(job.doc()).unwrap() else {
+        panic!()
+    };
+    let texts: Vec<&str> = j.notes.iter().map(|n| n.text.as_str()).collect();
+    assert!(
+        texts.contains(&"pendant l'envoi"),
+        "the later note survived: {texts:?}"
+    );
+    assert_eq!(w.tech.pending().unwrap().len(), 1, "and is still queued");
+    assert_eq!(
+        w.tech.rejections().unwrap().len(),
+        1,
+        "the refusal is listed"
+    );
+    w.tech.sync(&mut w.tech_net).unwrap();
+    w.office.sync(&mut w.office_net).unwrap();
+    let Some(AnyEntity::Job(j)) = w.office.entity(job.doc()).unwrap() else {
+        panic!()
+    };
+    assert!(j.notes.iter().any(|n| n.text == "pendant l'envoi"));
+}
+
+#[test]
+fn documents_outside_the_scope_can_be_neither_read_nor_written() {
+    let w = world();
+    // A job of the other technician.
+    let other: TechnicianId = w.data.technicians[1];
+    let foreign = w
+        .data
+        .entities
+        .iter()
+        .find_map(|e| match e {
+            AnyEntity::Job(j) if j.technician == Some(other) => Some(j.id.doc()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        w.tech.entity(foreign).unwrap().is_none(),
+        "not replicated to this technician"
+    );
+    let (_, bytes) = w
+        .hub
+        .engine
+        .borrow()
+        .doc_bytes(foreign)
+        .map(|(e, b)| (e, b.to_vec()))
+        .unwrap();
+    let mut doc = crdt::load(&bytes).unwrap();
+    let change = crdt::write(
+        &mut doc,
+        &w.tech.author(),
+        monday_9am(),
+        &[FieldChange::Set {
+            field: "status".into(),
+            value: Scalar::str("en_route"),
+        }],
+    )
+    .unwrap()
+    .unwrap();
+    let before = server_state(&w.hub);
+    let mut req: SyncRequest = w.tech.sync_request("t").unwrap();
+    req.push = vec![
+        PushDoc {
+            doc: foreign,
+            kind: EntityKind::Job,
+            epoch: 0,
+            changes: vec![change],
+        },
+        // A wrong kind with no change must not leak the document either.
+        PushDoc {
+            doc: foreign,
+            kind: EntityKind::Tag,
+            epoch: 0,
+            changes: vec![],
+        },
+    ];
+    let frame = w
+        .hub
+        .exchange(device(1), &protocol::encode(&Message::Request(req)));
+    let Ok(Message::Response(resp)) = protocol::decode(&frame) else {
+        panic!()
+    };
+    assert_eq!(resp.rejected.len(), 2);
+    assert!(
+        resp.rejected
+            .iter()
+            .all(|r| r.reason == RejectReason::OutOfScope && r.snapshot.is_none())
+    );
+    assert!(resp.snapshots.iter().all(|s| s.doc != foreign));
+    assert_eq!(server_state(&w.hub).1, before.1);
+}
+
+#[test]
+fn a_reassigned_job_leaves_the_device_but_its_offline_notes_arrive() {
+    let mut w = world();
+    let job = JobId(my_job(&w));
+    // The technician is offline and writes a note; meanwhile the dispatcher reassigns the job.
+    w.tech
+        .add_note(job, "travail fait avant la réaffectation")
+        .unwrap();
+    let other = w.data.technicians[1];
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.technician = Some(other);
+            Ok(())
+        })
+        .unwrap();
+    w.office.sync(&mut w.office_net).unwrap();
+    w.tech.sync(&mut w.tech_net).unwrap();
+    w.tech.sync(&mut w.tech_net).unwrap();
+    assert!(
+        w.tech.entity(job.doc()).unwrap().is_none(),
+        "evicted once its note was acknowledged"
+    );
+    assert_eq!(w.tech.pending().unwrap().len(), 0);
+    w.office.sync(&mut w.office_net).unwrap();
+    let Some(AnyEntity::Job(j)) = w.office.entity(job.doc()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(j.technician, Some(other));
+    assert!(
+        j.notes
+            .iter()
+            .any(|n| n.text == "travail fait avant la réaffectation")
+    );
+}
