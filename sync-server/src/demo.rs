@@ -74,6 +74,20 @@ const CITIES: &[(&str, &str, f64, f64)] = &[
     ("Saint-Jérôme", "J7Z", 45.78, -74.00),
 ];
 
+/// The seed of the `sync-server demo` data set.
+pub const DEMO_SEED: u64 = 2026;
+
+/// The size of the `sync-server demo` data set: 8 technicians, a month of jobs, 200 locations.
+pub const DEMO_SPEC: Spec = Spec {
+    technicians: 8,
+    jobs_per_technician: 30,
+    locations: 200,
+    subscribers_per_location: 2,
+    equipment_per_location: 3,
+    days_back: 3,
+    days_ahead: 14,
+};
+
 /// How big a data set to make.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {

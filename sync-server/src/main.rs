@@ -146,16 +146,7 @@ async fn main() -> Result<()> {
     )?);
     if demo_mode {
         if empty {
-            let spec = demo::Spec {
-                technicians: 8,
-                jobs_per_technician: 30,
-                locations: 200,
-                subscribers_per_location: 2,
-                equipment_per_location: 3,
-                days_back: 3,
-                days_ahead: 14,
-            };
-            let data = demo::generate(2026, spec, SystemClock.now().date());
+            let data = demo::generate(demo::DEMO_SEED, demo::DEMO_SPEC, SystemClock.now().date());
             let now = SystemClock.now();
             service.with_engine(|e| {
                 let mut effects = Vec::new();

@@ -1,0 +1,233 @@
+//! The server over real HTTP on 127.0.0.1:0, driven by real replicas (`app-tauri-core`).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app_tauri_core::{HttpTransport, Replica, TransportError};
+use shared::clock::{Clock, FixedClock, Millis};
+use shared::ids::{Author, DeviceId, DocId, JobId, Role};
+use shared::model::{AnyEntity, DispatchJob, JobStatus};
+use shared::record::EntityKind;
+use shared::sync::server::ServerConfig;
+use sync_server::auth::Keys;
+use sync_server::service::SyncService;
+use sync_server::store::SqliteStore;
+use sync_server::{AppState, SystemClock, demo};
+
+const MONDAY_9AM: Millis = Millis(1_795_424_400_000);
+
+struct TestServer {
+    url: String,
+    keys: Arc<Keys>,
+    data: demo::Dataset,
+    // Keeps the server running for the test's duration.
+    _rt: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn start() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = SqliteStore::open(&dir.path().join("sync.sqlite3"), false).unwrap();
+    let author = Author::new(Role::Server, DeviceId(DocId::from_u128(0x5e)));
+    let service = Arc::new(
+        SyncService::open(
+            ServerConfig::new(author),
+            store,
+            Box::new(FixedClock::new(MONDAY_9AM)),
+        )
+        .unwrap(),
+    );
+    let spec = demo::Spec {
+        technicians: 2,
+        jobs_per_technician: 4,
+        locations: 6,
+        subscribers_per_location: 1,
+        equipment_per_location: 2,
+        days_back: 1,
+        days_ahead: 3,
+    };
+    let data = demo::generate(5, spec, MONDAY_9AM.date());
+    service
+        .with_engine(|e| {
+            let mut effects = Vec::new();
+            for ent in &data.entities {
+                effects.extend(e.insert(ent, ent.doc_id(), MONDAY_9AM)?);
+            }
+            Ok(((), effects))
+        })
+        .unwrap();
+    let keys = Arc::new(Keys::from_secret(
+        b"http test secret, thirty-two bytes or more",
+    ));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState {
+        sync: service,
+        keys: keys.clone(),
+    };
+    rt.spawn(sync_server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        url,
+        keys,
+        data,
+        _rt: rt,
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+fn now_s() -> i64 {
+    SystemClock.now().0 / 1000
+}
+
+fn client(s: &TestServer, role: Role, n: u128) -> (Replica, HttpTransport) {
+    let device = DeviceId(DocId::from_u128(0xd000 + n));
+    let tech = (role == Role::Technician).then(|| s.data.technicians[0]);
+    let token = s.keys.issue(device, role, tech, now_s(), 3600).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(MONDAY_9AM));
+    let replica =
+        Replica::open_in_memory(Author::new(role, device), clock, Some(n as u64)).unwrap();
+    (
+        replica,
+        HttpTransport::new(&s.url, &token, Duration::from_secs(10)).unwrap(),
+    )
+}
+
+#[test]
+fn technician_and_dispatcher_converge_over_http() {
+    let s = start();
+    let (mut tech, mut tech_net) = client(&s, Role::Technician, 1);
+    let (mut office, mut office_net) = client(&s, Role::Dispatcher, 2);
+    tech.sync(&mut tech_net).unwrap();
+    office.sync(&mut office_net).unwrap();
+    let job = tech
+        .doc_ids()
+        .unwrap()
+        .into_iter()
+        .find(|(d, k)| *k == EntityKind::Job && matches!(tech.entity(*d).unwrap(), Some(AnyEntity::Job(j)) if j.status == JobStatus::Scheduled))
+        .map(|(d, _)| JobId(d))
+        .unwrap();
+    // Offline on both sides.
+    tech.set_job_status(job, JobStatus::EnRoute).unwrap();
+    tech.add_note(job, "Client rappelé").unwrap();
+    office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.description = "Apporter un ONT de rechange".into();
+            Ok(())
+        })
+        .unwrap();
+    tech.sync(&mut tech_net).unwrap();
+    office.sync(&mut office_net).unwrap();
+    tech.sync(&mut tech_net).unwrap();
+    for r in [&tech, &office] {
+        let Some(AnyEntity::Job(j)) = r.entity(job.doc()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(j.status, JobStatus::EnRoute);
+        assert_eq!(j.description, "Apporter un ONT de rechange");
+        assert_eq!(j.notes.len(), 1);
+    }
+    assert_eq!(
+        tech.record(job.doc()).unwrap(),
+        office.record(job.doc()).unwrap()
+    );
+}
+
+#[test]
+fn bad_tokens_and_bad_bodies_get_4xx_and_change_nothing() {
+    let s = start();
+    let (mut tech, _) = client(&s, Role::Technician, 1);
+    let other = Keys::from_secret(b"some other secret that signs nothing valid");
+    let forged = other
+        .issue(
+            DeviceId(DocId::from_u128(9)),
+            Role::Dispatcher,
+            None,
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let expired = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(9)),
+            Role::Dispatcher,
+            None,
+            now_s() - 7200,
+            3600,
+        )
+        .unwrap();
+    for token in [forged.as_str(), expired.as_str(), "not-a-jwt", ""] {
+        let mut net = HttpTransport::new(&s.url, token, Duration::from_secs(10)).unwrap();
+        match tech.sync(&mut net) {
+            Err(TransportError::Server { status: 401, .. }) => {}
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
+    assert_eq!(tech.status().unwrap().documents, 0);
+    // A valid token but a garbage body.
+    let http = reqwest::blocking::Client::new();
+    let token = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd001)),
+            Role::Technician,
+            Some(s.data.technicians[0]),
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let r = http
+        .post(format!("{}/api/v1/sync", s.url))
+        .bearer_auth(&token)
+        .body(b"garbage".to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["code"], "bad_request");
+    // A request signed for another device than the token's.
+    let (mut office, _) = client(&s, Role::Dispatcher, 3);
+    let mut wrong = HttpTransport::new(&s.url, &token, Duration::from_secs(10)).unwrap();
+    match office.sync(&mut wrong) {
+        Err(TransportError::Server { status: 403, .. }) => {}
+        other => panic!("expected 403, got {other:?}"),
+    }
+    assert_eq!(
+        http.get(format!("{}/health", s.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{}/ready", s.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}
