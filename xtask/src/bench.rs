@@ -20,7 +20,7 @@ use tests::harness::{Direct, Hub, device, monday_9am, server_author};
 
 /// The scope: one technician, 300 jobs, 3,000 customers (owners and the subscribers of
 /// multi-dwelling buildings), 300 locations, 2,700 subscriptions and 15,000 equipment.
-const SPEC: Spec = Spec {
+pub(crate) const SPEC: Spec = Spec {
     technicians: 1,
     jobs_per_technician: 300,
     locations: 300,
@@ -30,7 +30,7 @@ const SPEC: Spec = Spec {
     days_ahead: 21,
 };
 
-fn line(name: &str, value: f64, unit: &str) {
+pub(crate) fn line(name: &str, value: f64, unit: &str) {
     println!("{name}: {value:.3} {unit}");
 }
 
@@ -40,7 +40,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Re-runs itself as a release build when built for debugging: figures from debug builds mean nothing.
-fn ensure_release(args: &[&str]) -> Result<bool> {
+pub(crate) fn ensure_release(args: &[&str]) -> Result<bool> {
     if !cfg!(debug_assertions) {
         return Ok(false);
     }
@@ -114,9 +114,9 @@ fn reconnect(
 }
 
 /// A transport that counts the CPU time spent on the server side of each exchange.
-struct Timed {
-    inner: Direct,
-    cpu_ns: u64,
+pub(crate) struct Timed {
+    pub(crate) inner: Direct,
+    pub(crate) cpu_ns: u64,
 }
 
 impl Transport for Timed {
@@ -129,7 +129,7 @@ impl Transport for Timed {
 }
 
 /// CPU time of the calling thread, in nanoseconds (Linux schedstat).
-fn thread_cpu_ns() -> u64 {
+pub(crate) fn thread_cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))

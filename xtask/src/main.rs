@@ -2,6 +2,8 @@
 //!
 //! * `cargo xtask bench core` — replica and sync-core benchmarks (release build), one
 //!   `name: value unit` line per figure.
+//! * `cargo xtask bench server` — sync-server figures: merge throughput, reconnect storm, initial
+//!   sync CPU, memory (release build, server in a child process over real HTTP).
 //! * `cargo xtask demo` — runs what exists of the product on its embedded default: an in-process
 //!   sync server with a generated Québec data set, a technician and a dispatcher replica on disk.
 
@@ -11,6 +13,7 @@
 use std::process::ExitCode;
 
 mod bench;
+mod bench_server;
 mod demo;
 
 fn main() -> ExitCode {
@@ -22,13 +25,15 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["bench", "core"] => bench::core(),
+        ["bench", "server"] => bench_server::run(),
+        ["bench-server-child", dir, port] => bench_server::child(dir, port),
         ["bench", area] => Err(anyhow::anyhow!(
-            "unknown bench area `{area}` (available: core)"
+            "unknown bench area `{area}` (available: core, server)"
         )),
         ["bench-client", frames] => bench::client_child(frames),
         ["demo"] => demo::run(),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask bench core | cargo xtask demo"
+            "usage: cargo xtask bench core|server | cargo xtask demo"
         )),
     };
     match result {

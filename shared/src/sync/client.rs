@@ -21,12 +21,21 @@ pub struct SyncPoint {
     pub token: u64,
 }
 
+/// At most this many documents are pushed in one request; the rest follow in the next ones.
+pub const MAX_PUSH_DOCS: usize = 2_000;
+
 /// Builds the request for the outbox (in outbox order), grouping changes by document so each
-/// document's changes stay in causal order.
+/// document's changes stay in causal order. It takes the longest prefix of the outbox that touches
+/// at most [`MAX_PUSH_DOCS`] documents, so `outbox_upto` acknowledges exactly what was sent.
 pub fn build_request(hello: ClientHello, at: SyncPoint, outbox: &[OutboxEntry]) -> SyncRequest {
     let mut push: Vec<PushDoc> = Vec::new();
     let mut index: std::collections::HashMap<(DocId, u32), usize> = Default::default();
+    let mut upto = 0;
     for e in outbox {
+        if !index.contains_key(&(e.doc, e.epoch)) && push.len() == MAX_PUSH_DOCS {
+            break;
+        }
+        upto = e.seq;
         let i = *index.entry((e.doc, e.epoch)).or_insert_with(|| {
             push.push(PushDoc {
                 doc: e.doc,
@@ -42,7 +51,7 @@ pub fn build_request(hello: ClientHello, at: SyncPoint, outbox: &[OutboxEntry]) 
         hello,
         cursor: at.cursor,
         token: at.token,
-        outbox_upto: outbox.iter().map(|e| e.seq).max().unwrap_or(0),
+        outbox_upto: upto,
         push,
     }
 }
@@ -68,4 +77,53 @@ pub fn accept(at: SyncPoint, resp: &SyncResponse) -> Result<SyncPoint, StaleResp
         cursor: resp.cursor,
         token: resp.token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Author, DeviceId, Role};
+
+    fn entry(seq: u64, doc: u128) -> OutboxEntry {
+        OutboxEntry {
+            seq,
+            doc: DocId::from_u128(doc),
+            kind: EntityKind::Job,
+            epoch: 0,
+            change: vec![seq as u8],
+        }
+    }
+
+    #[test]
+    fn a_large_outbox_is_pushed_as_prefixes_touching_a_bounded_number_of_documents() {
+        let hello = ClientHello {
+            author: Author::new(Role::Dispatcher, DeviceId(DocId::from_u128(1))),
+            app_version: "t".into(),
+        };
+        // Two changes per document, interleaved: doc d gets seqs 2d+1 and 2d+2.
+        let n = MAX_PUSH_DOCS as u64 + 10;
+        let outbox: Vec<OutboxEntry> = (0..n)
+            .flat_map(|d| {
+                [
+                    entry(2 * d + 1, u128::from(d)),
+                    entry(2 * d + 2, u128::from(d)),
+                ]
+            })
+            .collect();
+        let req = build_request(hello.clone(), SyncPoint::default(), &outbox);
+        assert_eq!(req.push.len(), MAX_PUSH_DOCS);
+        assert_eq!(
+            req.outbox_upto,
+            2 * MAX_PUSH_DOCS as u64,
+            "acknowledges exactly the prefix sent"
+        );
+        assert!(req.push.iter().all(|p| p.changes.len() == 2));
+        let rest: Vec<OutboxEntry> = outbox
+            .into_iter()
+            .filter(|e| e.seq > req.outbox_upto)
+            .collect();
+        let next = build_request(hello, SyncPoint::default(), &rest);
+        assert_eq!(next.push.len(), 10);
+        assert_eq!(next.outbox_upto, 2 * n);
+    }
 }

@@ -519,6 +519,15 @@ impl ServerEngine {
             return Err(SyncRefusal::UnknownClient);
         }
         let (author, subject) = (session.author, session.subject);
+        if req.push.len() > crate::sync::client::MAX_PUSH_DOCS {
+            return Err(SyncRefusal::TooLarge {
+                what: format!(
+                    "{} documents pushed at once, at most {}",
+                    req.push.len(),
+                    crate::sync::client::MAX_PUSH_DOCS
+                ),
+            });
+        }
 
         let mut effects = Vec::new();
         let mut rejected = Vec::new();
