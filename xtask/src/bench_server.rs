@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use app_tauri_core::{HttpTransport, Replica};
 use shared::clock::{Clock, FixedClock};
-use shared::ids::{Author, DeviceId, DocId, JobId, Role, TechnicianId};
+use shared::ids::{Author, DeviceId, DocId, JobId, Role};
 use shared::model::{EquipmentStatus, ServiceEquipment};
 use shared::record::EntityKind;
 use shared::sync::server::ServerConfig;
@@ -113,7 +113,7 @@ fn edit(c: &mut Client, n: usize, round: usize) -> Result<usize> {
             }
             EntityKind::Equipment => {
                 c.replica.update::<ServiceEquipment>(id, |q| {
-                    q.status = if round % 2 == 0 {
+                    q.status = if round.is_multiple_of(2) {
                         EquipmentStatus::Defectueux
                     } else {
                         EquipmentStatus::Active
@@ -192,7 +192,6 @@ fn load(port: u16, server_pid: u32) -> Result<()> {
         c.replica.sync(&mut c.net)?;
         clients.push(c);
     }
-    let _: Vec<TechnicianId> = data.technicians.clone();
 
     // server_merge_docs_per_s: 50 clients, each 10 rounds of (edit 20 documents, sync), at once.
     let rounds = 10;
