@@ -2,7 +2,8 @@
 //!
 //! * `sync-server demo [--data DIR] [--listen ADDR]` — embedded SQLite with a generated Québec
 //!   data set on first start; prints ready-to-use technician and dispatcher tokens.
-//! * `sync-server serve --data DIR [--listen ADDR]` — needs `APP_JWT_SECRET` (32+ bytes).
+//! * `sync-server serve --data DIR [--listen ADDR] [--postgres URL]` — needs `APP_JWT_SECRET`
+//!   (32+ bytes); `--postgres` keeps the data in PostgreSQL (schema `fsm`) instead of SQLite.
 //! * `sync-server token --data DIR --role technician|dispatcher|admin [--technician ID] [--days N]`
 
 #![allow(clippy::print_stdout)] // a command-line program: its output is for people
@@ -18,7 +19,8 @@ use shared::model::AnyEntity;
 use shared::sync::server::ServerConfig;
 use sync_server::auth::Keys;
 use sync_server::service::SyncService;
-use sync_server::store::SqliteStore;
+use sync_server::store::postgres_store::PostgresStore;
+use sync_server::store::{SqliteStore, Store};
 use sync_server::{AppState, SystemClock, demo};
 
 struct Args {
@@ -28,6 +30,8 @@ struct Args {
     role: Option<Role>,
     technician: Option<TechnicianId>,
     days: i64,
+    /// A PostgreSQL connection string: store there instead of the embedded SQLite.
+    postgres: Option<String>,
 }
 
 fn parse() -> Result<Args> {
@@ -40,6 +44,7 @@ fn parse() -> Result<Args> {
         role: None,
         technician: None,
         days: 30,
+        postgres: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -60,6 +65,7 @@ fn parse() -> Result<Args> {
                     .context("--technician takes a technician id")?;
                 a.technician = Some(id);
             }
+            "--postgres" => a.postgres = Some(value()?),
             "--days" => a.days = value()?.parse().context("--days takes a number")?,
             other => bail!("unknown option `{other}`"),
         }
@@ -67,7 +73,7 @@ fn parse() -> Result<Args> {
     Ok(a)
 }
 
-fn secret(store: &SqliteStore, demo_mode: bool) -> Result<Vec<u8>> {
+fn secret(store: &mut dyn Store, demo_mode: bool) -> Result<Vec<u8>> {
     // The binary is where settings are read.
     #[allow(clippy::disallowed_methods)]
     let from_env = std::env::var("APP_JWT_SECRET");
@@ -107,8 +113,7 @@ fn server_author() -> Author {
     Author::new(Role::Server, DeviceId(DocId::from_u128(0x5e)))
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -124,10 +129,17 @@ async fn main() -> Result<()> {
     }
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
-    let store =
-        SqliteStore::open(&args.data.join("sync.sqlite3"), false).context("opening the store")?;
+    let mut store: Box<dyn Store> = match &args.postgres {
+        Some(url) => {
+            Box::new(PostgresStore::connect(url, "fsm").context("connecting to PostgreSQL")?)
+        }
+        None => Box::new(
+            SqliteStore::open(&args.data.join("sync.sqlite3"), false)
+                .context("opening the store")?,
+        ),
+    };
     let keys = Arc::new(Keys::from_secret(&secret(
-        &store,
+        store.as_mut(),
         demo_mode || args.command == "token",
     )?));
     if args.command == "token" {
@@ -184,17 +196,25 @@ async fn main() -> Result<()> {
         );
         println!("\nData in {}; Ctrl-C stops.", args.data.display());
     }
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(addr = %args.listen, "server.listening");
+    // The runtime starts after the set-up: the PostgreSQL client is blocking and must not be
+    // created inside it.
     let state = AppState {
         sync: service,
         keys,
     };
-    sync_server::serve(listener, state, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        tracing::info!(addr = %args.listen, "server.listening");
+        sync_server::serve(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        anyhow::Ok(())
     })
-    .await?;
-    Ok(())
 }

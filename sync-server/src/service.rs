@@ -8,7 +8,7 @@ use shared::protocol::{self, DecodeError, Message, SyncRefusal};
 use shared::sync::server::{ServerConfig, ServerEngine};
 
 use crate::auth::Device;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum ServiceError {
 
 struct Inner {
     engine: ServerEngine,
-    store: SqliteStore,
+    store: Box<dyn Store>,
     registered: std::collections::HashSet<DeviceId>,
     /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
     /// acknowledged until a restart rebuilds it from the store.
@@ -50,7 +50,7 @@ impl SyncService {
     /// Opens the service over a store, rebuilding the engine from it.
     pub fn open(
         config: ServerConfig,
-        store: SqliteStore,
+        mut store: Box<dyn Store>,
         clock: Box<dyn Clock>,
     ) -> Result<Self, anyhow::Error> {
         let (docs, log) = store.load()?;

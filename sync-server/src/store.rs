@@ -1,8 +1,10 @@
-//! Durable storage of the engine's effects. SQLite, embedded: the default deployment.
+//! Durable storage of the engine's effects: the [`Store`] port, SQLite (embedded, the default)
+//! and PostgreSQL ([`postgres_store`], to scale out). Both pass one contract suite
+//! (`sync-server/tests/store_contract.rs`).
 //!
 //! Every effect of one sync exchange is written in one transaction before the answer leaves, so
-//! an acknowledged change survives the process being killed (WAL; `synchronous=NORMAL` loses
-//! nothing on a process kill, `FULL` is configurable for power loss).
+//! an acknowledged change survives the process being killed. SQLite runs in WAL; `synchronous=NORMAL`
+//! loses nothing on a process kill, `FULL` is configurable for power loss.
 
 use std::path::Path;
 
@@ -11,13 +13,28 @@ use shared::ids::{DeviceId, DocId};
 use shared::record::EntityKind;
 use shared::sync::server::{ServerEffect, StoredDoc, StoredLog};
 
-/// What can go wrong with the store.
+pub mod postgres_store;
+
+/// What can go wrong with a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("postgres error: {0}")]
+    Postgres(#[from] postgres::Error),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+}
+
+/// Where the engine's effects are kept and rebuilt from.
+pub trait Store: Send {
+    /// Writes the effects of one exchange atomically.
+    fn persist(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError>;
+    /// Everything needed to rebuild the engine.
+    fn load(&mut self) -> Result<(Vec<StoredDoc>, Vec<StoredLog>), StoreError>;
+    fn is_empty(&mut self) -> Result<bool, StoreError>;
+    fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
 /// The SQLite store.
@@ -66,9 +83,10 @@ impl SqliteStore {
         )?;
         Ok(Self { conn })
     }
+}
 
-    /// Writes the effects of one exchange atomically.
-    pub fn persist(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError> {
+impl Store for SqliteStore {
+    fn persist(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError> {
         if effects.is_empty() {
             return Ok(());
         }
@@ -131,8 +149,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Everything needed to rebuild the engine.
-    pub fn load(&self) -> Result<(Vec<StoredDoc>, Vec<StoredLog>), StoreError> {
+    fn load(&mut self) -> Result<(Vec<StoredDoc>, Vec<StoredLog>), StoreError> {
         let mut st = self
             .conn
             .prepare("SELECT id, kind, epoch, bytes FROM docs")?;
@@ -183,20 +200,20 @@ impl SqliteStore {
         Ok((docs, log))
     }
 
-    pub fn is_empty(&self) -> Result<bool, StoreError> {
+    fn is_empty(&mut self) -> Result<bool, StoreError> {
         Ok(self
             .conn
             .query_row("SELECT NOT EXISTS (SELECT 1 FROM docs)", [], |r| r.get(0))?)
     }
 
-    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+    fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
 
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, value],

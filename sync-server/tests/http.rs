@@ -48,7 +48,7 @@ fn start() -> TestServer {
     let service = Arc::new(
         SyncService::open(
             ServerConfig::new(author),
-            store,
+            Box::new(store),
             Box::new(FixedClock::new(MONDAY_9AM)),
         )
         .unwrap(),

@@ -41,7 +41,10 @@ fn spec() -> demo::Spec {
 
 /// The child: seeds, serves, prints `ready <port>`.
 pub(crate) fn child(dir: &str, port: &str) -> Result<()> {
-    let store = SqliteStore::open(&std::path::Path::new(dir).join("sync.sqlite3"), false)?;
+    let store = Box::new(SqliteStore::open(
+        &std::path::Path::new(dir).join("sync.sqlite3"),
+        false,
+    )?);
     let service = Arc::new(SyncService::open(
         ServerConfig::new(server_author()),
         store,
