@@ -102,6 +102,57 @@ async fn sync(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response())
 }
 
+/// `GET /api/v1/events`: live events for dispatchers (SSE), resumable with `Last-Event-ID`.
+async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    use tokio_stream::wrappers::BroadcastStream;
+    use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+    let who = state.keys.verify(bearer(&headers)?)?;
+    if !who.author.role.is_office() {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: "live events are for dispatchers".into(),
+        });
+    }
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let service = Arc::clone(&state.sync);
+    let (missed, rx) = tokio::task::spawn_blocking(move || service.subscribe(after))
+        .await
+        .map_err(|_| ServiceError::Poisoned)?;
+    let last_replayed = missed.last().map(crate::events::LiveEvent::id).unwrap_or(0);
+    let to_sse = |ev: &crate::events::LiveEvent| {
+        Event::default()
+            .id(ev.id().to_string())
+            .event(ev.name())
+            .json_data(ev)
+            .unwrap_or_else(|_| Event::default().comment("unencodable event"))
+    };
+    let replay = futures_util::stream::iter(missed.iter().map(to_sse).collect::<Vec<_>>());
+    let live = BroadcastStream::new(rx).filter_map(move |r| {
+        let ev = match r {
+            Ok(ev) if ev.id() > last_replayed || last_replayed == 0 => Some(to_sse(&ev)),
+            Ok(_) => None,
+            // Fell behind: tell the dispatcher's app to sync, then go on.
+            Err(BroadcastStreamRecvError::Lagged(_)) => {
+                Some(to_sse(&crate::events::LiveEvent::Resync {
+                    id: last_replayed,
+                }))
+            }
+        };
+        std::future::ready(ev)
+    });
+    let stream = replay.chain(live).map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response())
+}
+
 async fn health() -> &'static str {
     "ok"
 }
@@ -118,6 +169,7 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/sync", post(sync))
+        .route("/api/v1/events", get(events))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route("/health", get(health))
         .route("/ready", get(ready))

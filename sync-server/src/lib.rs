@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 pub mod auth;
 pub mod demo;
+pub mod events;
 pub mod http;
 pub mod service;
 pub mod store;

@@ -8,6 +8,7 @@ use shared::protocol::{self, DecodeError, Message, SyncRefusal};
 use shared::sync::server::{ServerConfig, ServerEngine};
 
 use crate::auth::Device;
+use crate::events::{self, LiveEvent};
 use crate::store::{Store, StoreError};
 
 /// Why an exchange failed.
@@ -38,7 +39,11 @@ struct Inner {
 pub struct SyncService {
     inner: Mutex<Inner>,
     clock: Box<dyn Clock>,
+    events: tokio::sync::broadcast::Sender<LiveEvent>,
 }
+
+/// How many live events a slow listener may fall behind before it is told to resync.
+const EVENT_BUFFER: usize = 4096;
 
 impl std::fmt::Debug for SyncService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,6 +73,7 @@ impl SyncService {
                 poisoned: false,
             }),
             clock,
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
         })
     }
 
@@ -79,6 +85,35 @@ impl SyncService {
             g.poisoned = true;
             g
         })
+    }
+
+    fn publish(
+        &self,
+        engine: &ServerEngine,
+        effects: &[shared::sync::server::ServerEffect],
+        pusher: Option<shared::ids::Role>,
+    ) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        for ev in events::from_effects(engine, effects, pusher) {
+            // No listener left is not an error.
+            let _ = self.events.send(ev);
+        }
+    }
+
+    /// Subscribes to live events; with `after`, first what was missed since that event id.
+    /// Done under the lock, so nothing falls between the replay and the live stream.
+    pub fn subscribe(
+        &self,
+        after: Option<u64>,
+    ) -> (Vec<LiveEvent>, tokio::sync::broadcast::Receiver<LiveEvent>) {
+        let g = self.lock();
+        let rx = self.events.subscribe();
+        let missed = after
+            .map(|a| events::replay(&g.engine, a))
+            .unwrap_or_default();
+        (missed, rx)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -101,6 +136,7 @@ impl SyncService {
             g.poisoned = true;
             return Err(e.into());
         }
+        self.publish(&g.engine, &effects, None);
         Ok(out)
     }
 
@@ -143,6 +179,8 @@ impl SyncService {
             tracing::error!(error = %e, "sync.persist_failed");
             return Err(e.into());
         }
+        // Published under the lock, after the write: listeners see acknowledged changes, in order.
+        self.publish(&g.engine, &effects, Some(who.author.role));
         drop(g);
         tracing::debug!(
             device.id = %device,

@@ -231,3 +231,122 @@ fn bad_tokens_and_bad_bodies_get_4xx_and_change_nothing() {
         200
     );
 }
+
+/// Reads an SSE stream on a thread, handing over `(event, id, data)` triples.
+fn listen(
+    url: &str,
+    token: &str,
+    last_id: Option<u64>,
+) -> std::sync::mpsc::Receiver<(String, String, String)> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap();
+    let mut req = client
+        .get(format!("{url}/api/v1/events"))
+        .bearer_auth(token);
+    if let Some(id) = last_id {
+        req = req.header("Last-Event-ID", id.to_string());
+    }
+    let resp = req.send().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    std::thread::spawn(move || {
+        let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+        for line in std::io::BufReader::new(resp).lines() {
+            let Ok(line) = line else { return };
+            if let Some(v) = line.strip_prefix("event: ") {
+                event = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                id = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = v.to_owned();
+            } else if line.is_empty() && !event.is_empty() {
+                let ev = (
+                    std::mem::take(&mut event),
+                    std::mem::take(&mut id),
+                    std::mem::take(&mut data),
+                );
+                if tx.send(ev).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(
+    rx: &std::sync::mpsc::Receiver<(String, String, String)>,
+    name: &str,
+    needle: &str,
+) -> (String, String, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ev = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no `{name}` event mentioning {needle} within 10 s"));
+        if ev.0 == name && ev.2.contains(needle) {
+            return ev;
+        }
+    }
+}
+
+#[test]
+fn dispatchers_get_live_events_and_resume_after_a_reconnect() {
+    let s = start();
+    let (mut tech, mut tech_net) = client(&s, Role::Technician, 1);
+    tech.sync(&mut tech_net).unwrap();
+    let office_token = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0ff)),
+            Role::Dispatcher,
+            None,
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    // Technicians may not listen.
+    let tech_token = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0fe)),
+            Role::Technician,
+            Some(s.data.technicians[0]),
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/events", s.url))
+        .bearer_auth(&tech_token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let events = listen(&s.url, &office_token, None);
+    let jobs: Vec<JobId> = tech
+        .doc_ids()
+        .unwrap()
+        .into_iter()
+        .filter(|(d, k)| *k == EntityKind::Job && matches!(tech.entity(*d).unwrap(), Some(AnyEntity::Job(j)) if j.status == JobStatus::Scheduled))
+        .map(|(d, _)| JobId(d))
+        .collect();
+    tech.set_job_status(jobs[0], JobStatus::EnRoute).unwrap();
+    tech.sync(&mut tech_net).unwrap();
+    let job0 = jobs[0].doc().to_string();
+    let (_, id, data) = wait_for(&events, "job_changed", &job0);
+    assert!(data.contains("en_route"), "{data}");
+    wait_for(&events, "technician_status", &job0);
+    drop(events);
+
+    // While the dispatcher is away, another job changes; on reconnect it is replayed.
+    tech.set_job_status(jobs[1], JobStatus::EnRoute).unwrap();
+    tech.sync(&mut tech_net).unwrap();
+    let again = listen(&s.url, &office_token, Some(id.parse().unwrap()));
+    let (_, _, data) = wait_for(&again, "job_changed", &jobs[1].doc().to_string());
+    assert!(data.contains("en_route"), "{data}");
+}

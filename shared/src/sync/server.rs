@@ -375,6 +375,23 @@ impl ServerEngine {
     pub fn doc_ids(&self) -> impl Iterator<Item = DocId> + '_ {
         self.docs.keys().copied()
     }
+    /// Documents changed after log position `after`, each once at its latest position, in order.
+    /// Live-event streams replay this after a reconnect.
+    pub fn changed_since(&self, after: u64) -> Vec<(u64, DocId)> {
+        let mut latest: Map<DocId, u64> = Map::default();
+        for (seq, e) in self.log.range(after.saturating_add(1)..) {
+            latest.insert(e.doc, *seq);
+        }
+        let mut out: Vec<(u64, DocId)> = latest.into_iter().map(|(d, s)| (s, d)).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The open conflicts of one document.
+    pub fn conflicts_of(&self, doc: DocId) -> &[FieldConflict] {
+        self.docs.get(&doc).map_or(&[], |d| d.conflicts.as_slice())
+    }
+
     /// Every open conflict, for the dispatchers' inbox.
     pub fn conflicts(&self) -> Vec<(DocId, FieldConflict)> {
         let mut out: Vec<(DocId, FieldConflict)> = self
