@@ -170,7 +170,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/sync", post(sync))
         .route("/api/v1/events", get(events))
+        // The limit counts decompressed bytes, so a small gzip bomb is refused like a large body.
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(state)

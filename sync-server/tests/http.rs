@@ -350,3 +350,75 @@ fn dispatchers_get_live_events_and_resume_after_a_reconnect() {
     let (_, _, data) = wait_for(&again, "job_changed", &jobs[1].doc().to_string());
     assert!(data.contains("en_route"), "{data}");
 }
+
+#[test]
+fn large_bodies_travel_gzipped_both_ways() {
+    let s = start();
+    let (mut office, mut net) = client(&s, Role::Dispatcher, 4);
+    office.sync(&mut net).unwrap();
+    // A day of office edits: well past the 4 KB above which requests are gzipped.
+    let jobs: Vec<DocId> = office
+        .doc_ids()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, k)| *k == EntityKind::Job)
+        .map(|(d, _)| d)
+        .collect();
+    for (i, j) in jobs.iter().enumerate() {
+        office
+            .update::<DispatchJob>(*j, |job| {
+                job.description = format!(
+                    "Consignes détaillées n° {i} : {}",
+                    "apporter l'échelle, ".repeat(40)
+                );
+                Ok(())
+            })
+            .unwrap();
+    }
+    let report = office.sync(&mut net).unwrap();
+    assert!(
+        report.bytes_sent > 4 * 1024,
+        "the push was large ({} bytes)",
+        report.bytes_sent
+    );
+    assert!(office.pending().unwrap().is_empty(), "and acknowledged");
+    let (mut other, mut other_net) = client(&s, Role::Dispatcher, 5);
+    other.sync(&mut other_net).unwrap();
+    assert_eq!(
+        other.record(jobs[0]).unwrap(),
+        office.record(jobs[0]).unwrap()
+    );
+    // The server answers gzipped when asked to.
+    let raw = reqwest::blocking::Client::builder()
+        .no_gzip()
+        .build()
+        .unwrap();
+    let token = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0aa)),
+            Role::Dispatcher,
+            None,
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let (fresh, _) = client(&s, Role::Dispatcher, 0xaa);
+    let frame = shared::protocol::encode(&shared::protocol::Message::Request(
+        fresh.sync_request("t").unwrap(),
+    ));
+    let r = raw
+        .post(format!("{}/api/v1/sync", s.url))
+        .bearer_auth(&token)
+        .header("accept-encoding", "gzip")
+        .body(frame)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
+}

@@ -445,6 +445,9 @@ fn rebase(
 pub(crate) mod http {
     use super::{Transport, TransportError};
 
+    /// Request bodies larger than this are sent gzipped.
+    const GZIP_ABOVE: usize = 4 * 1024;
+
     /// A blocking HTTP client for one server and token. The token is never logged.
     pub struct HttpTransport {
         client: reqwest::blocking::Client,
@@ -488,12 +491,30 @@ pub(crate) mod http {
 
     impl Transport for HttpTransport {
         fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-            let resp = self
+            // Requests past a few KB (an outbox after a day offline) travel gzipped; answers come
+            // gzipped when the server chooses to (reqwest undoes it).
+            let mut req = self
                 .client
                 .post(&self.url)
                 .bearer_auth(&self.token)
-                .header("content-type", "application/octet-stream")
-                .body(request)
+                .header("content-type", "application/octet-stream");
+            let body = if request.len() > GZIP_ABOVE {
+                use std::io::Write;
+                let mut z = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(request.len() / 2),
+                    flate2::Compression::fast(),
+                );
+                let gz = z
+                    .write_all(&request)
+                    .and_then(|()| z.finish())
+                    .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+                req = req.header("content-encoding", "gzip");
+                gz
+            } else {
+                request
+            };
+            let resp = req
+                .body(body)
                 .send()
                 .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
             let status = resp.status();
