@@ -202,8 +202,26 @@ impl Replica {
             bytes,
             encode_record(record)
         ])?;
-        materialize::rows(tx, id, kind, record)?;
-        materialize::conflicts(tx, id, conflicts)?;
+        materialize::rows(tx, id, kind, record, false)?;
+        materialize::conflicts(tx, id, conflicts, false)?;
+        Ok(())
+    }
+
+    /// Stores a document this replica did not have (a snapshot entering the scope): nothing to
+    /// replace, so plain inserts.
+    pub(crate) fn insert_new_doc(
+        tx: &Transaction<'_>,
+        id: DocId,
+        kind: EntityKind,
+        epoch: u32,
+        bytes: &[u8],
+        record: &Record,
+        conflicts: &[FieldConflict],
+    ) -> Result<(), ReplicaError> {
+        tx.prepare_cached("INSERT INTO docs (id, kind, epoch, bytes, record, tail) VALUES (?1, ?2, ?3, ?4, ?5, 0)")?
+            .execute(params![id_blob(id), kind.as_str(), epoch, bytes, encode_record(record)])?;
+        materialize::rows(tx, id, kind, record, true)?;
+        materialize::conflicts(tx, id, conflicts, true)?;
         Ok(())
     }
 
@@ -226,8 +244,8 @@ impl Replica {
         let tail = stored.tail + u32::try_from(changes.len()).unwrap_or(u32::MAX);
         tx.prepare_cached("UPDATE docs SET bytes = ?2, record = ?3, tail = ?4 WHERE id = ?1")?
             .execute(params![id_blob(id), bytes, encode_record(record), tail])?;
-        materialize::rows(tx, id, stored.kind, record)?;
-        materialize::conflicts(tx, id, conflicts)?;
+        materialize::rows(tx, id, stored.kind, record, false)?;
+        materialize::conflicts(tx, id, conflicts, false)?;
         Ok(())
     }
 

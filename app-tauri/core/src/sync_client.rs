@@ -380,7 +380,15 @@ fn merge_snapshot(
                 s.doc
             )));
         }
-        return replace(tx, s);
+        return Replica::insert_new_doc(
+            tx,
+            s.doc,
+            s.kind,
+            s.epoch,
+            &s.bytes,
+            &s.record,
+            &s.conflicts,
+        );
     };
     if local.epoch != s.epoch || local.kind != s.kind {
         return rebase(tx, author, now, s, 0);

@@ -53,9 +53,13 @@ pub(super) fn rows(
     id: DocId,
     kind: EntityKind,
     record: &Record,
+    fresh: bool,
 ) -> Result<(), ReplicaError> {
     let key = id_blob(id);
-    clear(tx, &key, kind)?;
+    // A document new to this replica has no rows to clear (the common case in a first sync).
+    if !fresh {
+        clear(tx, &key, kind)?;
+    }
     if record.get("deleted") == &Scalar::Bool(true) {
         return Ok(());
     }
@@ -140,10 +144,13 @@ pub(super) fn conflicts(
     tx: &Transaction<'_>,
     id: DocId,
     conflicts: &[FieldConflict],
+    fresh: bool,
 ) -> Result<(), ReplicaError> {
     let key = id_blob(id);
-    tx.prepare_cached("DELETE FROM conflicts WHERE doc = ?1")?
-        .execute([key])?;
+    if !fresh {
+        tx.prepare_cached("DELETE FROM conflicts WHERE doc = ?1")?
+            .execute([key])?;
+    }
     for c in conflicts {
         let vals: Vec<(String, Option<String>)> = c
             .values
