@@ -5,16 +5,52 @@ use serde::{Deserialize, Serialize};
 use shared::ids::{Author, DeviceId, DocId, Role, TechnicianId};
 use shared::sync::server::Subject;
 
-/// The claims of a device token.
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A device's session: syncs, listens, refreshes.
+    Session,
+    /// A one-time login link for a technician, exchanged for a session on their device.
+    Magic,
+}
+
+/// The claims of a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The device id.
+    /// The device id (sessions) or `magic`.
     pub sub: String,
     pub role: Role,
     /// The technician this device belongs to (technician tokens only).
     pub tech: Option<String>,
     pub iat: i64,
     pub exp: i64,
+    /// The token's own id, for revocation and single use.
+    pub jti: String,
+    pub kind: TokenKind,
+}
+
+/// A verified session token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub device: Device,
+    pub jti: String,
+    pub exp: i64,
+}
+
+/// A verified magic link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Magic {
+    pub technician: TechnicianId,
+    pub jti: String,
+    pub exp: i64,
+}
+
+fn new_jti() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// An authenticated device.
@@ -55,7 +91,7 @@ impl Keys {
         }
     }
 
-    /// Issues a token valid for `ttl_s` seconds from `now_s` (Unix seconds).
+    /// Issues a session token valid for `ttl_s` seconds from `now_s` (Unix seconds).
     pub fn issue(
         &self,
         device: DeviceId,
@@ -70,18 +106,75 @@ impl Keys {
             tech: tech.map(|t| t.to_string()),
             iat: now_s,
             exp: now_s + ttl_s,
+            jti: new_jti(),
+            kind: TokenKind::Session,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::Invalid)
     }
 
-    /// Checks a token (signature, algorithm, expiry) and says who it is.
-    pub fn verify(&self, token: &str) -> Result<Device, AuthError> {
+    /// Issues a magic link token for a technician.
+    pub fn issue_magic(
+        &self,
+        tech: TechnicianId,
+        now_s: i64,
+        ttl_s: i64,
+    ) -> Result<String, AuthError> {
+        let claims = Claims {
+            sub: "magic".into(),
+            role: Role::Technician,
+            tech: Some(tech.to_string()),
+            iat: now_s,
+            exp: now_s + ttl_s,
+            jti: new_jti(),
+            kind: TokenKind::Magic,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| AuthError::Invalid)
+    }
+
+    fn claims(&self, token: &str, kind: TokenKind) -> Result<Claims, AuthError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 30;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
-            .map_err(|_| AuthError::Invalid)?;
-        let c = data.claims;
+        let c = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+            .map_err(|_| AuthError::Invalid)?
+            .claims;
+        if c.kind == kind {
+            Ok(c)
+        } else {
+            Err(AuthError::Invalid)
+        }
+    }
+
+    /// Checks a magic link (signature, expiry, kind). Single use is the caller's check.
+    pub fn verify_magic(&self, token: &str) -> Result<Magic, AuthError> {
+        let c = self.claims(token, TokenKind::Magic)?;
+        let t = c.tech.ok_or(AuthError::NoTechnician)?;
+        Ok(Magic {
+            technician: TechnicianId(t.parse::<DocId>().map_err(|_| AuthError::Invalid)?),
+            jti: c.jti,
+            exp: c.exp,
+        })
+    }
+
+    /// Checks a session token (signature, algorithm, expiry, kind) and says who it is.
+    /// Revocation is the caller's check.
+    pub fn verify_session(&self, token: &str) -> Result<Session, AuthError> {
+        let c = self.claims(token, TokenKind::Session)?;
+        let (jti, exp) = (c.jti.clone(), c.exp);
+        Ok(Session {
+            device: Self::device(c)?,
+            jti,
+            exp,
+        })
+    }
+
+    /// [`Keys::verify_session`] without the token id.
+    pub fn verify(&self, token: &str) -> Result<Device, AuthError> {
+        Ok(self.verify_session(token)?.device)
+    }
+
+    fn device(c: Claims) -> Result<Device, AuthError> {
         let device = DeviceId(c.sub.parse::<DocId>().map_err(|_| AuthError::Invalid)?);
         let subject = match c.role {
             Role::Technician => {
@@ -129,10 +222,15 @@ mod tests {
         assert_eq!(keys.verify(&old), Err(AuthError::Invalid));
         let other = Keys::from_secret(b"another secret of enough length 987654");
         assert_eq!(other.verify(&tok), Err(AuthError::Invalid));
-        let mut bad = tok;
+        let mut bad = tok.clone();
         bad.pop();
         assert_eq!(keys.verify(&bad), Err(AuthError::Invalid));
         let no_tech = keys.issue(dev, Role::Technician, None, now(), 60).unwrap();
         assert_eq!(keys.verify(&no_tech), Err(AuthError::NoTechnician));
+        // A magic link is not a session, and the other way round.
+        let magic = keys.issue_magic(tech, now(), 600).unwrap();
+        assert_eq!(keys.verify(&magic), Err(AuthError::Invalid));
+        assert_eq!(keys.verify_magic(&magic).unwrap().technician, tech);
+        assert_eq!(keys.verify_magic(&tok), Err(AuthError::Invalid));
     }
 }

@@ -28,6 +28,8 @@ pub enum ServiceError {
 
 struct Inner {
     engine: ServerEngine,
+    /// Revoked token ids (sessions revoked, magic links used), mirrored from the store.
+    revoked: std::collections::HashSet<String>,
     store: Box<dyn Store>,
     registered: std::collections::HashSet<DeviceId>,
     /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
@@ -59,6 +61,7 @@ impl SyncService {
         clock: Box<dyn Clock>,
     ) -> Result<Self, anyhow::Error> {
         let (docs, log) = store.load()?;
+        let revoked = store.revoked(clock.now().0 / 1000)?.into_iter().collect();
         let engine = ServerEngine::restore(config, docs, log, clock.now())?;
         tracing::info!(
             docs = engine.stats().docs,
@@ -68,6 +71,7 @@ impl SyncService {
         Ok(Self {
             inner: Mutex::new(Inner {
                 engine,
+                revoked,
                 store,
                 registered: Default::default(),
                 poisoned: false,
@@ -114,6 +118,26 @@ impl SyncService {
             .map(|a| events::replay(&g.engine, a))
             .unwrap_or_default();
         (missed, rx)
+    }
+
+    /// The service's clock.
+    pub fn now(&self) -> shared::clock::Millis {
+        self.clock.now()
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.lock().revoked.contains(jti)
+    }
+
+    /// Revokes a token id until `exp`. `Ok(false)`: it was already revoked (a used magic link).
+    pub fn revoke(&self, jti: &str, exp: i64) -> Result<bool, ServiceError> {
+        let mut g = self.lock();
+        if g.poisoned {
+            return Err(ServiceError::Poisoned);
+        }
+        let fresh = g.store.revoke(jti, exp)?;
+        g.revoked.insert(jti.to_owned());
+        Ok(fresh)
     }
 
     pub fn is_ready(&self) -> bool {

@@ -35,6 +35,12 @@ pub trait Store: Send {
     fn is_empty(&mut self) -> Result<bool, StoreError>;
     fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Revokes a token id until `exp` (Unix seconds, when the token would expire anyway).
+    /// Returns `false` if it was already revoked: a magic link is used by revoking it, so this
+    /// is also the single-use check.
+    fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError>;
+    /// The revoked token ids that have not expired at `now` (Unix seconds).
+    fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError>;
 }
 
 /// The SQLite store.
@@ -79,7 +85,8 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS conflicts (
                  doc BLOB PRIMARY KEY, conflicts TEXT NOT NULL
              ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
         Ok(Self { conn })
     }
@@ -219,5 +226,20 @@ impl Store for SqliteStore {
             params![key, value],
         )?;
         Ok(())
+    }
+
+    fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "INSERT OR IGNORE INTO revoked (jti, exp) VALUES (?1, ?2)",
+            params![jti, exp],
+        )? == 1)
+    }
+
+    fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.conn
+            .execute("DELETE FROM revoked WHERE exp < ?1", [now])?;
+        let mut st = self.conn.prepare("SELECT jti FROM revoked")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

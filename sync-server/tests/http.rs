@@ -422,3 +422,140 @@ fn large_bodies_travel_gzipped_both_ways() {
         Some("gzip")
     );
 }
+
+fn post_json(url: &str, token: Option<&str>, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let c = reqwest::blocking::Client::new();
+    let mut r = c.post(url).json(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn magic_link_once_then_refresh_and_revoke() {
+    let s = start();
+    let office = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0f1)),
+            Role::Dispatcher,
+            None,
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let admin = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0f2)),
+            Role::Admin,
+            None,
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let tech_id = s.data.technicians[0].to_string();
+
+    // A technician cannot make links; the office can.
+    let tech_token = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0f3)),
+            Role::Technician,
+            Some(s.data.technicians[0]),
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let (st, _) = post_json(
+        &format!("{}/api/v1/auth/magic", s.url),
+        Some(&tech_token),
+        &serde_json::json!({"technician": tech_id}),
+    );
+    assert_eq!(st, 403);
+    let (st, body) = post_json(
+        &format!("{}/api/v1/auth/magic", s.url),
+        Some(&office),
+        &serde_json::json!({"technician": "nope"}),
+    );
+    assert_eq!((st, body["code"].as_str()), (400, Some("bad_request")));
+    let (st, body) = post_json(
+        &format!("{}/api/v1/auth/magic", s.url),
+        Some(&office),
+        &serde_json::json!({"technician": tech_id}),
+    );
+    assert_eq!(st, 200);
+    let magic = body["token"].as_str().unwrap().to_owned();
+    assert!(
+        body["link"]
+            .as_str()
+            .unwrap()
+            .starts_with("fsm://login?token=")
+    );
+    // A link is not a session.
+    let (mut r, _) = client(&s, Role::Technician, 50);
+    assert!(matches!(
+        r.sync(&mut HttpTransport::new(&s.url, &magic, Duration::from_secs(5)).unwrap()),
+        Err(TransportError::Server { status: 401, .. })
+    ));
+
+    // Exchanged once for a session on the technician's device, which then syncs.
+    let device = DeviceId(DocId::from_u128(0xd0f4));
+    let (st, body) = post_json(
+        &format!("{}/api/v1/auth/exchange", s.url),
+        None,
+        &serde_json::json!({"magic": magic, "device": device.to_string()}),
+    );
+    assert_eq!(st, 200);
+    let session = body["token"].as_str().unwrap().to_owned();
+    let (st, body) = post_json(
+        &format!("{}/api/v1/auth/exchange", s.url),
+        None,
+        &serde_json::json!({"magic": magic, "device": device.to_string()}),
+    );
+    assert_eq!((st, body["code"].as_str()), (401, Some("link_used")));
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(MONDAY_9AM));
+    let mut phone =
+        Replica::open_in_memory(Author::new(Role::Technician, device), clock, Some(9)).unwrap();
+    phone
+        .sync(&mut HttpTransport::new(&s.url, &session, Duration::from_secs(5)).unwrap())
+        .unwrap();
+    assert!(phone.status().unwrap().jobs > 0);
+
+    // Refresh: a new token works, the old one no longer does.
+    let (st, body) = post_json(
+        &format!("{}/api/v1/auth/refresh", s.url),
+        Some(&session),
+        &serde_json::json!({}),
+    );
+    assert_eq!(st, 200);
+    let renewed = body["token"].as_str().unwrap().to_owned();
+    assert!(matches!(
+        phone.sync(&mut HttpTransport::new(&s.url, &session, Duration::from_secs(5)).unwrap()),
+        Err(TransportError::Server { status: 401, .. })
+    ));
+    phone
+        .sync(&mut HttpTransport::new(&s.url, &renewed, Duration::from_secs(5)).unwrap())
+        .unwrap();
+
+    // Only an admin revokes; then the device is out.
+    let (st, _) = post_json(
+        &format!("{}/api/v1/auth/revoke", s.url),
+        Some(&office),
+        &serde_json::json!({"token": renewed}),
+    );
+    assert_eq!(st, 403);
+    let (st, _) = post_json(
+        &format!("{}/api/v1/auth/revoke", s.url),
+        Some(&admin),
+        &serde_json::json!({"token": renewed}),
+    );
+    assert_eq!(st, 204);
+    assert!(matches!(
+        phone.sync(&mut HttpTransport::new(&s.url, &renewed, Duration::from_secs(5)).unwrap()),
+        Err(TransportError::Server { status: 401, .. })
+    ));
+}

@@ -147,6 +147,15 @@ fn contract(store: &mut dyn Store) {
     store.set_meta("k", "v1").unwrap();
     store.set_meta("k", "v2").unwrap();
     assert_eq!(store.meta("k").unwrap().as_deref(), Some("v2"));
+
+    // Revocation is single-use and forgets what has expired anyway.
+    assert!(store.revoke("a", 2_000).unwrap());
+    assert!(
+        !store.revoke("a", 2_000).unwrap(),
+        "a second use is refused"
+    );
+    assert!(store.revoke("old", 10).unwrap());
+    assert_eq!(store.revoked(1_000).unwrap(), vec!["a".to_owned()]);
 }
 
 #[test]

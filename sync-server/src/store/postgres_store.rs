@@ -50,7 +50,8 @@ impl PostgresStore {
              CREATE TABLE IF NOT EXISTS log (seq BIGINT PRIMARY KEY, doc BYTEA NOT NULL, origin BYTEA, change BYTEA);
              CREATE INDEX IF NOT EXISTS log_doc ON log(doc, seq);
              CREATE TABLE IF NOT EXISTS conflicts (doc BYTEA PRIMARY KEY, conflicts TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);"
         ))?;
         Ok(Self { client })
     }
@@ -193,5 +194,23 @@ impl Store for PostgresStore {
             &[&key, &value],
         )?;
         Ok(())
+    }
+
+    fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError> {
+        Ok(self.client.execute(
+            "INSERT INTO revoked (jti, exp) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+            &[&jti, &exp],
+        )? == 1)
+    }
+
+    fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.client
+            .execute("DELETE FROM revoked WHERE exp < $1", &[&now])?;
+        Ok(self
+            .client
+            .query("SELECT jti FROM revoked", &[])?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect())
     }
 }
