@@ -140,6 +140,8 @@ pub enum SyncRefusal {
         "the app is too old for this server (protocol {got}, at least {min} needed): update the app"
     )]
     ClientTooOld { got: u16, min: u16 },
+    #[error("app version {version} is no longer supported (at least {min} needed): update the app")]
+    AppTooOld { version: String, min: String },
     #[error("the request is too large: {what}")]
     TooLarge { what: String },
 }

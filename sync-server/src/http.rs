@@ -62,9 +62,10 @@ impl From<ServiceError> for ApiError {
         let (status, code) = match &e {
             ServiceError::BadFrame(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ServiceError::WrongAuthor => (StatusCode::FORBIDDEN, "wrong_author"),
-            ServiceError::Refused(shared::protocol::SyncRefusal::ClientTooOld { .. }) => {
-                (StatusCode::UPGRADE_REQUIRED, "client_too_old")
-            }
+            ServiceError::Refused(
+                shared::protocol::SyncRefusal::ClientTooOld { .. }
+                | shared::protocol::SyncRefusal::AppTooOld { .. },
+            ) => (StatusCode::UPGRADE_REQUIRED, "client_too_old"),
             ServiceError::Refused(shared::protocol::SyncRefusal::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
             }

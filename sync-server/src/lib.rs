@@ -18,6 +18,7 @@ pub mod demo;
 pub mod events;
 pub mod http;
 pub mod service;
+pub mod settings;
 pub mod store;
 
 pub use http::router;

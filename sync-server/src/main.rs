@@ -5,10 +5,14 @@
 //! * `sync-server serve --data DIR [--listen ADDR] [--postgres URL]` — needs `APP_JWT_SECRET`
 //!   (32+ bytes); `--postgres` keeps the data in PostgreSQL (schema `fsm`) instead of SQLite.
 //! * `sync-server token --data DIR --role technician|dispatcher|admin [--technician ID] [--days N]`
+//!
+//! Settings come in layers (see `sync_server::settings`): defaults, `--config FILE` (TOML), then
+//! `APP_*` environment variables; the flags above override them.
 
 #![allow(clippy::print_stdout)] // a command-line program: its output is for people
 
 use std::path::PathBuf;
+
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -19,14 +23,18 @@ use shared::model::AnyEntity;
 use shared::sync::server::ServerConfig;
 use sync_server::auth::Keys;
 use sync_server::service::SyncService;
+use sync_server::settings::Settings;
 use sync_server::store::postgres_store::PostgresStore;
 use sync_server::store::{SqliteStore, Store};
 use sync_server::{AppState, SystemClock, demo};
 
 struct Args {
     command: String,
-    data: PathBuf,
-    listen: String,
+    /// A TOML settings file (the layer between defaults and the environment).
+    config: Option<PathBuf>,
+    data: Option<PathBuf>,
+    listen: Option<String>,
+    min_app_version: Option<String>,
     role: Option<Role>,
     technician: Option<TechnicianId>,
     days: i64,
@@ -39,8 +47,10 @@ fn parse() -> Result<Args> {
     let command = it.next().unwrap_or_else(|| "help".into());
     let mut a = Args {
         command,
-        data: PathBuf::from("sync-server-data"),
-        listen: "127.0.0.1:8480".into(),
+        config: None,
+        data: None,
+        listen: None,
+        min_app_version: None,
         role: None,
         technician: None,
         days: 30,
@@ -49,8 +59,10 @@ fn parse() -> Result<Args> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--data" => a.data = PathBuf::from(value()?),
-            "--listen" => a.listen = value()?,
+            "--config" => a.config = Some(PathBuf::from(value()?)),
+            "--data" => a.data = Some(PathBuf::from(value()?)),
+            "--listen" => a.listen = Some(value()?),
+            "--min-app-version" => a.min_app_version = Some(value()?),
             "--role" => {
                 a.role = Some(match value()?.as_str() {
                     "technician" => Role::Technician,
@@ -73,18 +85,14 @@ fn parse() -> Result<Args> {
     Ok(a)
 }
 
-fn secret(store: &mut dyn Store, demo_mode: bool) -> Result<Vec<u8>> {
-    // The binary is where settings are read.
-    #[allow(clippy::disallowed_methods)]
-    let from_env = std::env::var("APP_JWT_SECRET");
-    if let Ok(s) = from_env {
-        if s.len() < 32 {
-            bail!("APP_JWT_SECRET must be at least 32 bytes");
-        }
-        return Ok(s.into_bytes());
+fn secret(settings: &Settings, store: &mut dyn Store, demo_mode: bool) -> Result<Vec<u8>> {
+    if let Some(s) = &settings.jwt_secret {
+        return Ok(s.expose().as_bytes().to_vec());
     }
     if !demo_mode {
-        bail!("set APP_JWT_SECRET (32 bytes or more) to sign device tokens");
+        bail!(
+            "set APP_JWT_SECRET or `jwt_secret` in the settings file (32 bytes or more) to sign device tokens"
+        );
     }
     // Demo only: a random secret kept with the demo data, so printed tokens survive restarts.
     if let Some(s) = store.meta("demo_jwt_secret")? {
@@ -120,6 +128,21 @@ fn main() -> Result<()> {
         )
         .init();
     let args = parse()?;
+    // The binary is where the environment is read; everything below gets `Settings`.
+    let mut settings = Settings::load(args.config.as_deref(), std::env::vars().collect())
+        .context("reading settings")?;
+    if let Some(d) = &args.data {
+        settings.data_dir = d.clone();
+    }
+    if let Some(l) = &args.listen {
+        settings.listen = l.clone();
+    }
+    if let Some(p) = &args.postgres {
+        settings.postgres_url = Some(sync_server::settings::Secret::new(p.clone()));
+    }
+    if let Some(v) = &args.min_app_version {
+        settings.min_app_version = Some(v.clone());
+    }
     let demo_mode = args.command == "demo";
     if !matches!(args.command.as_str(), "demo" | "serve" | "token") {
         println!(
@@ -127,18 +150,19 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("creating {}", args.data.display()))?;
-    let mut store: Box<dyn Store> = match &args.postgres {
-        Some(url) => {
-            Box::new(PostgresStore::connect(url, "fsm").context("connecting to PostgreSQL")?)
-        }
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    let mut store: Box<dyn Store> = match &settings.postgres_url {
+        Some(url) => Box::new(
+            PostgresStore::connect(url.expose(), "fsm").context("connecting to PostgreSQL")?,
+        ),
         None => Box::new(
-            SqliteStore::open(&args.data.join("sync.sqlite3"), false)
+            SqliteStore::open(&settings.data_dir.join("sync.sqlite3"), false)
                 .context("opening the store")?,
         ),
     };
     let keys = Arc::new(Keys::from_secret(&secret(
+        &settings,
         store.as_mut(),
         demo_mode || args.command == "token",
     )?));
@@ -151,11 +175,15 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let empty = store.is_empty()?;
-    let service = Arc::new(SyncService::open(
+    let mut service = SyncService::open(
         ServerConfig::new(server_author()),
         store,
         Box::new(SystemClock),
-    )?);
+    )?;
+    if let Some(v) = &settings.min_app_version {
+        service = service.with_min_app_version(semver::Version::parse(v)?);
+    }
+    let service = Arc::new(service);
     if demo_mode {
         if empty {
             let data = demo::generate(demo::DEMO_SEED, demo::DEMO_SPEC, SystemClock.now().date());
@@ -183,7 +211,7 @@ fn main() -> Result<()> {
             techs.sort();
             Ok((techs.into_iter().next(), Vec::new()))
         })?;
-        println!("\nSync server (demo) on http://{}", args.listen);
+        println!("\nSync server (demo) on http://{}", settings.listen);
         if let Some((name, id)) = tech {
             println!(
                 "Technician token ({name}):\n  {}",
@@ -194,7 +222,7 @@ fn main() -> Result<()> {
             "Dispatcher token:\n  {}",
             token(&keys, Role::Dispatcher, None, args.days)?
         );
-        println!("\nData in {}; Ctrl-C stops.", args.data.display());
+        println!("\nData in {}; Ctrl-C stops.", settings.data_dir.display());
     }
     // The runtime starts after the set-up: the PostgreSQL client is blocking and must not be
     // created inside it.
@@ -207,10 +235,10 @@ fn main() -> Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        tracing::info!(addr = %args.listen, "server.listening");
+            .with_context(|| format!("listening on {}", settings.listen))?;
+        tracing::info!(addr = %settings.listen, "server.listening");
         sync_server::serve(listener, state, async {
             let _ = tokio::signal::ctrl_c().await;
         })

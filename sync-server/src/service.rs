@@ -42,6 +42,8 @@ pub struct SyncService {
     inner: Mutex<Inner>,
     clock: Box<dyn Clock>,
     events: tokio::sync::broadcast::Sender<LiveEvent>,
+    /// Apps older than this are refused with a message telling the user to update.
+    min_app_version: Option<semver::Version>,
 }
 
 /// How many live events a slow listener may fall behind before it is told to resync.
@@ -78,6 +80,7 @@ impl SyncService {
             }),
             clock,
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            min_app_version: None,
         })
     }
 
@@ -118,6 +121,12 @@ impl SyncService {
             .map(|a| events::replay(&g.engine, a))
             .unwrap_or_default();
         (missed, rx)
+    }
+
+    /// Refuses apps older than `min` (the admin's minimum supported version).
+    pub fn with_min_app_version(mut self, min: semver::Version) -> Self {
+        self.min_app_version = Some(min);
+        self
     }
 
     /// The service's clock.
@@ -184,6 +193,15 @@ impl SyncService {
         };
         if req.hello.author != who.author {
             return Err(ServiceError::WrongAuthor);
+        }
+        if let Some(min) = &self.min_app_version {
+            let ok = semver::Version::parse(&req.hello.app_version).is_ok_and(|v| &v >= min);
+            if !ok {
+                return Err(ServiceError::Refused(SyncRefusal::AppTooOld {
+                    version: req.hello.app_version,
+                    min: min.to_string(),
+                }));
+            }
         }
         let now = self.clock.now();
         let mut g = self.lock();

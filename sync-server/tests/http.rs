@@ -37,6 +37,10 @@ impl Drop for TestServer {
 }
 
 fn start() -> TestServer {
+    start_with(None)
+}
+
+fn start_with(min_app_version: Option<&str>) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -45,14 +49,16 @@ fn start() -> TestServer {
         .unwrap();
     let store = SqliteStore::open(&dir.path().join("sync.sqlite3"), false).unwrap();
     let author = Author::new(Role::Server, DeviceId(DocId::from_u128(0x5e)));
-    let service = Arc::new(
-        SyncService::open(
-            ServerConfig::new(author),
-            Box::new(store),
-            Box::new(FixedClock::new(MONDAY_9AM)),
-        )
-        .unwrap(),
-    );
+    let mut service = SyncService::open(
+        ServerConfig::new(author),
+        Box::new(store),
+        Box::new(FixedClock::new(MONDAY_9AM)),
+    )
+    .unwrap();
+    if let Some(v) = min_app_version {
+        service = service.with_min_app_version(semver::Version::parse(v).unwrap());
+    }
+    let service = Arc::new(service);
     let spec = demo::Spec {
         technicians: 2,
         jobs_per_technician: 4,
@@ -558,4 +564,18 @@ fn magic_link_once_then_refresh_and_revoke() {
         phone.sync(&mut HttpTransport::new(&s.url, &renewed, Duration::from_secs(5)).unwrap()),
         Err(TransportError::Server { status: 401, .. })
     ));
+}
+
+#[test]
+fn apps_below_the_minimum_version_are_told_to_update() {
+    let s = start_with(Some("99.0.0"));
+    let (mut tech, mut net) = client(&s, Role::Technician, 1);
+    match tech.sync(&mut net) {
+        Err(TransportError::Server {
+            status: 426,
+            message,
+        }) => assert!(message.contains("update the app"), "{message}"),
+        other => panic!("expected 426, got {other:?}"),
+    }
+    assert_eq!(tech.status().unwrap().documents, 0);
 }

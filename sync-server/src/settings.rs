@@ -1,0 +1,120 @@
+//! Server settings, layered: defaults, then an optional TOML file, then `APP_`-prefixed
+//! environment variables (`APP_JWT_SECRET`, `APP_POSTGRES_URL`, `APP_LISTEN`…). Parsed once in
+//! `main` and passed down; library code never reads the environment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A secret: usable, never printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Everything the binary is configured with.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Where the embedded store (and the demo's data) live.
+    pub data_dir: PathBuf,
+    /// Store in PostgreSQL instead of SQLite (the connection string may hold a password).
+    pub postgres_url: Option<Secret>,
+    /// Signs device tokens; 32 bytes or more.
+    pub jwt_secret: Option<Secret>,
+    /// Apps older than this semantic version are told to update.
+    pub min_app_version: Option<String>,
+}
+
+impl Settings {
+    /// Loads the layers; `env` is the process environment (passed in, so tests can set it).
+    pub fn load(
+        file: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<Self, config::ConfigError> {
+        let mut b = config::Config::builder()
+            .set_default("listen", "127.0.0.1:8480")?
+            .set_default("data_dir", "sync-server-data")?;
+        if let Some(f) = file {
+            b = b.add_source(config::File::from(f).required(true));
+        }
+        let settings: Settings = b
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(env)),
+            )
+            .build()?
+            .try_deserialize()?;
+        if let Some(s) = &settings.jwt_secret
+            && s.expose().len() < 32
+        {
+            return Err(config::ConfigError::Message(
+                "jwt_secret must be at least 32 bytes".into(),
+            ));
+        }
+        if let Some(v) = &settings.min_app_version {
+            semver::Version::parse(v)
+                .map_err(|e| config::ConfigError::Message(format!("min_app_version `{v}`: {e}")))?;
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let s = Settings::load(None, HashMap::new()).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8480");
+        assert_eq!(s.jwt_secret, None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmin_app_version = \"1.2.0\"\njwt_secret = \"from the file, thirty-two bytes long!\"\n").unwrap();
+        let env = HashMap::from([("APP_LISTEN".to_owned(), "127.0.0.1:9001".to_owned())]);
+        let s = Settings::load(Some(&file), env).unwrap();
+        assert_eq!(
+            s.listen, "127.0.0.1:9001",
+            "the environment wins over the file"
+        );
+        assert_eq!(s.min_app_version.as_deref(), Some("1.2.0"));
+        assert_eq!(
+            s.jwt_secret.as_ref().unwrap().expose(),
+            "from the file, thirty-two bytes long!"
+        );
+        assert!(
+            !format!("{s:?}").contains("thirty-two"),
+            "secrets are not printed"
+        );
+
+        let short = HashMap::from([("APP_JWT_SECRET".to_owned(), "short".to_owned())]);
+        assert!(
+            Settings::load(None, short)
+                .unwrap_err()
+                .to_string()
+                .contains("32 bytes")
+        );
+        let bad = HashMap::from([("APP_MIN_APP_VERSION".to_owned(), "one".to_owned())]);
+        assert!(Settings::load(None, bad).is_err());
+    }
+}
