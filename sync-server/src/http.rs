@@ -70,6 +70,7 @@ impl From<ServiceError> for ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
             }
             ServiceError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
+            ServiceError::Engine(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ServiceError::Storage(_) | ServiceError::Poisoned => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }

@@ -40,6 +40,7 @@ struct Args {
     days: i64,
     /// A PostgreSQL connection string: store there instead of the embedded SQLite.
     postgres: Option<String>,
+    postgres_schema: Option<String>,
 }
 
 fn parse() -> Result<Args> {
@@ -55,6 +56,7 @@ fn parse() -> Result<Args> {
         technician: None,
         days: 30,
         postgres: None,
+        postgres_schema: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -78,6 +80,7 @@ fn parse() -> Result<Args> {
                 a.technician = Some(id);
             }
             "--postgres" => a.postgres = Some(value()?),
+            "--postgres-schema" => a.postgres_schema = Some(value()?),
             "--days" => a.days = value()?.parse().context("--days takes a number")?,
             other => bail!("unknown option `{other}`"),
         }
@@ -143,6 +146,9 @@ fn main() -> Result<()> {
     if let Some(v) = &args.min_app_version {
         settings.min_app_version = Some(v.clone());
     }
+    if let Some(v) = &args.postgres_schema {
+        settings.postgres_schema = v.clone();
+    }
     let demo_mode = args.command == "demo";
     if !matches!(args.command.as_str(), "demo" | "serve" | "token") {
         println!(
@@ -154,7 +160,8 @@ fn main() -> Result<()> {
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let mut store: Box<dyn Store> = match &settings.postgres_url {
         Some(url) => Box::new(
-            PostgresStore::connect(url.expose(), "fsm").context("connecting to PostgreSQL")?,
+            PostgresStore::connect(url.expose(), &settings.postgres_schema)
+                .context("connecting to PostgreSQL")?,
         ),
         None => Box::new(
             SqliteStore::open(&settings.data_dir.join("sync.sqlite3"), false)
@@ -184,6 +191,26 @@ fn main() -> Result<()> {
         service = service.with_min_app_version(semver::Version::parse(v)?);
     }
     let service = Arc::new(service);
+    if let Some(url) = &settings.postgres_url {
+        // Other instances on the same schema: catch up as soon as one of them commits.
+        let (url, schema, svc) = (
+            url.expose().to_owned(),
+            settings.postgres_schema.clone(),
+            Arc::clone(&service),
+        );
+        std::thread::spawn(move || {
+            loop {
+                let r = PostgresStore::listen(&url, &schema, || {
+                    tracing::debug!("store.notified");
+                    if let Err(e) = svc.catch_up() {
+                        tracing::warn!(error = %e, "store.catch_up_failed");
+                    }
+                });
+                tracing::warn!(error = ?r.err(), "store.listener_stopped");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        });
+    }
     if demo_mode {
         if empty {
             let data = demo::generate(demo::DEMO_SEED, demo::DEMO_SPEC, SystemClock.now().date());

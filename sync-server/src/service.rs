@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use shared::clock::Clock;
 use shared::ids::DeviceId;
 use shared::protocol::{self, DecodeError, Message, SyncRefusal};
-use shared::sync::server::{ServerConfig, ServerEngine};
+use shared::sync::server::{ServerConfig, ServerEffect, ServerEngine};
 
 use crate::auth::Device;
 use crate::events::{self, LiveEvent};
@@ -24,6 +24,8 @@ pub enum ServiceError {
     Storage(#[from] StoreError),
     #[error("the server stopped accepting changes after a storage failure")]
     Poisoned,
+    #[error("{0}")]
+    Engine(String),
 }
 
 struct Inner {
@@ -97,7 +99,7 @@ impl SyncService {
     fn publish(
         &self,
         engine: &ServerEngine,
-        effects: &[shared::sync::server::ServerEffect],
+        effects: &[ServerEffect],
         pusher: Option<shared::ids::Role>,
     ) {
         if self.events.receiver_count() == 0 {
@@ -156,20 +158,80 @@ impl SyncService {
     /// Runs `f` on the engine and persists its effects (seeding, administrative edits).
     pub fn with_engine<T>(
         &self,
-        f: impl FnOnce(
-            &mut ServerEngine,
-        ) -> anyhow::Result<(T, Vec<shared::sync::server::ServerEffect>)>,
+        f: impl FnOnce(&mut ServerEngine) -> anyhow::Result<(T, Vec<ServerEffect>)>,
     ) -> anyhow::Result<T> {
         let mut g = self.lock();
         if g.poisoned {
             return Err(ServiceError::Poisoned.into());
         }
+        Ok(self.critical(&mut g, None, |e| {
+            f(e).map_err(|err| ServiceError::Engine(format!("{err:#}")))
+        })?)
+    }
+
+    /// Catches up on what other instances sharing the store committed (called when the store
+    /// announces a change), publishing it to live listeners.
+    pub fn catch_up(&self) -> Result<(), ServiceError> {
+        let mut g = self.lock();
+        if g.poisoned {
+            return Err(ServiceError::Poisoned);
+        }
+        self.critical(&mut g, None, |_| Ok(((), Vec::new())))
+    }
+
+    /// One critical section against the store: catch up on other instances, run `f`, persist its
+    /// effects, publish them. The store's cross-instance lock is released whatever happens.
+    fn critical<T>(
+        &self,
+        g: &mut Inner,
+        pusher: Option<shared::ids::Role>,
+        f: impl FnOnce(&mut ServerEngine) -> Result<(T, Vec<ServerEffect>), ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let result = self.critical_inner(g, pusher, f);
+        if let Err(e) = g.store.end_exchange() {
+            tracing::error!(error = %e, "store.unlock_failed");
+            g.poisoned = true;
+            return result.and(Err(e.into()));
+        }
+        result
+    }
+
+    fn critical_inner<T>(
+        &self,
+        g: &mut Inner,
+        pusher: Option<shared::ids::Role>,
+        f: impl FnOnce(&mut ServerEngine) -> Result<(T, Vec<ServerEffect>), ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let head = g.engine.head();
+        if let Some((docs, log)) = g.store.begin_exchange(head)? {
+            let seen: Vec<ServerEffect> = log
+                .iter()
+                .map(|l| ServerEffect::AppendLog {
+                    seq: l.seq,
+                    doc: l.doc,
+                    origin: l.origin,
+                    change: Vec::new(),
+                })
+                .collect();
+            if let Err(e) = g.engine.absorb(docs, log) {
+                g.poisoned = true;
+                return Err(ServiceError::Storage(StoreError::Corrupt(e.to_string())));
+            }
+            tracing::debug!(
+                entries = seen.len(),
+                head = g.engine.head(),
+                "store.caught_up"
+            );
+            self.publish(&g.engine, &seen, None);
+        }
         let (out, effects) = f(&mut g.engine)?;
         if let Err(e) = g.store.persist(&effects) {
             g.poisoned = true;
+            tracing::error!(error = %e, "sync.persist_failed");
             return Err(e.into());
         }
-        self.publish(&g.engine, &effects, None);
+        // Published under the lock, after the write: listeners see acknowledged changes, in order.
+        self.publish(&g.engine, &effects, pusher);
         Ok(out)
     }
 
@@ -212,17 +274,11 @@ impl SyncService {
         if g.registered.insert(device) {
             g.engine.register(device, who.author, who.subject);
         }
-        let (resp, effects) = g
-            .engine
-            .sync(device, &req, now.date(), now)
-            .map_err(ServiceError::Refused)?;
-        if let Err(e) = g.store.persist(&effects) {
-            g.poisoned = true;
-            tracing::error!(error = %e, "sync.persist_failed");
-            return Err(e.into());
-        }
-        // Published under the lock, after the write: listeners see acknowledged changes, in order.
-        self.publish(&g.engine, &effects, Some(who.author.role));
+        let resp = self.critical(&mut g, Some(who.author.role), |engine| {
+            engine
+                .sync(device, &req, now.date(), now)
+                .map_err(ServiceError::Refused)
+        })?;
         drop(g);
         tracing::debug!(
             device.id = %device,

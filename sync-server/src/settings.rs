@@ -36,6 +36,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Store in PostgreSQL instead of SQLite (the connection string may hold a password).
     pub postgres_url: Option<Secret>,
+    /// The PostgreSQL schema; server instances sharing it serve clients together.
+    pub postgres_schema: String,
     /// Signs device tokens; 32 bytes or more.
     pub jwt_secret: Option<Secret>,
     /// Apps older than this semantic version are told to update.
@@ -50,7 +52,8 @@ impl Settings {
     ) -> Result<Self, config::ConfigError> {
         let mut b = config::Config::builder()
             .set_default("listen", "127.0.0.1:8480")?
-            .set_default("data_dir", "sync-server-data")?;
+            .set_default("data_dir", "sync-server-data")?
+            .set_default("postgres_schema", "fsm")?;
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }

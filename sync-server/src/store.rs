@@ -26,12 +26,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Documents and log entries as a store holds them: what an engine is rebuilt from.
+pub type Stored = (Vec<StoredDoc>, Vec<StoredLog>);
+
 /// Where the engine's effects are kept and rebuilt from.
 pub trait Store: Send {
     /// Writes the effects of one exchange atomically.
     fn persist(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError>;
     /// Everything needed to rebuild the engine.
-    fn load(&mut self) -> Result<(Vec<StoredDoc>, Vec<StoredLog>), StoreError>;
+    fn load(&mut self) -> Result<Stored, StoreError>;
     fn is_empty(&mut self) -> Result<bool, StoreError>;
     fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
@@ -41,6 +44,17 @@ pub trait Store: Send {
     fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError>;
     /// The revoked token ids that have not expired at `now` (Unix seconds).
     fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError>;
+    /// Called before an exchange with the engine's head: a store shared by several server
+    /// instances takes its cross-instance lock and returns what the others wrote after `head`
+    /// (their log entries and the current bytes of the documents they touched). A store owned by
+    /// one process returns nothing.
+    fn begin_exchange(&mut self, _head: u64) -> Result<Option<Stored>, StoreError> {
+        Ok(None)
+    }
+    /// Called after the exchange (persisted or not): releases what `begin_exchange` took.
+    fn end_exchange(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The SQLite store.
@@ -156,7 +170,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn load(&mut self) -> Result<(Vec<StoredDoc>, Vec<StoredLog>), StoreError> {
+    fn load(&mut self) -> Result<Stored, StoreError> {
         let mut st = self
             .conn
             .prepare("SELECT id, kind, epoch, bytes FROM docs")?;

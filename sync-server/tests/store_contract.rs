@@ -181,3 +181,34 @@ fn postgres_store_meets_the_contract() {
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+fn postgres_commits_are_announced_to_listeners() {
+    #[allow(clippy::disallowed_methods)] // test configuration
+    let url = std::env::var("FSM_TEST_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
+    let schema = format!("fsm_notify_{}", std::process::id());
+    let mut store = PostgresStore::connect(&url, &schema).unwrap_or_else(|e| {
+        panic!("PostgreSQL is needed for this test and is not reachable at `{url}` ({e}); start it or set FSM_TEST_PG_URL")
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (u, s) = (url.clone(), schema.clone());
+    std::thread::spawn(move || {
+        let _ = PostgresStore::listen(&u, &s, || {
+            let _ = tx.send(());
+        });
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    store
+        .persist(&[ServerEffect::AppendLog {
+            seq: 1,
+            doc: DocId::from_u128(1),
+            origin: None,
+            change: vec![1],
+        }])
+        .unwrap();
+    let got = rx.recv_timeout(std::time::Duration::from_secs(2));
+    drop(store);
+    PostgresStore::drop_schema(&url, &schema).unwrap();
+    assert!(got.is_ok(), "the commit was not announced");
+}

@@ -335,6 +335,85 @@ impl ServerEngine {
         Ok(e)
     }
 
+    /// Takes in what other server instances sharing the store wrote after this one's head: their
+    /// log entries (a `None` change marks a compaction) and the current bytes of the documents
+    /// they touched. Entries at or below the head are ignored, so absorbing twice is harmless.
+    pub fn absorb(
+        &mut self,
+        docs: Vec<StoredDoc>,
+        log: Vec<StoredLog>,
+    ) -> Result<(), crdt::CrdtError> {
+        let mut touched: Map<DocId, Vec<(u64, bool)>> = Map::default();
+        for l in log {
+            if l.seq <= self.head {
+                continue;
+            }
+            self.head = l.seq;
+            let marker = l.change.is_none();
+            touched.entry(l.doc).or_default().push((l.seq, marker));
+            let payload = match l.change {
+                Some(c) => Payload::Change(c),
+                None => Payload::Snapshot,
+            };
+            self.log.insert(
+                l.seq,
+                LogEntry {
+                    doc: l.doc,
+                    origin: l.origin,
+                    payload,
+                },
+            );
+        }
+        for d in docs {
+            let Some(entries) = touched.remove(&d.doc) else {
+                continue;
+            };
+            let doc = crdt::load(&d.bytes)?;
+            let m = crdt::read(&doc, d.kind);
+            let entity = AnyEntity::from_record(d.kind, d.doc, &m.record).ok();
+            let old = self.docs.remove(&d.doc);
+            if let Some(e) = old.as_ref().and_then(DocState::live) {
+                self.index.edit(d.doc, e, false);
+            }
+            self.loaded.remove(&d.doc);
+            let mut seqs = old
+                .filter(|o| o.epoch == d.epoch)
+                .map(|o| o.seqs)
+                .unwrap_or_default();
+            if let Some(pos) = entries.iter().rposition(|(_, marker)| *marker) {
+                // Compacted elsewhere: the older history is gone there, so it goes here too.
+                let marker_seq = entries[pos].0;
+                for s in seqs.drain(..) {
+                    if s < marker_seq {
+                        self.log.remove(&s);
+                    }
+                }
+                seqs.extend(entries[pos..].iter().map(|(s, _)| *s));
+            } else {
+                seqs.extend(entries.iter().map(|(s, _)| *s));
+            }
+            let state = DocState {
+                kind: d.kind,
+                epoch: d.epoch,
+                bytes: d.bytes,
+                record: m.record,
+                entity,
+                conflicts: m.conflicts,
+                seqs,
+            };
+            if let Some(e) = state.live() {
+                self.index.edit(d.doc, e, true);
+            }
+            self.docs.insert(d.doc, state);
+        }
+        Ok(())
+    }
+
+    /// The highest log position this engine holds.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
     pub fn config(&self) -> &ServerConfig {
         &self.config
     }

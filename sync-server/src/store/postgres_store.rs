@@ -1,15 +1,21 @@
 //! The PostgreSQL store: the same effects and layout as SQLite, for deployments that scale out.
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 use shared::ids::{DeviceId, DocId};
 use shared::record::EntityKind;
 use shared::sync::server::{ServerEffect, StoredDoc, StoredLog};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, Stored};
 
-/// A store in one PostgreSQL schema.
+/// A store in one PostgreSQL schema, shareable by several server instances: exchanges are
+/// serialized by an advisory lock, each instance catches up on the others' log before merging,
+/// and every commit is announced on a notification channel (see [`PostgresStore::listen`]).
 pub struct PostgresStore {
     client: Client,
+    lock_key: i64,
+    channel: String,
+    locked: bool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -24,6 +30,18 @@ fn id(b: &[u8]) -> Result<DocId, StoreError> {
         .try_into()
         .map_err(|_| StoreError::Corrupt("id is not 16 bytes".into()))?;
     Ok(DocId::from_bytes(a))
+}
+
+/// The advisory-lock key of a schema (stable across processes).
+fn lock_key(schema: &str) -> i64 {
+    let h = schema.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
+
+fn channel(schema: &str) -> String {
+    format!("fsm_changes_{schema}")
 }
 
 fn seq(v: u64) -> i64 {
@@ -53,7 +71,25 @@ impl PostgresStore {
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);"
         ))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            lock_key: lock_key(schema),
+            channel: channel(schema),
+            locked: false,
+        })
+    }
+
+    /// Blocks the calling thread, running `on_change` each time another instance (or this one)
+    /// commits to `schema`. Runs until the connection fails.
+    pub fn listen(url: &str, schema: &str, mut on_change: impl FnMut()) -> Result<(), StoreError> {
+        let mut client = Client::connect(url, NoTls)?;
+        client.batch_execute(&format!("LISTEN {}", channel(schema)))?;
+        let mut notes = client.notifications();
+        let mut it = notes.blocking_iter();
+        while let Some(_n) = it.next()? {
+            on_change();
+        }
+        Ok(())
     }
 
     /// Drops a schema and everything in it (tests clean up after themselves).
@@ -70,6 +106,30 @@ impl PostgresStore {
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
         Ok(())
     }
+}
+
+fn doc_row(r: &postgres::Row) -> Result<StoredDoc, StoreError> {
+    let k: String = r.get(1);
+    let kind =
+        EntityKind::parse(&k).ok_or_else(|| StoreError::Corrupt(format!("unknown kind {k}")))?;
+    let epoch: i32 = r.get(2);
+    Ok(StoredDoc {
+        doc: id(r.get::<_, &[u8]>(0))?,
+        kind,
+        epoch: u32::try_from(epoch).map_err(|_| StoreError::Corrupt("negative epoch".into()))?,
+        bytes: r.get(3),
+    })
+}
+
+fn log_row(r: &postgres::Row) -> Result<StoredLog, StoreError> {
+    let s: i64 = r.get(0);
+    let origin: Option<&[u8]> = r.get(2);
+    Ok(StoredLog {
+        seq: u64::try_from(s).map_err(|_| StoreError::Corrupt("negative sequence".into()))?,
+        doc: id(r.get::<_, &[u8]>(1))?,
+        origin: origin.map(|o| id(o).map(DeviceId)).transpose()?,
+        change: r.get(3),
+    })
 }
 
 impl Store for PostgresStore {
@@ -132,11 +192,69 @@ impl Store for PostgresStore {
                 }
             }
         }
+        let top = effects
+            .iter()
+            .filter_map(|e| match e {
+                ServerEffect::AppendLog { seq: s, .. } | ServerEffect::Compacted { seq: s, .. } => {
+                    Some(*s)
+                }
+                _ => None,
+            })
+            .max();
+        if let Some(top) = top {
+            // Delivered to listeners when (and only if) the transaction commits.
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&self.channel, &top.to_string()],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
 
-    fn load(&mut self) -> Result<(Vec<StoredDoc>, Vec<StoredLog>), StoreError> {
+    fn begin_exchange(&mut self, head: u64) -> Result<Option<Stored>, StoreError> {
+        if !self.locked {
+            self.client
+                .execute("SELECT pg_advisory_lock($1)", &[&self.lock_key])?;
+            self.locked = true;
+        }
+        let log = self
+            .client
+            .query(
+                "SELECT seq, doc, origin, change FROM log WHERE seq > $1 ORDER BY seq",
+                &[&seq(head)],
+            )?
+            .into_iter()
+            .map(|r| log_row(&r))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if log.is_empty() {
+            return Ok(None);
+        }
+        let mut ids: Vec<Vec<u8>> = log.iter().map(|l| l.doc.as_bytes().to_vec()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let docs = self
+            .client
+            .query(
+                "SELECT id, kind, epoch, bytes FROM docs WHERE id = ANY($1)",
+                &[&ids],
+            )?
+            .into_iter()
+            .map(|r| doc_row(&r))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((docs, log)))
+    }
+
+    fn end_exchange(&mut self) -> Result<(), StoreError> {
+        if self.locked {
+            self.locked = false;
+            self.client
+                .execute("SELECT pg_advisory_unlock($1)", &[&self.lock_key])?;
+        }
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<Stored, StoreError> {
         let docs = self
             .client
             .query("SELECT id, kind, epoch, bytes FROM docs", &[])?
