@@ -62,6 +62,7 @@ impl From<ServiceError> for ApiError {
         let (status, code) = match &e {
             ServiceError::BadFrame(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ServiceError::WrongAuthor => (StatusCode::FORBIDDEN, "wrong_author"),
+            ServiceError::DeviceBound => (StatusCode::FORBIDDEN, "device_bound"),
             ServiceError::Refused(
                 shared::protocol::SyncRefusal::ClientTooOld { .. }
                 | shared::protocol::SyncRefusal::AppTooOld { .. },

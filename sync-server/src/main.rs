@@ -164,8 +164,11 @@ fn main() -> Result<()> {
                 .context("connecting to PostgreSQL")?,
         ),
         None => Box::new(
-            SqliteStore::open(&settings.data_dir.join("sync.sqlite3"), false)
-                .context("opening the store")?,
+            SqliteStore::open(
+                &settings.data_dir.join("sync.sqlite3"),
+                settings.sqlite_full_sync,
+            )
+            .context("opening the store")?,
         ),
     };
     let keys = Arc::new(Keys::from_secret(&secret(

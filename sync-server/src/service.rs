@@ -26,6 +26,8 @@ pub enum ServiceError {
     Poisoned,
     #[error("{0}")]
     Engine(String),
+    #[error("this device is registered to another account")]
+    DeviceBound,
 }
 
 struct Inner {
@@ -33,7 +35,8 @@ struct Inner {
     /// Revoked token ids (sessions revoked, magic links used), mirrored from the store.
     revoked: std::collections::HashSet<String>,
     store: Box<dyn Store>,
-    registered: std::collections::HashSet<DeviceId>,
+    /// Devices registered with the engine, and as whom.
+    registered: std::collections::HashMap<DeviceId, Device>,
     /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
     /// acknowledged until a restart rebuilds it from the store.
     poisoned: bool,
@@ -92,6 +95,11 @@ impl SyncService {
         self.inner.lock().unwrap_or_else(|p| {
             let mut g = p.into_inner();
             g.poisoned = true;
+            // Release the store's cross-instance lock the panic may have left taken, so other
+            // instances carry on while this one waits to be restarted.
+            if let Err(e) = g.store.end_exchange() {
+                tracing::error!(error = %e, "store.unlock_after_panic_failed");
+            }
             g
         })
     }
@@ -176,6 +184,10 @@ impl SyncService {
         if g.poisoned {
             return Err(ServiceError::Poisoned);
         }
+        let now_s = self.clock.now().0 / 1000;
+        // Revocations made on another instance arrive with the same announcement.
+        let revoked = g.store.revoked(now_s)?;
+        g.revoked = revoked.into_iter().collect();
         self.critical(&mut g, None, |_| Ok(((), Vec::new())))
     }
 
@@ -271,8 +283,18 @@ impl SyncService {
             return Err(ServiceError::Poisoned);
         }
         let device = who.author.device;
-        if g.registered.insert(device) {
+        if g.registered.get(&device) != Some(&who) {
+            // A device id is bound to the account that first used it, in the store (so across
+            // instances and restarts): another account presenting it is refused.
+            let key = format!("device:{device}");
+            let account = format!("{:?}/{:?}", who.author.role, who.subject);
+            match g.store.meta(&key)? {
+                Some(bound) if bound != account => return Err(ServiceError::DeviceBound),
+                Some(_) => {}
+                None => g.store.set_meta(&key, &account)?,
+            }
             g.engine.register(device, who.author, who.subject);
+            g.registered.insert(device, who);
         }
         let resp = self.critical(&mut g, Some(who.author.role), |engine| {
             engine

@@ -40,6 +40,9 @@ pub struct Settings {
     pub postgres_schema: String,
     /// Signs device tokens; 32 bytes or more.
     pub jwt_secret: Option<Secret>,
+    /// SQLite `synchronous=FULL`: acknowledged changes also survive a power cut (default). Off,
+    /// they survive the process being killed but not the machine.
+    pub sqlite_full_sync: bool,
     /// Apps older than this semantic version are told to update.
     pub min_app_version: Option<String>,
 }
@@ -53,7 +56,8 @@ impl Settings {
         let mut b = config::Config::builder()
             .set_default("listen", "127.0.0.1:8480")?
             .set_default("data_dir", "sync-server-data")?
-            .set_default("postgres_schema", "fsm")?;
+            .set_default("postgres_schema", "fsm")?
+            .set_default("sqlite_full_sync", true)?;
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }

@@ -531,6 +531,31 @@ fn magic_link_once_then_refresh_and_revoke() {
         .unwrap();
     assert!(phone.status().unwrap().jobs > 0);
 
+    // Another technician's link cannot take over this device id.
+    let (st, body) = post_json(
+        &format!("{}/api/v1/auth/magic", s.url),
+        Some(&office),
+        &serde_json::json!({"technician": s.data.technicians[1].to_string()}),
+    );
+    assert_eq!(st, 200);
+    let (st, body) = post_json(
+        &format!("{}/api/v1/auth/exchange", s.url),
+        None,
+        &serde_json::json!({"magic": body["token"], "device": device.to_string()}),
+    );
+    assert_eq!(st, 200, "{body}");
+    let hijack = body["token"].as_str().unwrap().to_owned();
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(MONDAY_9AM));
+    let mut other =
+        Replica::open_in_memory(Author::new(Role::Technician, device), clock, Some(10)).unwrap();
+    match other.sync(&mut HttpTransport::new(&s.url, &hijack, Duration::from_secs(5)).unwrap()) {
+        Err(TransportError::Server {
+            status: 403,
+            message,
+        }) => assert!(message.contains("another account"), "{message}"),
+        r => panic!("expected 403, got {r:?}"),
+    }
+
     // Refresh: a new token works, the old one no longer does.
     let (st, body) = post_json(
         &format!("{}/api/v1/auth/refresh", s.url),

@@ -635,7 +635,8 @@ impl ServerEngine {
                 || self.holds(device, push.doc)
                 || visible_before
                     .get_or_insert_with(|| self.scope(subject, today))
-                    .contains(&push.doc);
+                    .contains(&push.doc)
+                || self.builds_on_known_history(push);
             if !visible {
                 rejected.push(Rejection {
                     doc: push.doc,
@@ -741,6 +742,11 @@ impl ServerEngine {
         self.next_token += 1;
         let cursor = self.head;
         if let Some(s) = self.sessions.get_mut(&device) {
+            // Told to evict: the device may still push edits it made before it heard.
+            s.evicted.extend(evict.iter().copied());
+            for d in &snapshot_ids {
+                s.evicted.remove(d);
+            }
             s.pending.push(Known {
                 token,
                 cursor,
@@ -764,6 +770,29 @@ impl ServerEngine {
             full_resync,
         };
         Ok((resp, effects))
+    }
+
+    /// Whether a push's changes build on history the server has, which proves the device held
+    /// the document (it may have been evicted on another instance, or before a restart).
+    fn builds_on_known_history(&mut self, push: &PushDoc) -> bool {
+        let Some(first) = push.changes.first() else {
+            return false;
+        };
+        let Ok(change) = crdt::decode_change(first) else {
+            return false;
+        };
+        if change.deps().is_empty() {
+            return false;
+        }
+        let Ok(doc) = self.checkout(push.doc) else {
+            return false;
+        };
+        let known = change
+            .deps()
+            .iter()
+            .all(|h| doc.get_change_by_hash(h).is_some());
+        self.keep_loaded(push.doc, doc);
+        known
     }
 
     /// Whether the device holds (or was just told to evict) a document.

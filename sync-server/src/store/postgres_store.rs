@@ -62,7 +62,8 @@ impl PostgresStore {
         }
         let mut client = Client::connect(url, NoTls)?;
         client.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
+            "SET lock_timeout = '30s';
+             CREATE SCHEMA IF NOT EXISTS {schema};
              SET search_path TO {schema};
              CREATE TABLE IF NOT EXISTS docs (id BYTEA PRIMARY KEY, kind TEXT NOT NULL, epoch INTEGER NOT NULL, bytes BYTEA NOT NULL);
              CREATE TABLE IF NOT EXISTS log (seq BIGINT PRIMARY KEY, doc BYTEA NOT NULL, origin BYTEA, change BYTEA);
@@ -315,10 +316,15 @@ impl Store for PostgresStore {
     }
 
     fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError> {
-        Ok(self.client.execute(
+        let mut tx = self.client.transaction()?;
+        let fresh = tx.execute(
             "INSERT INTO revoked (jti, exp) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
             &[&jti, &exp],
-        )? == 1)
+        )? == 1;
+        // Other instances reload their revocations when they hear this.
+        tx.execute("SELECT pg_notify($1, 'revoked')", &[&self.channel])?;
+        tx.commit()?;
+        Ok(fresh)
     }
 
     fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError> {

@@ -113,14 +113,9 @@ fn documents_outside_the_scope_can_be_neither_read_nor_written() {
         w.tech.entity(foreign).unwrap().is_none(),
         "not replicated to this technician"
     );
-    let (_, bytes) = w
-        .hub
-        .engine
-        .borrow()
-        .doc_bytes(foreign)
-        .map(|(e, b)| (e, b.to_vec()))
-        .unwrap();
-    let mut doc = crdt::load(&bytes).unwrap();
+    // The device never held the job, so it cannot build on its history (change hashes are not
+    // guessable): its change starts from nothing.
+    let mut doc = automerge::Automerge::new();
     let change = crdt::write(
         &mut doc,
         &w.tech.author(),
@@ -198,4 +193,38 @@ fn a_reassigned_job_leaves_the_device_but_its_offline_notes_arrive() {
             .iter()
             .any(|n| n.text == "travail fait avant la réaffectation")
     );
+}
+
+#[test]
+fn offline_notes_on_a_reassigned_job_survive_a_server_that_forgot_the_device() {
+    let mut w = world();
+    let job = JobId(my_job(&w));
+    w.tech.add_note(job, "noté hors ligne").unwrap();
+    let other = w.data.technicians[1];
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.technician = Some(other);
+            Ok(())
+        })
+        .unwrap();
+    w.office.sync(&mut w.office_net).unwrap();
+    // The server restarts (or the device reaches another instance): it no longer knows what
+    // the device holds, and the job is out of its scope. The note still builds on history the
+    // server has, which proves the device held the job.
+    let author = w.tech.author();
+    w.tech_net = w.hub.connect(
+        author,
+        shared::sync::server::Subject::Technician(w.data.technicians[0]),
+    );
+    w.tech.sync(&mut w.tech_net).unwrap();
+    assert!(
+        w.tech.rejections().unwrap().is_empty(),
+        "{:?}",
+        w.tech.rejections().unwrap()
+    );
+    w.office.sync(&mut w.office_net).unwrap();
+    let Some(AnyEntity::Job(j)) = w.office.entity(job.doc()).unwrap() else {
+        panic!()
+    };
+    assert!(j.notes.iter().any(|n| n.text == "noté hors ligne"));
 }
