@@ -135,13 +135,30 @@ struct MagicRequest {
     hours: Option<i64>,
 }
 
+/// A valid, unrevoked session, checked from the headers before any body is read (so an
+/// unauthenticated client cannot make the server buffer a large body).
+struct Authed(Session);
+
+impl axum::extract::FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        session(state, &parts.headers).map(Authed)
+    }
+}
+
+/// Bodies of the auth routes are small JSON documents.
+const MAX_AUTH_BODY: usize = 16 * 1024;
+
 /// `POST /api/v1/auth/magic`: the office makes a one-time login link for a technician.
 async fn magic(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authed(who): Authed,
     Json(req): Json<MagicRequest>,
 ) -> Result<Json<TokenAnswer>, ApiError> {
-    let who = session(&state, &headers)?;
     if !who.device.author.role.is_office() {
         return Err(ApiError::forbidden("only the office makes login links"));
     }
@@ -246,10 +263,9 @@ struct RevokeRequest {
 /// `POST /api/v1/auth/revoke`: an admin revokes a token (a lost phone, a link sent by mistake).
 async fn revoke(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authed(who): Authed,
     Json(req): Json<RevokeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let who = session(&state, &headers)?;
     if who.device.author.role != Role::Admin {
         return Err(ApiError::forbidden("only an admin revokes tokens"));
     }
@@ -278,10 +294,10 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
 
 async fn sync(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authed(who): Authed,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = session(&state, &headers)?.device;
+    let who = who.device;
     let service = Arc::clone(&state.sync);
     let answer = tokio::task::spawn_blocking(move || service.exchange(who, &body))
         .await
@@ -357,10 +373,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/sync", post(sync))
         .route("/api/v1/events", get(events))
-        .route("/api/v1/auth/magic", post(magic))
-        .route("/api/v1/auth/exchange", post(exchange))
+        .route(
+            "/api/v1/auth/magic",
+            post(magic).layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),
+        )
+        .route(
+            "/api/v1/auth/exchange",
+            post(exchange).layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),
+        )
         .route("/api/v1/auth/refresh", post(refresh))
-        .route("/api/v1/auth/revoke", post(revoke))
+        .route(
+            "/api/v1/auth/revoke",
+            post(revoke).layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),
+        )
         // The limit counts decompressed bytes, so a small gzip bomb is refused like a large body.
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))

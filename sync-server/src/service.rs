@@ -32,19 +32,23 @@ pub enum ServiceError {
 
 struct Inner {
     engine: ServerEngine,
-    /// Revoked token ids (sessions revoked, magic links used), mirrored from the store.
-    revoked: std::collections::HashSet<String>,
     store: Box<dyn Store>,
     /// Devices registered with the engine, and as whom.
     registered: std::collections::HashMap<DeviceId, Device>,
-    /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
-    /// acknowledged until a restart rebuilds it from the store.
-    poisoned: bool,
 }
 
 /// The sync service: one engine, one store, one lock.
 pub struct SyncService {
     inner: Mutex<Inner>,
+    /// Revoked token ids (sessions revoked, magic links used), mirrored from the store. Apart
+    /// from the engine lock, so checking a token never waits for a sync.
+    revoked: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
+    /// acknowledged until a restart rebuilds it from the store.
+    poisoned: std::sync::atomic::AtomicBool,
+    /// Set while the store cannot be reached (cleared by the next exchange that reaches it):
+    /// `/ready` reports it so a balancer sends devices elsewhere.
+    degraded: std::sync::atomic::AtomicBool,
     clock: Box<dyn Clock>,
     events: tokio::sync::broadcast::Sender<LiveEvent>,
     /// Apps older than this are refused with a message telling the user to update.
@@ -69,7 +73,7 @@ impl SyncService {
     ) -> Result<Self, anyhow::Error> {
         let (docs, log) = store.load()?;
         let revoked = store.revoked(clock.now().0 / 1000)?.into_iter().collect();
-        let engine = ServerEngine::restore(config, docs, log, clock.now())?;
+        let engine = ServerEngine::restore(config, docs, log, rand::random::<u64>())?;
         tracing::info!(
             docs = engine.stats().docs,
             log = engine.stats().log_entries,
@@ -78,13 +82,14 @@ impl SyncService {
         Ok(Self {
             inner: Mutex::new(Inner {
                 engine,
-                revoked,
                 store,
                 registered: Default::default(),
-                poisoned: false,
             }),
             clock,
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            revoked: std::sync::RwLock::new(revoked),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
+            degraded: std::sync::atomic::AtomicBool::new(false),
             min_app_version: None,
         })
     }
@@ -94,7 +99,7 @@ impl SyncService {
         // storage failure.
         self.inner.lock().unwrap_or_else(|p| {
             let mut g = p.into_inner();
-            g.poisoned = true;
+            self.poison();
             // Release the store's cross-instance lock the panic may have left taken, so other
             // instances carry on while this one waits to be restarted.
             if let Err(e) = g.store.end_exchange() {
@@ -145,22 +150,40 @@ impl SyncService {
     }
 
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.lock().revoked.contains(jti)
+        self.revoked.read().map_or(true, |r| r.contains(jti))
+    }
+
+    fn poison(&self) {
+        self.poisoned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_poisoned(&self) -> bool {
+        self.poisoned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set_revoked(&self, jtis: impl IntoIterator<Item = String>, replace: bool) {
+        if let Ok(mut r) = self.revoked.write() {
+            if replace {
+                r.clear();
+            }
+            r.extend(jtis);
+        }
     }
 
     /// Revokes a token id until `exp`. `Ok(false)`: it was already revoked (a used magic link).
     pub fn revoke(&self, jti: &str, exp: i64) -> Result<bool, ServiceError> {
         let mut g = self.lock();
-        if g.poisoned {
+        if self.is_poisoned() {
             return Err(ServiceError::Poisoned);
         }
         let fresh = g.store.revoke(jti, exp)?;
-        g.revoked.insert(jti.to_owned());
+        self.set_revoked([jti.to_owned()], false);
         Ok(fresh)
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.lock().poisoned
+        !self.is_poisoned() && !self.degraded.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs `f` on the engine and persists its effects (seeding, administrative edits).
@@ -169,7 +192,7 @@ impl SyncService {
         f: impl FnOnce(&mut ServerEngine) -> anyhow::Result<(T, Vec<ServerEffect>)>,
     ) -> anyhow::Result<T> {
         let mut g = self.lock();
-        if g.poisoned {
+        if self.is_poisoned() {
             return Err(ServiceError::Poisoned.into());
         }
         Ok(self.critical(&mut g, None, |e| {
@@ -181,13 +204,13 @@ impl SyncService {
     /// announces a change), publishing it to live listeners.
     pub fn catch_up(&self) -> Result<(), ServiceError> {
         let mut g = self.lock();
-        if g.poisoned {
+        if self.is_poisoned() {
             return Err(ServiceError::Poisoned);
         }
         let now_s = self.clock.now().0 / 1000;
         // Revocations made on another instance arrive with the same announcement.
         let revoked = g.store.revoked(now_s)?;
-        g.revoked = revoked.into_iter().collect();
+        self.set_revoked(revoked, true);
         self.critical(&mut g, None, |_| Ok(((), Vec::new())))
     }
 
@@ -202,7 +225,7 @@ impl SyncService {
         let result = self.critical_inner(g, pusher, f);
         if let Err(e) = g.store.end_exchange() {
             tracing::error!(error = %e, "store.unlock_failed");
-            g.poisoned = true;
+            self.poison();
             return result.and(Err(e.into()));
         }
         result
@@ -215,7 +238,10 @@ impl SyncService {
         f: impl FnOnce(&mut ServerEngine) -> Result<(T, Vec<ServerEffect>), ServiceError>,
     ) -> Result<T, ServiceError> {
         let head = g.engine.head();
-        if let Some((docs, log)) = g.store.begin_exchange(head)? {
+        let caught_up = g.store.begin_exchange(head);
+        self.degraded
+            .store(caught_up.is_err(), std::sync::atomic::Ordering::SeqCst);
+        if let Some((docs, log)) = caught_up? {
             let seen: Vec<ServerEffect> = log
                 .iter()
                 .map(|l| ServerEffect::AppendLog {
@@ -226,7 +252,7 @@ impl SyncService {
                 })
                 .collect();
             if let Err(e) = g.engine.absorb(docs, log) {
-                g.poisoned = true;
+                self.poison();
                 return Err(ServiceError::Storage(StoreError::Corrupt(e.to_string())));
             }
             tracing::debug!(
@@ -238,7 +264,7 @@ impl SyncService {
         }
         let (out, effects) = f(&mut g.engine)?;
         if let Err(e) = g.store.persist(&effects) {
-            g.poisoned = true;
+            self.poison();
             tracing::error!(error = %e, "sync.persist_failed");
             return Err(e.into());
         }
@@ -279,7 +305,7 @@ impl SyncService {
         }
         let now = self.clock.now();
         let mut g = self.lock();
-        if g.poisoned {
+        if self.is_poisoned() {
             return Err(ServiceError::Poisoned);
         }
         let device = who.author.device;

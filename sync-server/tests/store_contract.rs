@@ -97,7 +97,7 @@ fn contract(store: &mut dyn Store) {
 
     // Rebuilt from the store, the engine is the same.
     let (docs, log) = store.load().unwrap();
-    let restored = ServerEngine::restore(config(), docs, log, NOW).unwrap();
+    let restored = ServerEngine::restore(config(), docs, log, 42).unwrap();
     assert_eq!(records(&restored), records(&engine));
     assert_eq!(restored.stats().head_seq, engine.stats().head_seq);
     assert_eq!(

@@ -285,16 +285,18 @@ impl ServerEngine {
     }
 
     /// Rebuilds the engine from what the host persisted. Device sessions are not persisted: each
-    /// device's first sync after a restart is a full resync (correct, only slower). `now` seeds
-    /// the answer tokens so tokens from before the restart are never reissued.
+    /// device's first sync after a restart is a full resync (correct, only slower). `token_seed`
+    /// starts the answer tokens: the host passes a random value, so tokens from before a restart,
+    /// or from another instance, are never reissued to the same device.
     pub fn restore(
         config: ServerConfig,
         docs: Vec<StoredDoc>,
         log: Vec<StoredLog>,
-        now: Millis,
+        token_seed: u64,
     ) -> Result<Self, crdt::CrdtError> {
         let mut e = Self::new(config);
-        e.next_token = u64::try_from(now.0).unwrap_or(1).max(1);
+        // Tokens count up from the seed; keep clear of 0 (a device's "nothing yet").
+        e.next_token = (token_seed >> 1).max(1);
         let mut seqs: Map<DocId, Vec<u64>> = Map::default();
         for l in log {
             e.head = e.head.max(l.seq);
