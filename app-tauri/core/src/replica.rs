@@ -126,7 +126,7 @@ impl Replica {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "cache_size", -16_000)?;
+        conn.pragma_update(None, "cache_size", -48_000)?;
         // Checkpoints happen after each sync (an idle moment), not in the middle of a user's edit;
         // this limit only bounds the WAL if a device never syncs.
         conn.pragma_update(None, "wal_autocheckpoint", 8_000)?;
