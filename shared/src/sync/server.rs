@@ -301,38 +301,12 @@ impl ServerEngine {
         for l in log {
             e.head = e.head.max(l.seq);
             seqs.entry(l.doc).or_default().push(l.seq);
-            let payload = match l.change {
-                Some(c) => Payload::Change(c),
-                None => Payload::Snapshot,
-            };
-            e.log.insert(
-                l.seq,
-                LogEntry {
-                    doc: l.doc,
-                    origin: l.origin,
-                    payload,
-                },
-            );
+            e.log_stored(l);
         }
         for d in docs {
-            let doc = crdt::load(&d.bytes)?;
-            let m = crdt::read(&doc, d.kind);
-            let entity = AnyEntity::from_record(d.kind, d.doc, &m.record).ok();
             let mut doc_seqs = seqs.remove(&d.doc).unwrap_or_default();
             doc_seqs.sort_unstable();
-            let state = DocState {
-                kind: d.kind,
-                epoch: d.epoch,
-                bytes: d.bytes,
-                record: m.record,
-                entity,
-                conflicts: m.conflicts,
-                seqs: doc_seqs,
-            };
-            if let Some(ent) = state.live() {
-                e.index.edit(d.doc, ent, true);
-            }
-            e.docs.insert(d.doc, state);
+            e.install(d, doc_seqs)?;
         }
         Ok(e)
     }
@@ -351,63 +325,80 @@ impl ServerEngine {
                 continue;
             }
             self.head = l.seq;
-            let marker = l.change.is_none();
-            touched.entry(l.doc).or_default().push((l.seq, marker));
-            let payload = match l.change {
-                Some(c) => Payload::Change(c),
-                None => Payload::Snapshot,
-            };
-            self.log.insert(
-                l.seq,
-                LogEntry {
-                    doc: l.doc,
-                    origin: l.origin,
-                    payload,
-                },
-            );
+            touched
+                .entry(l.doc)
+                .or_default()
+                .push((l.seq, l.change.is_none()));
+            self.log_stored(l);
         }
         for d in docs {
             let Some(entries) = touched.remove(&d.doc) else {
                 continue;
             };
-            let doc = crdt::load(&d.bytes)?;
-            let m = crdt::read(&doc, d.kind);
-            let entity = AnyEntity::from_record(d.kind, d.doc, &m.record).ok();
-            let old = self.docs.remove(&d.doc);
-            if let Some(e) = old.as_ref().and_then(DocState::live) {
-                self.index.edit(d.doc, e, false);
-            }
-            self.loaded.remove(&d.doc);
-            let mut seqs = old
+            let mut seqs = self
+                .docs
+                .get(&d.doc)
                 .filter(|o| o.epoch == d.epoch)
-                .map(|o| o.seqs)
+                .map(|o| o.seqs.clone())
                 .unwrap_or_default();
             if let Some(pos) = entries.iter().rposition(|(_, marker)| *marker) {
                 // Compacted elsewhere: the older history is gone there, so it goes here too.
                 let marker_seq = entries[pos].0;
-                for s in seqs.drain(..) {
-                    if s < marker_seq {
-                        self.log.remove(&s);
-                    }
+                let old: Vec<u64> = self
+                    .docs
+                    .get(&d.doc)
+                    .map(|o| o.seqs.clone())
+                    .unwrap_or_default();
+                for s in old.into_iter().filter(|s| *s < marker_seq) {
+                    self.log.remove(&s);
                 }
-                seqs.extend(entries[pos..].iter().map(|(s, _)| *s));
+                seqs = entries[pos..].iter().map(|(s, _)| *s).collect();
             } else {
                 seqs.extend(entries.iter().map(|(s, _)| *s));
             }
-            let state = DocState {
-                kind: d.kind,
-                epoch: d.epoch,
-                bytes: d.bytes,
-                record: m.record,
-                entity,
-                conflicts: m.conflicts,
-                seqs,
-            };
-            if let Some(e) = state.live() {
-                self.index.edit(d.doc, e, true);
-            }
-            self.docs.insert(d.doc, state);
+            self.install(d, seqs)?;
         }
+        Ok(())
+    }
+
+    /// Puts a stored log entry back into the log.
+    fn log_stored(&mut self, l: StoredLog) {
+        let payload = match l.change {
+            Some(c) => Payload::Change(c),
+            None => Payload::Snapshot,
+        };
+        self.log.insert(
+            l.seq,
+            LogEntry {
+                doc: l.doc,
+                origin: l.origin,
+                payload,
+            },
+        );
+    }
+
+    /// Installs a stored document (replacing this engine's copy), with its log positions.
+    fn install(&mut self, d: StoredDoc, seqs: Vec<u64>) -> Result<(), crdt::CrdtError> {
+        let doc = crdt::load(&d.bytes)?;
+        let m = crdt::read(&doc, d.kind);
+        let entity = AnyEntity::from_record(d.kind, d.doc, &m.record).ok();
+        if let Some(e) = self.docs.remove(&d.doc).as_ref().and_then(DocState::live) {
+            self.index.edit(d.doc, e, false);
+        }
+        self.loaded.remove(&d.doc);
+        let state = DocState {
+            kind: d.kind,
+            epoch: d.epoch,
+            bytes: d.bytes,
+            record: m.record,
+            entity,
+            conflicts: m.conflicts,
+            seqs,
+        };
+        if let Some(e) = state.live() {
+            self.index.edit(d.doc, e, true);
+        }
+        self.docs.insert(d.doc, state);
         Ok(())
     }
 
