@@ -113,8 +113,10 @@ fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
     Ok(s)
 }
 
-fn now_s(state: &AppState) -> i64 {
-    state.sync.now().0 / 1000
+/// Token times are wall-clock Unix seconds: JWT expiry is checked against the system clock.
+fn now_s(_state: &AppState) -> i64 {
+    use shared::clock::Clock;
+    crate::SystemClock.now().0 / 1000
 }
 
 /// How long a device session lasts; refreshing extends it (offline devices refresh when back).
@@ -312,7 +314,9 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     use tokio_stream::wrappers::BroadcastStream;
     use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-    let who = session(&state, &headers)?.device;
+    let authed = session(&state, &headers)?;
+    let expires_in = u64::try_from(authed.exp - now_s(&state)).unwrap_or(0);
+    let who = authed.device;
     if !who.author.role.is_office() {
         return Err(ApiError {
             status: StatusCode::FORBIDDEN,
@@ -350,7 +354,12 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         };
         std::future::ready(ev)
     });
-    let stream = replay.chain(live).map(Ok::<_, std::convert::Infallible>);
+    // The stream ends when the token expires: the app refreshes and reconnects with Last-Event-ID.
+    let until_expiry = tokio::time::sleep(std::time::Duration::from_secs(expires_in));
+    let stream = replay
+        .chain(live)
+        .take_until(until_expiry)
+        .map(Ok::<_, std::convert::Infallible>);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
         .into_response())

@@ -604,3 +604,29 @@ fn apps_below_the_minimum_version_are_told_to_update() {
     }
     assert_eq!(tech.status().unwrap().documents, 0);
 }
+
+#[test]
+fn a_live_stream_ends_when_its_token_expires() {
+    let s = start();
+    let short = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0e1)),
+            Role::Dispatcher,
+            None,
+            now_s(),
+            2,
+        )
+        .unwrap();
+    let events = listen(&s.url, &short, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        match events.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(_) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the stream outlived its token")
+            }
+        }
+    }
+}
