@@ -76,13 +76,18 @@ impl From<ServiceError> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
         };
-        if status.is_server_error() {
+        // Server-side failures are logged in full and answered with a fixed message.
+        let message = if status.is_server_error() {
             tracing::error!(error = %e, "http.server_error");
-        }
+            "the server cannot take changes right now; they stay on the device and sync later"
+                .to_owned()
+        } else {
+            e.to_string()
+        };
         Self {
             status,
             code,
-            message: e.to_string(),
+            message,
         }
     }
 }

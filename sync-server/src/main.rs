@@ -254,6 +254,20 @@ fn main() -> Result<()> {
         );
         println!("\nData in {}; Ctrl-C stops.", settings.data_dir.display());
     }
+    // Compaction keeps documents and the log bounded by state, not history: every few minutes,
+    // documents with a long history that every holder has synced past are rebuilt.
+    {
+        let svc = Arc::clone(&service);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(300));
+                let now = SystemClock.now();
+                if let Err(e) = svc.with_engine(|e| Ok(((), e.compact(now)?))) {
+                    tracing::warn!(error = %e, "sync.compaction_failed");
+                }
+            }
+        });
+    }
     // The runtime starts after the set-up: the PostgreSQL client is blocking and must not be
     // created inside it.
     let state = AppState {

@@ -261,6 +261,27 @@ impl SyncService {
                 "store.caught_up"
             );
             self.publish(&g.engine, &seen, None);
+            // Conflicts that arrived through another instance reach this instance's listeners too.
+            let mut docs: Vec<shared::ids::DocId> = seen
+                .iter()
+                .filter_map(|e| match e {
+                    ServerEffect::AppendLog { doc, .. } => Some(*doc),
+                    _ => None,
+                })
+                .collect();
+            docs.sort_unstable();
+            docs.dedup();
+            let open: Vec<ServerEffect> = docs
+                .into_iter()
+                .filter_map(|d| {
+                    let c = g.engine.conflicts_of(d);
+                    (!c.is_empty()).then(|| ServerEffect::Conflicts {
+                        doc: d,
+                        conflicts: c.to_vec(),
+                    })
+                })
+                .collect();
+            self.publish(&g.engine, &open, None);
         }
         let (out, effects) = f(&mut g.engine)?;
         if let Err(e) = g.store.persist(&effects) {
