@@ -362,7 +362,7 @@ fn large_bodies_travel_gzipped_both_ways() {
     let s = start();
     let (mut office, mut net) = client(&s, Role::Dispatcher, 4);
     office.sync(&mut net).unwrap();
-    // A day of office edits: well past the 4 KB above which requests are gzipped.
+    // A day of office edits: well past the 16 KB above which requests are gzipped.
     let jobs: Vec<DocId> = office
         .doc_ids()
         .unwrap()
@@ -375,7 +375,7 @@ fn large_bodies_travel_gzipped_both_ways() {
             .update::<DispatchJob>(*j, |job| {
                 job.description = format!(
                     "Consignes détaillées n° {i} : {}",
-                    "apporter l'échelle, ".repeat(40)
+                    "apporter l'échelle, ".repeat(150)
                 );
                 Ok(())
             })
@@ -383,7 +383,7 @@ fn large_bodies_travel_gzipped_both_ways() {
     }
     let report = office.sync(&mut net).unwrap();
     assert!(
-        report.bytes_sent > 4 * 1024,
+        report.bytes_sent > 16 * 1024,
         "the push was large ({} bytes)",
         report.bytes_sent
     );

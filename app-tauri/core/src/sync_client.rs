@@ -454,7 +454,7 @@ pub(crate) mod http {
     use super::{Transport, TransportError};
 
     /// Request bodies larger than this are sent gzipped.
-    const GZIP_ABOVE: usize = 4 * 1024;
+    const GZIP_ABOVE: usize = 16 * 1024;
 
     /// A blocking HTTP client for one server and token. The token is never logged.
     pub struct HttpTransport {
