@@ -217,14 +217,7 @@ fn main() -> Result<()> {
     if demo_mode {
         if empty {
             let data = demo::generate(demo::DEMO_SEED, demo::DEMO_SPEC, SystemClock.now().date());
-            let now = SystemClock.now();
-            service.with_engine(|e| {
-                let mut effects = Vec::new();
-                for ent in &data.entities {
-                    effects.extend(e.insert(ent, ent.doc_id(), now)?);
-                }
-                Ok(((), effects))
-            })?;
+            service.seed(&data.entities, SystemClock.now())?;
             println!(
                 "Seeded {} documents (Québec demo data).",
                 data.entities.len()

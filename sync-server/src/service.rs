@@ -200,6 +200,15 @@ impl SyncService {
         })?)
     }
 
+    /// Seeds documents as the server (a demo or benchmark data set), persisted like any change.
+    pub fn seed(
+        &self,
+        entities: &[shared::model::AnyEntity],
+        now: shared::clock::Millis,
+    ) -> anyhow::Result<()> {
+        self.with_engine(|e| Ok(((), e.insert_all(entities, now)?)))
+    }
+
     /// Catches up on what other instances sharing the store committed (called when the store
     /// announces a change), publishing it to live listeners.
     pub fn catch_up(&self) -> Result<(), ServiceError> {

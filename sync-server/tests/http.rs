@@ -69,15 +69,7 @@ fn start_with(min_app_version: Option<&str>) -> TestServer {
         days_ahead: 3,
     };
     let data = demo::generate(5, spec, MONDAY_9AM.date());
-    service
-        .with_engine(|e| {
-            let mut effects = Vec::new();
-            for ent in &data.entities {
-                effects.extend(e.insert(ent, ent.doc_id(), MONDAY_9AM)?);
-            }
-            Ok(((), effects))
-        })
-        .unwrap();
+    service.seed(&data.entities, MONDAY_9AM).unwrap();
     let keys = Arc::new(Keys::from_secret(
         b"http test secret, thirty-two bytes or more",
     ));

@@ -56,10 +56,7 @@ fn contract(store: &mut dyn Store) {
         days_ahead: 2,
     };
     let data = demo::generate(3, spec, NOW.date());
-    let mut batch: Vec<ServerEffect> = Vec::new();
-    for ent in &data.entities {
-        batch.extend(engine.insert(ent, ent.doc_id(), NOW).unwrap());
-    }
+    let batch = engine.insert_all(&data.entities, NOW).unwrap();
     store.persist(&batch).unwrap();
     let job = data.jobs[0].doc();
     for i in 0..4 {

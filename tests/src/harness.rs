@@ -39,11 +39,9 @@ impl Hub {
 
     /// Loads a data set as server-authored documents.
     pub fn seed(&self, data: &Dataset) -> anyhow::Result<()> {
-        let now = self.clock.now();
-        let mut e = self.engine.borrow_mut();
-        for ent in &data.entities {
-            e.insert(ent, ent.doc_id(), now)?;
-        }
+        self.engine
+            .borrow_mut()
+            .insert_all(&data.entities, self.clock.now())?;
         Ok(())
     }
 

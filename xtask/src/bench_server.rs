@@ -51,14 +51,7 @@ pub(crate) fn child(dir: &str, port: &str) -> Result<()> {
         Box::new(SystemClock),
     )?);
     let data = demo::generate(SEED, spec(), SystemClock.now().date());
-    let now = SystemClock.now();
-    service.with_engine(|e| {
-        let mut effects = Vec::new();
-        for ent in &data.entities {
-            effects.extend(e.insert(ent, ent.doc_id(), now)?);
-        }
-        Ok(((), effects))
-    })?;
+    service.seed(&data.entities, SystemClock.now())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -479,9 +479,9 @@ impl ServerEngine {
     pub fn insert(
         &mut self,
         entity: &AnyEntity,
-        id: DocId,
         now: Millis,
     ) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
+        let id = entity.doc_id();
         let record = entity.to_record();
         let (doc, change) = crdt::create(entity.kind(), &self.config.author, now, &record)?;
         let mut effects = Vec::new();
@@ -493,6 +493,19 @@ impl ServerEngine {
             vec![(change, None)],
             &mut effects,
         );
+        Ok(effects)
+    }
+
+    /// Creates many documents (seeding a data set); the effects of all of them.
+    pub fn insert_all(
+        &mut self,
+        entities: &[AnyEntity],
+        now: Millis,
+    ) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
+        let mut effects = Vec::new();
+        for e in entities {
+            effects.extend(self.insert(e, now)?);
+        }
         Ok(effects)
     }
 
