@@ -3,21 +3,17 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+#[path = "support/demo_server.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use app_tauri_core::{HttpTransport, Replica};
-use shared::clock::{Clock, FixedClock};
-use shared::ids::{Author, DeviceId, DocId, JobId, Role};
+use shared::ids::{JobId, Role};
 use shared::model::{AnyEntity, DispatchJob, JobStatus};
 use shared::record::EntityKind;
-use sync_server::auth::Keys;
+use support::{device, free_port, spawn_demo, token, transport};
 use sync_server::store::postgres_store::PostgresStore;
-use sync_server::{SystemClock, demo};
-
-const SECRET: &str = "scale-out test secret, long enough to sign";
 
 fn pg_url() -> String {
     #[allow(clippy::disallowed_methods)] // test configuration
@@ -26,92 +22,30 @@ fn pg_url() -> String {
     url
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(schema: &str, port: u16, dir: &std::path::Path) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
-        .args([
-            "demo",
-            "--data",
-            dir.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--postgres", &pg_url(), "--postgres-schema", schema])
-        .env("APP_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "server on {port} did not start (is PostgreSQL up at {}?)",
-            pg_url()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server(child)
-}
-
-fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn token(role: Role, device: DeviceId) -> String {
-    let tech = (role == Role::Technician).then(|| {
-        demo::generate(demo::DEMO_SEED, demo::DEMO_SPEC, SystemClock.now().date()).technicians[0]
-    });
-    Keys::from_secret(SECRET.as_bytes())
-        .issue(device, role, tech, SystemClock.now().0 / 1000, 3600)
-        .unwrap()
-}
-
-fn device(role: Role, n: u128) -> (Replica, Author) {
-    let author = Author::new(role, DeviceId(DocId::from_u128(0xd000 + n)));
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(SystemClock.now()));
-    (
-        Replica::open_in_memory(author, clock, Some(n as u64)).unwrap(),
-        author,
-    )
-}
-
 #[test]
 fn two_instances_on_one_postgres_serve_clients_together() {
     let schema = format!("fsm_scale_{}", std::process::id());
     PostgresStore::drop_schema(&pg_url(), &schema).unwrap();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (p1, p2) = (port(), port());
-    let s1 = spawn(&schema, p1, d1.path());
-    let s2 = spawn(&schema, p2, d2.path());
+    let (p1, p2) = (free_port(), free_port());
+    let pg = pg_url();
+    let on_schema = [
+        "--postgres",
+        pg.as_str(),
+        "--postgres-schema",
+        schema.as_str(),
+    ];
+    let s1 = spawn_demo(d1.path(), p1, &on_schema);
+    let s2 = spawn_demo(d2.path(), p2, &on_schema);
     let url = |p: u16| format!("http://127.0.0.1:{p}");
 
     // A technician syncs with instance 1, a dispatcher with instance 2.
     let (mut tech, ta) = device(Role::Technician, 1);
-    let mut tech_net = HttpTransport::new(
-        &url(p1),
-        &token(Role::Technician, ta.device),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let mut tech_net = transport(p1, ta);
     tech.sync(&mut tech_net).unwrap();
     let (mut office, oa) = device(Role::Dispatcher, 2);
     let office_token = token(Role::Dispatcher, oa.device);
-    let mut office_net =
-        HttpTransport::new(&url(p2), &office_token, Duration::from_secs(10)).unwrap();
+    let mut office_net = transport(p2, oa);
     office.sync(&mut office_net).unwrap();
 
     // The dispatcher listens to instance 2.

@@ -180,7 +180,9 @@ impl Replica {
         .transpose()
     }
 
-    /// Writes a document's bytes, its materialized rows and conflicts.
+    /// Writes a document's bytes, its materialized rows and conflicts. `fresh`: the replica did
+    /// not have the document (a snapshot entering the scope), so there are no old rows to clear.
+    #[allow(clippy::too_many_arguments)] // the columns of one row, named
     pub(crate) fn store_doc(
         tx: &Transaction<'_>,
         id: DocId,
@@ -189,6 +191,7 @@ impl Replica {
         bytes: &[u8],
         record: &Record,
         conflicts: &[FieldConflict],
+        fresh: bool,
     ) -> Result<(), ReplicaError> {
         tx.prepare_cached(
             "INSERT INTO docs (id, kind, epoch, bytes, record, tail) VALUES (?1, ?2, ?3, ?4, ?5, 0)
@@ -202,26 +205,8 @@ impl Replica {
             bytes,
             encode_record(record)
         ])?;
-        materialize::rows(tx, id, kind, record, false)?;
-        materialize::conflicts(tx, id, conflicts, false)?;
-        Ok(())
-    }
-
-    /// Stores a document this replica did not have (a snapshot entering the scope): nothing to
-    /// replace, so plain inserts.
-    pub(crate) fn insert_new_doc(
-        tx: &Transaction<'_>,
-        id: DocId,
-        kind: EntityKind,
-        epoch: u32,
-        bytes: &[u8],
-        record: &Record,
-        conflicts: &[FieldConflict],
-    ) -> Result<(), ReplicaError> {
-        tx.prepare_cached("INSERT INTO docs (id, kind, epoch, bytes, record, tail) VALUES (?1, ?2, ?3, ?4, ?5, 0)")?
-            .execute(params![id_blob(id), kind.as_str(), epoch, bytes, encode_record(record)])?;
-        materialize::rows(tx, id, kind, record, true)?;
-        materialize::conflicts(tx, id, conflicts, true)?;
+        materialize::rows(tx, id, kind, record, fresh)?;
+        materialize::conflicts(tx, id, conflicts, fresh)?;
         Ok(())
     }
 
@@ -283,7 +268,16 @@ impl Replica {
         doc: &automerge::Automerge,
     ) -> Result<(), ReplicaError> {
         let m = crdt::read(doc, kind);
-        Self::store_doc(tx, id, kind, epoch, &doc.save(), &m.record, &m.conflicts)
+        Self::store_doc(
+            tx,
+            id,
+            kind,
+            epoch,
+            &doc.save(),
+            &m.record,
+            &m.conflicts,
+            false,
+        )
     }
 
     pub(crate) fn queue(

@@ -341,6 +341,11 @@ fn replace(tx: &Transaction<'_>, s: &Snapshot) -> Result<(), ReplicaError> {
     {
         mat::remove(tx, s.doc, old.kind)?;
     }
+    store_snapshot(tx, s, false)
+}
+
+/// Stores a snapshot's bytes with the record and conflicts the server sent along (no load).
+fn store_snapshot(tx: &Transaction<'_>, s: &Snapshot, fresh: bool) -> Result<(), ReplicaError> {
     Replica::store_doc(
         tx,
         s.doc,
@@ -349,8 +354,8 @@ fn replace(tx: &Transaction<'_>, s: &Snapshot) -> Result<(), ReplicaError> {
         &s.bytes,
         &s.record,
         &s.conflicts,
-    )?;
-    Ok(())
+        fresh,
+    )
 }
 
 fn load_snapshot(s: &Snapshot) -> Result<Automerge, ReplicaError> {
@@ -380,15 +385,7 @@ fn merge_snapshot(
                 s.doc
             )));
         }
-        return Replica::insert_new_doc(
-            tx,
-            s.doc,
-            s.kind,
-            s.epoch,
-            &s.bytes,
-            &s.record,
-            &s.conflicts,
-        );
+        return store_snapshot(tx, s, true);
     };
     if local.epoch != s.epoch || local.kind != s.kind {
         return rebase(tx, author, now, s, 0);

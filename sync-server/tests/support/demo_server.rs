@@ -1,0 +1,94 @@
+//! Running the real `sync-server demo` binary for a test, and devices that talk to it.
+//! Included by the tests that need a server process (`#[path]`), not a test of its own.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use app_tauri_core::{HttpTransport, Replica};
+use shared::clock::{Clock, FixedClock};
+use shared::ids::{Author, DeviceId, DocId, Role};
+use sync_server::auth::Keys;
+use sync_server::{SystemClock, demo};
+
+/// The signing secret the test servers run with.
+pub(crate) const SECRET: &str = "test servers' secret, long enough to sign";
+
+/// A port free right now on loopback.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process, killed when dropped.
+pub(crate) struct Server(pub(crate) Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sync-server demo` on `port` with data in `dir` (and `extra` arguments), and waits
+/// until it listens.
+pub(crate) fn spawn_demo(dir: &std::path::Path, port: u16, extra: &[&str]) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
+        .args([
+            "demo",
+            "--data",
+            dir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(extra)
+        .env("APP_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the server on port {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// A device's token; a technician's is for the demo data set's first technician.
+pub(crate) fn token(role: Role, device: DeviceId) -> String {
+    let tech = (role == Role::Technician).then(|| {
+        demo::generate(demo::DEMO_SEED, demo::DEMO_SPEC, SystemClock.now().date()).technicians[0]
+    });
+    Keys::from_secret(SECRET.as_bytes())
+        .issue(device, role, tech, SystemClock.now().0 / 1000, 3600)
+        .unwrap()
+}
+
+/// An in-memory replica for device `n` of a role.
+pub(crate) fn device(role: Role, n: u128) -> (Replica, Author) {
+    let author = Author::new(role, DeviceId(DocId::from_u128(0xd000 + n)));
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(SystemClock.now()));
+    (
+        Replica::open_in_memory(author, clock, Some(n as u64)).unwrap(),
+        author,
+    )
+}
+
+/// The HTTP transport of a device to the server on `port`.
+pub(crate) fn transport(port: u16, author: Author) -> HttpTransport {
+    HttpTransport::new(
+        &format!("http://127.0.0.1:{port}"),
+        &token(author.role, author.device),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+}
