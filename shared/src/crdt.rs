@@ -229,12 +229,6 @@ pub fn apply(doc: &mut Automerge, changes: Vec<Change>) -> Result<(), CrdtError>
     Ok(())
 }
 
-/// Whether a register or an item register has concurrent values under a policy that cannot settle
-/// them. Used to hold compaction back while a conflict is open.
-pub fn has_open_conflicts(doc: &Automerge, kind: EntityKind) -> bool {
-    !read(doc, kind).conflicts.is_empty()
-}
-
 /// The policy used for a field, for display.
 pub fn policy_of(kind: EntityKind, field: &str) -> Option<Policy> {
     field_spec(kind, field)

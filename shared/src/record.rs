@@ -274,26 +274,4 @@ impl Record {
         }
         out
     }
-
-    /// Applies changes as computed by [`Record::diff`].
-    pub fn apply(&mut self, changes: &[FieldChange]) {
-        for ch in changes {
-            match ch {
-                FieldChange::Set { field, value } => self.set(field, value.clone()),
-                FieldChange::SetItem {
-                    collection,
-                    item,
-                    field,
-                    value,
-                } => {
-                    self.collections
-                        .entry(collection.clone())
-                        .or_default()
-                        .entry(item.clone())
-                        .or_default()
-                        .insert(field.clone(), value.clone());
-                }
-            }
-        }
-    }
 }

@@ -122,6 +122,14 @@ impl Replica {
         Ok(())
     }
 
+    /// Whether any local change waits for the server (without reading the changes).
+    pub fn has_pending(&self) -> Result<bool, ReplicaError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox)")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     /// Local changes waiting for the server.
     pub fn pending(&self) -> Result<Vec<OutboxEntry>, ReplicaError> {
         outbox_of(&self.conn, None)
@@ -165,10 +173,8 @@ impl Replica {
             report.evicted += a.evicted;
             report.rejected += a.rejected;
             // Keep going while the server has more, or the outbox had more than one request holds.
-            let more_to_push = report.round_trips < 1_000
-                && !self.pending()?.is_empty()
-                && !a.stale
-                && a.rejected == 0;
+            let more_to_push =
+                report.round_trips < 1_000 && self.has_pending()? && !a.stale && a.rejected == 0;
             if a.stale || !(a.more || more_to_push) {
                 // Fold the WAL back into the database now rather than during a later edit.
                 self.checkpoint()?;
