@@ -119,7 +119,7 @@ fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
 }
 
 /// Token times are wall-clock Unix seconds: JWT expiry is checked against the system clock.
-fn now_s(_state: &AppState) -> i64 {
+fn now_s() -> i64 {
     use shared::clock::Clock;
     crate::SystemClock.now().0 / 1000
 }
@@ -177,7 +177,7 @@ async fn magic(
     if !(1..=72).contains(&hours) {
         return Err(ApiError::bad_request("`hours` must be between 1 and 72"));
     }
-    let now = now_s(&state);
+    let now = now_s();
     let token = state.keys.issue_magic(tech, now, hours * 3600)?;
     let link = Some(format!("fsm://login?token={token}"));
     Ok(Json(TokenAnswer {
@@ -217,7 +217,7 @@ async fn exchange(
             message: "this login link was already used".into(),
         });
     }
-    let now = now_s(&state);
+    let now = now_s();
     let token = state.keys.issue(
         device,
         Role::Technician,
@@ -242,7 +242,7 @@ async fn refresh(
         Subject::Technician(t) => Some(t),
         Subject::Office => None,
     };
-    let now = now_s(&state);
+    let now = now_s();
     let token = state.keys.issue(
         who.device.author.device,
         who.device.author.role,
@@ -320,7 +320,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
     let authed = session(&state, &headers)?;
-    let expires_in = u64::try_from(authed.exp - now_s(&state)).unwrap_or(0);
+    let expires_in = u64::try_from(authed.exp - now_s()).unwrap_or(0);
     let who = authed.device;
     if !who.author.role.is_office() {
         return Err(ApiError {
