@@ -148,6 +148,52 @@ pub fn write(
     Ok(doc.get_last_local_change().map(|c| c.raw_bytes().to_vec()))
 }
 
+/// The document's current heads, as hex strings (what a bridge remembers as "the state I last
+/// reconciled with").
+pub fn heads_hex(doc: &Automerge) -> Vec<String> {
+    doc.get_heads().iter().map(ToString::to_string).collect()
+}
+
+/// Writes `changes` by `author` as if made at `base` (hex change hashes), concurrently with
+/// whatever the document gained since, and merges the result back: the fields' merge policies
+/// then settle the two sides and list a conflict where they cannot. Unknown or empty `base`
+/// (history compacted away) writes on the current state instead. Returns the change's bytes.
+///
+/// `author` must write only through this function and must not write elsewhere concurrently:
+/// its latest change is always included in the fork so its sequence stays contiguous.
+pub fn write_concurrent(
+    doc: &mut Automerge,
+    base: &[String],
+    author: &Author,
+    at: Millis,
+    changes: &[FieldChange],
+) -> Result<Option<Vec<u8>>, CrdtError> {
+    let mut heads: Vec<automerge::ChangeHash> =
+        base.iter().filter_map(|h| h.parse().ok()).collect();
+    let known = !heads.is_empty()
+        && heads.len() == base.len()
+        && heads.iter().all(|h| doc.get_change_by_hash(h).is_some());
+    if !known {
+        return write(doc, author, at, changes);
+    }
+    let actor = actor_id(author);
+    if let Some(last) = doc
+        .get_changes(&[])
+        .iter()
+        .rev()
+        .find(|c| c.actor_id() == &actor)
+        .map(|c| c.hash())
+    {
+        heads.push(last);
+    }
+    let mut fork = doc.fork_at(&heads)?;
+    let Some(change) = write(&mut fork, author, at, changes)? else {
+        return Ok(None);
+    };
+    apply(doc, vec![decode_change(&change)?])?;
+    Ok(Some(change))
+}
+
 fn candidates(doc: &Automerge, obj: &ObjId, key: &str) -> Vec<Candidate> {
     doc.get_all(obj, key)
         .unwrap_or_default()

@@ -382,6 +382,126 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
     }
 }
 
+/// ERPNext webhook bodies name a record; they are small.
+const MAX_WEBHOOK_BODY: usize = 64 * 1024;
+
+fn erp_edge(state: &AppState) -> Result<&Arc<crate::ErpEdge>, ApiError> {
+    state.erp.as_ref().ok_or(ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "erpnext_off",
+        message: "the ERPNext bridge is not configured on this server".into(),
+    })
+}
+
+fn office(who: &Session) -> Result<(), ApiError> {
+    if who.device.author.role.is_office() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only the office sees the ERPNext inbox",
+        ))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct WebhookBody {
+    doctype: String,
+    name: String,
+}
+
+/// `POST /api/v1/erpnext/webhook`: ERPNext says a record changed. Verified (HMAC-SHA256 of the
+/// body, `X-Frappe-Webhook-Signature`) before anything else; then the record is re-read in the
+/// background (polling remains the safety net, so an accepted webhook loses nothing if we stop).
+async fn erp_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let edge = erp_edge(&state)?;
+    let Some(secret) = &edge.webhook_secret else {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "webhooks_off",
+            message: "ERPNext webhooks are not configured (erpnext.webhook_secret)".into(),
+        });
+    };
+    let signature = headers
+        .get("x-frappe-webhook-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !crate::erpnext::verify_webhook(secret.expose().as_bytes(), &body, signature) {
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "bad_signature",
+            message: "the webhook signature does not match".into(),
+        });
+    }
+    let hook: WebhookBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("webhook body: {e}")))?;
+    if crate::erpnext::mapping::by_doctype(&hook.doctype).is_none() {
+        // Verified, but not a doctype the bridge maps: nothing to do.
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    edge.bridge.refresh(&hook.doctype, &hook.name);
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `GET /api/v1/erpnext/issues`: records ERPNext refused, for the dispatchers' inbox.
+async fn erp_issues(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<crate::erpnext::Issue>>, ApiError> {
+    office(&who)?;
+    let edge = erp_edge(&state)?;
+    Ok(Json(edge.bridge.issues().map_err(bridge_error)?))
+}
+
+/// `POST /api/v1/erpnext/issues/{doc}/retry`: after fixing the data, send it again.
+async fn erp_retry(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    axum::extract::Path(doc): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    office(&who)?;
+    let edge = erp_edge(&state)?;
+    let doc: DocId = doc
+        .parse()
+        .map_err(|_| ApiError::bad_request("not a document id"))?;
+    let outcome = edge.bridge.retry(doc).await.map_err(bridge_error)?;
+    let open = edge
+        .bridge
+        .issues()
+        .map_err(bridge_error)?
+        .into_iter()
+        .find(|i| i.doc == doc);
+    Ok(Json(serde_json::json!({
+        "outcome": format!("{outcome:?}"),
+        "issue": open,
+    })))
+}
+
+/// `GET /api/v1/erpnext/status`: the bridge's counters and last error.
+async fn erp_status(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+) -> Result<Json<crate::erpnext::BridgeStats>, ApiError> {
+    office(&who)?;
+    Ok(Json(erp_edge(&state)?.bridge.stats()))
+}
+
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(bridge_error)`"
+)]
+fn bridge_error(e: crate::erpnext::bridge::BridgeError) -> ApiError {
+    tracing::warn!(error = %e, "erpnext.request_failed");
+    ApiError {
+        status: StatusCode::BAD_GATEWAY,
+        code: "erpnext_unavailable",
+        message: format!("ERPNext could not be reached or refused: {e}"),
+    }
+}
+
 /// All routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -404,6 +524,13 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+        .route(
+            "/api/v1/erpnext/webhook",
+            post(erp_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
+        .route("/api/v1/erpnext/issues", get(erp_issues))
+        .route("/api/v1/erpnext/issues/{doc}/retry", post(erp_retry))
+        .route("/api/v1/erpnext/status", get(erp_status))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(state)

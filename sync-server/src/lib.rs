@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 pub mod auth;
 pub mod demo;
+pub mod erpnext;
 pub mod events;
 pub mod http;
 pub mod service;
@@ -28,6 +29,16 @@ pub use http::router;
 pub struct AppState {
     pub sync: Arc<service::SyncService>,
     pub keys: Arc<auth::Keys>,
+    /// The ERPNext bridge, when configured.
+    pub erp: Option<Arc<ErpEdge>>,
+}
+
+/// What the HTTP edge needs of the ERPNext bridge.
+#[derive(Debug)]
+pub struct ErpEdge {
+    pub bridge: Arc<erpnext::Bridge>,
+    /// Signs ERPNext's webhooks; without it webhooks are refused (polling still runs).
+    pub webhook_secret: Option<settings::Secret>,
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves.

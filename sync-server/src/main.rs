@@ -5,6 +5,11 @@
 //! * `sync-server serve --data DIR [--listen ADDR] [--postgres URL]` — needs `APP_JWT_SECRET`
 //!   (32+ bytes); `--postgres` keeps the data in PostgreSQL (schema `fsm`) instead of SQLite.
 //! * `sync-server token --data DIR --role technician|dispatcher|admin [--technician ID] [--days N]`
+//! * `sync-server erpnext setup` — creates the custom doctypes and fields the bridge maps (and the
+//!   webhooks, when `erpnext.webhook_url` and `erpnext.webhook_secret` are set) in the ERPNext of
+//!   `APP_ERPNEXT__URL` / `APP_ERPNEXT__TOKEN`. Safe to run again.
+//!
+//! With `erpnext` settings, `serve` and `demo` also run the ERPNext bridge.
 //!
 //! Settings come in layers (see `sync_server::settings`): defaults, `--config FILE` (TOML), then
 //! `APP_*` environment variables; the flags above override them.
@@ -22,14 +27,18 @@ use shared::ids::{Author, DeviceId, DocId, Role, TechnicianId};
 use shared::model::AnyEntity;
 use shared::sync::server::ServerConfig;
 use sync_server::auth::Keys;
+use sync_server::erpnext::{Bridge, BridgeOptions, ErpClient, ErpConfig, setup};
 use sync_server::service::SyncService;
+use sync_server::settings::ErpSettings;
 use sync_server::settings::Settings;
 use sync_server::store::postgres_store::PostgresStore;
 use sync_server::store::{SqliteStore, Store};
-use sync_server::{AppState, SystemClock, demo};
+use sync_server::{AppState, ErpEdge, SystemClock, demo};
 
 struct Args {
     command: String,
+    /// `erpnext setup`.
+    sub: Option<String>,
     /// A TOML settings file (the layer between defaults and the environment).
     config: Option<PathBuf>,
     data: Option<PathBuf>,
@@ -44,10 +53,16 @@ struct Args {
 }
 
 fn parse() -> Result<Args> {
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args().skip(1).peekable();
     let command = it.next().unwrap_or_else(|| "help".into());
+    let sub = if command == "erpnext" {
+        it.next_if(|a| !a.starts_with("--"))
+    } else {
+        None
+    };
     let mut a = Args {
         command,
+        sub,
         config: None,
         data: None,
         listen: None,
@@ -120,6 +135,57 @@ fn token(keys: &Keys, role: Role, tech: Option<TechnicianId>, days: i64) -> Resu
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+fn erp_config(e: &ErpSettings) -> ErpConfig {
+    ErpConfig {
+        url: e.url.clone(),
+        token: e.token.clone(),
+        timeout: std::time::Duration::from_secs(e.timeout_s.max(1)),
+    }
+}
+
+/// `sync-server erpnext setup`.
+fn erpnext_command(args: &Args, settings: &Settings) -> Result<()> {
+    if args.sub.as_deref() != Some("setup") {
+        bail!("usage: sync-server erpnext setup");
+    }
+    let e = settings.erpnext.as_ref().context(
+        "set APP_ERPNEXT__URL and APP_ERPNEXT__TOKEN (api_key:api_secret), or [erpnext] in the settings file",
+    )?;
+    let client = ErpClient::new(&erp_config(e))?;
+    let webhook = match (&e.webhook_url, &e.webhook_secret) {
+        (Some(url), Some(secret)) => Some(setup::WebhookTarget {
+            url: url.clone(),
+            secret: secret.clone(),
+        }),
+        _ => {
+            println!(
+                "No erpnext.webhook_url/webhook_secret: webhooks not registered (polling only)."
+            );
+            None
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    println!("Setting up {} …", e.url);
+    let report = rt
+        .block_on(setup::run(&client, webhook.as_ref()))
+        .with_context(|| format!("setting up ERPNext at {}", e.url))?;
+    for c in &report.created {
+        println!("  created  {c}");
+    }
+    for c in &report.existing {
+        println!("  present  {c}");
+    }
+    println!(
+        "Done: {} created, {} already present.",
+        report.created.len(),
+        report.existing.len()
+    );
+    Ok(())
+}
+
 fn server_author() -> Author {
     Author::new(Role::Server, DeviceId(DocId::from_u128(0x5e)))
 }
@@ -149,10 +215,13 @@ fn main() -> Result<()> {
     if let Some(v) = &args.postgres_schema {
         settings.postgres_schema = v.clone();
     }
+    if args.command == "erpnext" {
+        return erpnext_command(&args, &settings);
+    }
     let demo_mode = args.command == "demo";
     if !matches!(args.command.as_str(), "demo" | "serve" | "token") {
         println!(
-            "usage: sync-server demo|serve|token [--data DIR] [--listen ADDR] [--role R] [--technician ID] [--days N]"
+            "usage: sync-server demo|serve|token|erpnext setup [--data DIR] [--listen ADDR] [--role R] [--technician ID] [--days N]"
         );
         return Ok(());
     }
@@ -263,21 +332,44 @@ fn main() -> Result<()> {
     }
     // The runtime starts after the set-up: the PostgreSQL client is blocking and must not be
     // created inside it.
-    let state = AppState {
-        sync: service,
-        keys,
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let erp = match &settings.erpnext {
+        Some(e) => {
+            let bridge = Bridge::new(
+                Arc::clone(&service),
+                ErpClient::new(&erp_config(e))?,
+                BridgeOptions {
+                    concurrency: e.concurrency.max(1),
+                    poll_interval: std::time::Duration::from_secs(e.poll_interval_s.max(1)),
+                    ..BridgeOptions::default()
+                },
+            )?;
+            println!("ERPNext bridge on, to {}", e.url);
+            rt.spawn(Arc::clone(&bridge).run(stop_rx));
+            Some(Arc::new(ErpEdge {
+                bridge,
+                webhook_secret: e.webhook_secret.clone(),
+            }))
+        }
+        None => None,
+    };
+    let state = AppState {
+        sync: service,
+        keys,
+        erp,
+    };
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
         tracing::info!(addr = %settings.listen, "server.listening");
-        sync_server::serve(listener, state, async {
+        sync_server::serve(listener, state, async move {
             let _ = tokio::signal::ctrl_c().await;
+            let _ = stop_tx.send(true);
         })
         .await?;
         anyhow::Ok(())

@@ -53,6 +53,8 @@ pub struct SyncService {
     events: tokio::sync::broadcast::Sender<LiveEvent>,
     /// Apps older than this are refused with a message telling the user to update.
     min_app_version: Option<semver::Version>,
+    /// The log head after each committed critical section: wakes the ERPNext bridge.
+    head: tokio::sync::watch::Sender<u64>,
 }
 
 /// How many live events a slow listener may fall behind before it is told to resync.
@@ -74,6 +76,7 @@ impl SyncService {
         let (docs, log) = store.load()?;
         let revoked = store.revoked(clock.now().0 / 1000)?.into_iter().collect();
         let engine = ServerEngine::restore(config, docs, log, rand::random::<u64>())?;
+        let head = tokio::sync::watch::channel(engine.head()).0;
         tracing::info!(
             docs = engine.stats().docs,
             log = engine.stats().log_entries,
@@ -91,6 +94,7 @@ impl SyncService {
             poisoned: std::sync::atomic::AtomicBool::new(false),
             degraded: std::sync::atomic::AtomicBool::new(false),
             min_app_version: None,
+            head,
         })
     }
 
@@ -200,6 +204,34 @@ impl SyncService {
         })?)
     }
 
+    /// Reads the engine after catching up on other instances; changes nothing.
+    pub fn read<T>(&self, f: impl FnOnce(&mut ServerEngine) -> T) -> Result<T, ServiceError> {
+        let mut g = self.lock();
+        if self.is_poisoned() {
+            return Err(ServiceError::Poisoned);
+        }
+        self.critical(&mut g, None, |e| Ok((f(e), Vec::new())))
+    }
+
+    /// Watches the log head: changes whenever something is committed.
+    pub fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// A value the server keeps beside the documents (bridge cursors and shadows, bindings).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, ServiceError> {
+        Ok(self.lock().store.meta(key)?)
+    }
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), ServiceError> {
+        Ok(self.lock().store.set_meta(key, value)?)
+    }
+    pub fn delete_meta(&self, key: &str) -> Result<(), ServiceError> {
+        Ok(self.lock().store.delete_meta(key)?)
+    }
+    pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, ServiceError> {
+        Ok(self.lock().store.meta_prefix(prefix)?)
+    }
+
     /// Seeds documents as the server (a demo or benchmark data set), persisted like any change.
     pub fn seed(
         &self,
@@ -300,6 +332,7 @@ impl SyncService {
         }
         // Published under the lock, after the write: listeners see acknowledged changes, in order.
         self.publish(&g.engine, &effects, pusher);
+        self.head.send_replace(g.engine.head());
         Ok(out)
     }
 

@@ -45,6 +45,38 @@ pub struct Settings {
     pub sqlite_full_sync: bool,
     /// Apps older than this semantic version are told to update.
     pub min_app_version: Option<String>,
+    /// The ERPNext bridge; off when absent.
+    pub erpnext: Option<ErpSettings>,
+}
+
+/// Where ERPNext is (`APP_ERPNEXT__URL`, `APP_ERPNEXT__TOKEN`…).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ErpSettings {
+    pub url: String,
+    /// `api_key:api_secret` of an ERPNext API user. Never regenerate the keys of a user other
+    /// systems use: that breaks them.
+    pub token: Secret,
+    /// The secret ERPNext signs its webhooks with; webhooks are refused without it.
+    pub webhook_secret: Option<Secret>,
+    /// The URL ERPNext should call (`erpnext setup` registers it), e.g.
+    /// `https://sync.example.com/api/v1/erpnext/webhook`.
+    pub webhook_url: Option<String>,
+    #[serde(default = "default_poll_s")]
+    pub poll_interval_s: u64,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: u64,
+}
+
+fn default_poll_s() -> u64 {
+    30
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_timeout_s() -> u64 {
+    30
 }
 
 impl Settings {
@@ -75,6 +107,13 @@ impl Settings {
         {
             return Err(config::ConfigError::Message(
                 "jwt_secret must be at least 32 bytes".into(),
+            ));
+        }
+        if let Some(e) = &settings.erpnext
+            && !e.token.expose().contains(':')
+        {
+            return Err(config::ConfigError::Message(
+                "erpnext.token must be `api_key:api_secret`".into(),
             ));
         }
         if let Some(v) = &settings.min_app_version {
@@ -123,5 +162,25 @@ mod tests {
         );
         let bad = HashMap::from([("APP_MIN_APP_VERSION".to_owned(), "one".to_owned())]);
         assert!(Settings::load(None, bad).is_err());
+
+        let erp = HashMap::from([
+            ("APP_ERPNEXT__URL".to_owned(), "http://erp.local".to_owned()),
+            (
+                "APP_ERPNEXT__TOKEN".to_owned(),
+                "key:very-secret".to_owned(),
+            ),
+        ]);
+        let s = Settings::load(None, erp).unwrap();
+        let e = s.erpnext.as_ref().unwrap();
+        assert_eq!(
+            (e.url.as_str(), e.poll_interval_s),
+            ("http://erp.local", 30)
+        );
+        assert!(!format!("{s:?}").contains("very-secret"));
+        let no_colon = HashMap::from([
+            ("APP_ERPNEXT__URL".to_owned(), "http://erp.local".to_owned()),
+            ("APP_ERPNEXT__TOKEN".to_owned(), "nocolon".to_owned()),
+        ]);
+        assert!(Settings::load(None, no_colon).is_err());
     }
 }

@@ -38,6 +38,9 @@ pub trait Store: Send {
     fn is_empty(&mut self) -> Result<bool, StoreError>;
     fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
+    /// Every meta entry whose key starts with `prefix`, by key.
+    fn meta_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Revokes a token id until `exp` (Unix seconds, when the token would expire anyway).
     /// Returns `false` if it was already revoked: a magic link is used by revoking it, so this
     /// is also the single-use check.
@@ -240,6 +243,20 @@ impl Store for SqliteStore {
             params![key, value],
         )?;
         Ok(())
+    }
+
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    fn meta_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )?;
+        let rows = st.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError> {

@@ -81,6 +81,7 @@ fn start_with(min_app_version: Option<&str>) -> TestServer {
     let state = AppState {
         sync: service,
         keys: keys.clone(),
+        erp: None,
     };
     rt.spawn(sync_server::serve(listener, state, async {
         let _ = stopped.await;

@@ -144,6 +144,22 @@ fn contract(store: &mut dyn Store) {
     store.set_meta("k", "v1").unwrap();
     store.set_meta("k", "v2").unwrap();
     assert_eq!(store.meta("k").unwrap().as_deref(), Some("v2"));
+    store.set_meta("erp:shadow:b", "2").unwrap();
+    store.set_meta("erp:shadow:a", "1").unwrap();
+    store.set_meta("erp:shadowy", "no").unwrap();
+    store.set_meta("erp:shado", "no").unwrap();
+    assert_eq!(
+        store.meta_prefix("erp:shadow:").unwrap(),
+        vec![
+            ("erp:shadow:a".to_owned(), "1".to_owned()),
+            ("erp:shadow:b".to_owned(), "2".to_owned())
+        ],
+        "a prefix scan returns exactly the keys under the prefix, in key order"
+    );
+    store.delete_meta("erp:shadow:a").unwrap();
+    store.delete_meta("never-set").unwrap();
+    assert_eq!(store.meta("erp:shadow:a").unwrap(), None);
+    assert_eq!(store.meta_prefix("erp:shadow:").unwrap().len(), 1);
 
     // Revocation is single-use and forgets what has expired anyway.
     assert!(store.revoke("a", 2_000).unwrap());

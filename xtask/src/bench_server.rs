@@ -62,6 +62,7 @@ pub(crate) fn child(dir: &str, port: &str) -> Result<()> {
         let state = AppState {
             sync: service,
             keys: Arc::new(Keys::from_secret(SECRET)),
+            erp: None,
         };
         sync_server::serve(listener, state, std::future::pending()).await?;
         anyhow::Ok(())

@@ -438,6 +438,9 @@ impl ServerEngine {
     pub fn record(&self, doc: DocId) -> Option<&Record> {
         self.docs.get(&doc).map(|d| &d.record)
     }
+    pub fn kind(&self, doc: DocId) -> Option<EntityKind> {
+        self.docs.get(&doc).map(|d| d.kind)
+    }
     pub fn entity(&self, doc: DocId) -> Option<&AnyEntity> {
         self.docs.get(&doc).and_then(|d| d.entity.as_ref())
     }
@@ -534,6 +537,51 @@ impl ServerEngine {
             None => self.keep_loaded(id, doc),
         }
         Ok(effects)
+    }
+
+    /// The document's heads (hex), for a bridge that later writes concurrently with them.
+    pub fn heads(&mut self, id: DocId) -> Result<Vec<String>, crdt::CrdtError> {
+        if !self.docs.contains_key(&id) {
+            return Ok(Vec::new());
+        }
+        let doc = self.checkout(id)?;
+        let heads = crdt::heads_hex(&doc);
+        self.keep_loaded(id, doc);
+        Ok(heads)
+    }
+
+    /// Edits a document as `author` (the ERPNext bridge) as if made at `base`, concurrently with
+    /// what the document gained since: merge policies settle both sides and conflicts are listed,
+    /// exactly as for two devices. Returns the effects and the document's new heads.
+    pub fn edit_concurrent(
+        &mut self,
+        id: DocId,
+        base: &[String],
+        author: &Author,
+        changes: &[FieldChange],
+        now: Millis,
+    ) -> Result<(Vec<ServerEffect>, Vec<String>), crdt::CrdtError> {
+        let Some(state) = self.docs.get(&id) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let (kind, epoch) = (state.kind, state.epoch);
+        let mut doc = self.checkout(id)?;
+        let mut effects = Vec::new();
+        // On error the checked-out copy is dropped, not kept loaded: the stored bytes are intact.
+        let change = crdt::write_concurrent(&mut doc, base, author, now, changes)?;
+        let heads = crdt::heads_hex(&doc);
+        match change {
+            Some(change) => self.commit_doc(
+                id,
+                (kind, epoch),
+                doc,
+                None,
+                vec![(change, None)],
+                &mut effects,
+            ),
+            None => self.keep_loaded(id, doc),
+        }
+        Ok((effects, heads))
     }
 
     fn commit_doc(

@@ -315,6 +315,24 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .execute("DELETE FROM meta WHERE key = $1", &[&key])?;
+        Ok(())
+    }
+
+    fn meta_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .client
+            .query(
+                "SELECT key, value FROM meta WHERE left(key, length($1)) = $1 ORDER BY key",
+                &[&prefix],
+            )?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
     fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError> {
         let mut tx = self.client.transaction()?;
         let fresh = tx.execute(

@@ -1,0 +1,1032 @@
+//! The ERPNext bridge: a three-way merge per document between the field and ERPNext.
+//!
+//! For each document the bridge keeps a **shadow**: ERPNext's record as last reconciled (its
+//! `name`, its exact `modified` string, its mapped registers) and the document's heads at that
+//! moment. Reconciling a document ([`Bridge::reconcile`]):
+//!
+//! 1. reads ERPNext's record now (`theirs`);
+//! 2. **pull**: the registers ERPNext changed since the shadow are written into the document as
+//!    the `erpnext` author, *concurrently with the shadow's heads* — so a field edit made meanwhile
+//!    is merged by the field's own policy and an unsettled pair is listed in the dispatchers'
+//!    conflict inbox, as for two devices;
+//! 3. **push**: the registers where the document now differs from `theirs` are sent in one PUT
+//!    carrying `theirs`' `modified` verbatim (a concurrent ERPNext save makes it 417: start over);
+//! 4. the answer becomes the new shadow. What was pushed comes back equal, so nothing echoes.
+//!
+//! Outbound work is the change log itself: the bridge keeps a cursor into it (`erp:out_cursor`)
+//! and only moves it past documents that are reconciled or parked, so nothing acknowledged is
+//! missed across restarts or an ERPNext outage. Inbound work is ERPNext's webhooks and a poll on
+//! `modified >= cursor` (de-duplicated against the shadows), plus the `Deleted Document` feed.
+//! Data ERPNext refuses (417 and deterministic 500s) is parked as an **issue** for dispatchers
+//! instead of being retried forever; transient failures are retried with capped backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use shared::clock::Millis;
+use shared::ids::{Author, DeviceId, DocId, Role};
+use shared::model::AnyEntity;
+use shared::record::{EntityKind, FieldChange, Record, Scalar};
+use shared::sync::server::ServerEngine;
+
+use super::client::{ErpClient, ErpError};
+use super::mapping::{self, DocMap, ID_FIELD, MapError, Names};
+use crate::service::{ServiceError, SyncService};
+
+/// The author of every change the bridge writes on ERPNext's behalf.
+pub fn erpnext_author() -> Author {
+    // A fixed, recognisable id: "ERPNext" in the node bytes of a v7-shaped UUID.
+    Author::new(
+        Role::Server,
+        DeviceId(DocId::from_bytes(
+            *b"\x01\x8f\x00\x00\x00\x00\x70\x00\x80\x00ERPNxt",
+        )),
+    )
+}
+
+/// Tuning; the defaults suit a single ERPNext on a LAN.
+#[derive(Debug, Clone)]
+pub struct BridgeOptions {
+    /// Requests in flight to ERPNext at once.
+    pub concurrency: usize,
+    /// How often to poll ERPNext for its own edits (webhooks make this a safety net).
+    pub poll_interval: Duration,
+    /// The longest wait between retries while ERPNext fails.
+    pub max_backoff: Duration,
+    /// Documents per outbound batch (the cursor moves once per batch).
+    pub batch: usize,
+    /// Rows per list page when polling.
+    pub page: usize,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            poll_interval: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(60),
+            batch: 256,
+            page: 500,
+        }
+    }
+}
+
+/// ERPNext's record as last reconciled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Shadow {
+    name: String,
+    modified: String,
+    heads: Vec<String>,
+    record: Record,
+}
+
+/// A document ERPNext refused, waiting for a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Issue {
+    pub doc: DocId,
+    pub kind: EntityKind,
+    pub doctype: String,
+    pub erp_name: Option<String>,
+    /// `push` (ERPNext refused our data) or `pull` (ERPNext's record cannot be read).
+    pub direction: String,
+    pub exc_type: String,
+    pub message: String,
+    pub at: Millis,
+}
+
+/// What reconciling one document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing differed.
+    InStep,
+    /// Created in ERPNext.
+    Created,
+    /// Registers were pulled and/or pushed.
+    Merged { pulled: bool, pushed: bool },
+    /// ERPNext deleted it: the document is marked deleted and not recreated.
+    DeletedInErp,
+    /// Not for ERPNext (deleted here, or gone).
+    Skipped,
+}
+
+/// Why a document could not be reconciled now.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error(transparent)]
+    Erp(#[from] ErpError),
+    #[error(transparent)]
+    Map(#[from] MapError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BridgeError {
+    fn retryable(&self) -> bool {
+        match self {
+            BridgeError::Erp(e) => e.retryable(),
+            // A stale write that kept losing the race, or a link still on its way.
+            BridgeError::Map(MapError::NotInErp { .. } | MapError::UnknownLink { .. }) => true,
+            BridgeError::Map(MapError::BadValue { .. }) => false,
+            BridgeError::Service(_) | BridgeError::Other(_) => true,
+        }
+    }
+}
+
+/// Counters for status pages, tests and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BridgeStats {
+    pub reconciled: u64,
+    pub created: u64,
+    pub pushed: u64,
+    pub pulled: u64,
+    pub imported: u64,
+    pub deleted: u64,
+    pub parked: u64,
+    pub transient_failures: u64,
+    /// The outbound cursor (log position reconciled up to).
+    pub cursor: u64,
+    pub last_error: Option<String>,
+}
+
+const OUT_CURSOR: &str = "erp:out_cursor";
+const SHADOW: &str = "erp:shadow:";
+const ISSUE: &str = "erp:issue:";
+const CREATING: &str = "erp:creating:";
+const IMPORTING: &str = "erp:importing:";
+const POLL: &str = "erp:poll:";
+const DELETED_FEED: &str = "erp:poll-deleted";
+/// The first poll's cursor: everything.
+const EPOCH: &str = "1970-01-01 00:00:00.000000";
+
+/// A document's kind, record and heads, with the log head they were read at.
+type DocRead = (EntityKind, Record, Vec<String>, u64);
+
+/// ERPNext names of documents, both ways, as the bridge learns them.
+#[derive(Debug, Default)]
+struct NameIndex {
+    by_doc: HashMap<DocId, String>,
+    by_name: HashMap<(EntityKind, String), DocId>,
+}
+
+impl NameIndex {
+    fn insert(&mut self, kind: EntityKind, doc: DocId, name: &str) {
+        self.by_doc.insert(doc, name.to_owned());
+        self.by_name.insert((kind, name.to_owned()), doc);
+    }
+}
+
+struct IndexNames<'a>(&'a NameIndex);
+
+impl Names for IndexNames<'_> {
+    fn erp_name(&self, doc: DocId) -> Option<String> {
+        self.0.by_doc.get(&doc).cloned()
+    }
+    fn doc_id(&self, kind: EntityKind, erp_name: &str) -> Option<DocId> {
+        self.0.by_name.get(&(kind, erp_name.to_owned())).copied()
+    }
+}
+
+/// The bridge; one per deployment (with several server instances, run it on one).
+pub struct Bridge {
+    sync: Arc<SyncService>,
+    erp: ErpClient,
+    opts: BridgeOptions,
+    author: Author,
+    names: Mutex<NameIndex>,
+    /// Per document, the log head after the bridge last reconciled it: its own writes and
+    /// re-reads need no second round trip.
+    verified: Mutex<HashMap<DocId, u64>>,
+    stats: Mutex<BridgeStats>,
+    refresh_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    refresh_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge").finish_non_exhaustive()
+    }
+}
+
+/// The service does blocking I/O (SQLite, the PostgreSQL client): on a multi-threaded runtime
+/// the worker is handed over while it runs, so other tasks carry on.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// [`SyncService`] calls, each through [`blocking`].
+#[derive(Clone, Copy)]
+struct Svc<'a>(&'a SyncService);
+
+impl Svc<'_> {
+    fn read<T>(self, f: impl FnOnce(&mut ServerEngine) -> T) -> Result<T, ServiceError> {
+        blocking(|| self.0.read(f))
+    }
+    fn with_engine<T>(
+        self,
+        f: impl FnOnce(
+            &mut ServerEngine,
+        ) -> anyhow::Result<(T, Vec<shared::sync::server::ServerEffect>)>,
+    ) -> anyhow::Result<T> {
+        blocking(|| self.0.with_engine(f))
+    }
+    fn meta(self, key: &str) -> Result<Option<String>, ServiceError> {
+        blocking(|| self.0.meta(key))
+    }
+    fn set_meta(self, key: &str, value: &str) -> Result<(), ServiceError> {
+        blocking(|| self.0.set_meta(key, value))
+    }
+    fn delete_meta(self, key: &str) -> Result<(), ServiceError> {
+        blocking(|| self.0.delete_meta(key))
+    }
+    fn meta_prefix(self, prefix: &str) -> Result<Vec<(String, String)>, ServiceError> {
+        blocking(|| self.0.meta_prefix(prefix))
+    }
+    fn now(self) -> Millis {
+        self.0.now()
+    }
+    fn watch_head(self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.watch_head()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded maps are caches and counters: a panic elsewhere leaves them usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn doc_id_of(v: &Value) -> Option<DocId> {
+    v.get(ID_FIELD)?.as_str()?.parse().ok()
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+impl Bridge {
+    /// A bridge over the service; learns the ERPNext names the documents already carry.
+    pub fn new(
+        sync: Arc<SyncService>,
+        erp: ErpClient,
+        opts: BridgeOptions,
+    ) -> Result<Arc<Self>, BridgeError> {
+        let mut names = NameIndex::default();
+        Svc(&sync).read(|e| {
+            for doc in e.doc_ids().collect::<Vec<_>>() {
+                if let (Some(kind), Some(name)) = (
+                    e.kind(doc),
+                    e.record(doc).and_then(|r| r.get("erp_name").as_str()),
+                ) {
+                    names.insert(kind, doc, name);
+                }
+            }
+        })?;
+        let cursor = Svc(&sync)
+            .meta(OUT_CURSOR)?
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Arc::new(Self {
+            sync,
+            erp,
+            opts,
+            author: erpnext_author(),
+            names: Mutex::new(names),
+            verified: Mutex::new(HashMap::new()),
+            stats: Mutex::new(BridgeStats {
+                cursor,
+                ..BridgeStats::default()
+            }),
+            refresh_tx,
+            refresh_rx: tokio::sync::Mutex::new(refresh_rx),
+        }))
+    }
+
+    fn svc(&self) -> Svc<'_> {
+        Svc(&self.sync)
+    }
+
+    pub fn stats(&self) -> BridgeStats {
+        lock(&self.stats).clone()
+    }
+
+    /// Asks for one ERPNext record to be re-read soon (a verified webhook).
+    pub fn refresh(&self, doctype: &str, name: &str) {
+        // The receiver lives as long as the bridge.
+        let _ = self.refresh_tx.send((doctype.to_owned(), name.to_owned()));
+    }
+
+    /// Open issues, oldest first.
+    pub fn issues(&self) -> Result<Vec<Issue>, BridgeError> {
+        let mut out: Vec<Issue> = self
+            .svc()
+            .meta_prefix(ISSUE)?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_str(&v).ok())
+            .collect();
+        out.sort_by_key(|i: &Issue| (i.at, i.doc));
+        Ok(out)
+    }
+
+    /// Forgets an issue and reconciles its document again (after someone fixed the data).
+    pub async fn retry(&self, doc: DocId) -> Result<Outcome, BridgeError> {
+        self.svc().delete_meta(&format!("{ISSUE}{doc}"))?;
+        let outcome = self.reconcile_or_park(doc).await?;
+        Ok(outcome)
+    }
+
+    fn shadow(&self, doc: DocId) -> Result<Option<Shadow>, BridgeError> {
+        Ok(self
+            .svc()
+            .meta(&format!("{SHADOW}{doc}"))?
+            .and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    fn save_shadow(&self, doc: DocId, kind: EntityKind, sh: &Shadow) -> Result<(), BridgeError> {
+        let text = serde_json::to_string(sh).map_err(|e| BridgeError::Other(e.to_string()))?;
+        self.svc().set_meta(&format!("{SHADOW}{doc}"), &text)?;
+        lock(&self.names).insert(kind, doc, &sh.name);
+        Ok(())
+    }
+
+    fn to_erp(
+        &self,
+        map: &DocMap,
+        r: &Record,
+        fields: Option<&[&str]>,
+        tables: Option<&[&str]>,
+    ) -> Result<Map<String, Value>, MapError> {
+        mapping::to_erp(map, r, fields, tables, &IndexNames(&lock(&self.names)))
+    }
+
+    fn read_erp(&self, map: &DocMap, v: &Value) -> Result<Record, MapError> {
+        mapping::from_erp(map, v, &IndexNames(&lock(&self.names)))
+    }
+
+    /// The document's record, heads and the log head, read together.
+    fn read_doc(&self, doc: DocId) -> Result<Option<DocRead>, BridgeError> {
+        let read = self.svc().read(|e: &mut ServerEngine| {
+            let kind = e.kind(doc)?;
+            let record = e.record(doc)?.clone();
+            let heads = e.heads(doc).ok()?;
+            Some((kind, record, heads, e.head()))
+        })?;
+        Ok(read)
+    }
+
+    /// Writes registers into a document as ERPNext, concurrently with `base` heads.
+    fn write_as_erp(
+        &self,
+        doc: DocId,
+        base: &[String],
+        changes: &[FieldChange],
+    ) -> Result<Vec<String>, BridgeError> {
+        let author = self.author;
+        let now = self.svc().now();
+        let heads = self
+            .svc()
+            .with_engine(|e| {
+                let (effects, heads) = e.edit_concurrent(doc, base, &author, changes, now)?;
+                Ok((heads, effects))
+            })
+            .map_err(|e| BridgeError::Other(format!("{e:#}")))?;
+        Ok(heads)
+    }
+
+    fn set_erp_name(&self, doc: DocId, heads: &[String], name: &str) -> Result<(), BridgeError> {
+        self.write_as_erp(
+            doc,
+            heads,
+            &[FieldChange::Set {
+                field: "erp_name".into(),
+                value: Scalar::str(name),
+            }],
+        )?;
+        Ok(())
+    }
+
+    /// Reconciles one document with ERPNext (see the module docs).
+    pub async fn reconcile(&self, doc: DocId) -> Result<Outcome, BridgeError> {
+        self.reconcile_depth(doc, 0).await
+    }
+
+    fn reconcile_depth<'a>(
+        &'a self,
+        doc: DocId,
+        depth: u8,
+    ) -> futures_util::future::BoxFuture<'a, Result<Outcome, BridgeError>> {
+        Box::pin(async move {
+            let mut last = None;
+            // A concurrent ERPNext save makes our PUT stale: read again and merge again.
+            for _ in 0..4 {
+                match self.reconcile_once(doc).await {
+                    Err(BridgeError::Erp(ErpError::Stale)) => {
+                        last = Some(BridgeError::Erp(ErpError::Stale));
+                    }
+                    Err(BridgeError::Map(MapError::NotInErp { doc: dep, .. })) if depth < 4 => {
+                        // A link to a document ERPNext does not have yet: send that one first.
+                        self.reconcile_depth(dep, depth + 1).await?;
+                    }
+                    Err(BridgeError::Map(MapError::UnknownLink { kind, name, .. }))
+                        if depth < 4 =>
+                    {
+                        self.import(kind, &name, depth + 1).await?;
+                    }
+                    other => return other,
+                }
+            }
+            Err(last.unwrap_or_else(|| BridgeError::Other("links kept changing".into())))
+        })
+    }
+
+    async fn reconcile_once(&self, doc: DocId) -> Result<Outcome, BridgeError> {
+        let Some((kind, ours, heads, head)) = self.read_doc(doc)? else {
+            return Ok(Outcome::Skipped);
+        };
+        let map = mapping::doc_map(kind);
+        let shadow = self.shadow(doc)?;
+        if ours.get("deleted") == &Scalar::Bool(true) {
+            return Ok(Outcome::Skipped);
+        }
+        let known = shadow
+            .as_ref()
+            .map(|s| s.name.clone())
+            .or_else(|| ours.get("erp_name").as_str().map(str::to_owned));
+        let theirs = match &known {
+            Some(name) => match self.erp.get(map.doctype, name).await {
+                Ok(v) => Some((name.clone(), v)),
+                Err(ErpError::NotFound) => {
+                    return self.deleted_in_erp(doc, heads, shadow.as_ref());
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => {
+                let creating = format!("{CREATING}{doc}");
+                // Only a create that may have happened needs the lookup.
+                let found = if self.svc().meta(&creating)?.is_some() {
+                    self.erp
+                        .find(map.doctype, ID_FIELD, &doc.to_string())
+                        .await?
+                } else {
+                    None
+                };
+                match found {
+                    Some(name) => Some((name.clone(), self.erp.get(map.doctype, &name).await?)),
+                    None => {
+                        let mut body =
+                            self.to_erp(map, &mapping::mapped(map, &ours), None, None)?;
+                        body.insert(ID_FIELD.into(), Value::String(doc.to_string()));
+                        self.svc().set_meta(&creating, "1")?;
+                        let created = match self.erp.insert(map.doctype, &body).await {
+                            Ok(v) => v,
+                            Err(ErpError::Invalid { exc_type, .. })
+                                if exc_type == "UniqueValidationError" =>
+                            {
+                                // Created by an attempt whose answer was lost: look it up next time.
+                                return Err(ErpError::Stale.into());
+                            }
+                            Err(ErpError::Duplicate(_)) => return Err(ErpError::Stale.into()),
+                            Err(e) => return Err(e.into()),
+                        };
+                        let name = text(&created, "name").ok_or_else(|| {
+                            BridgeError::Other("create answer without name".into())
+                        })?;
+                        self.set_erp_name(doc, &heads, &name)?;
+                        let (_, _, heads, head) =
+                            self.read_doc(doc)?.unwrap_or((kind, ours, heads, head));
+                        self.save_shadow(
+                            doc,
+                            kind,
+                            &Shadow {
+                                name,
+                                modified: text(&created, "modified").unwrap_or_default(),
+                                heads,
+                                record: self.read_erp(map, &created)?,
+                            },
+                        )?;
+                        self.svc().delete_meta(&creating)?;
+                        self.mark(doc, head, |s| s.created += 1);
+                        return Ok(Outcome::Created);
+                    }
+                }
+            }
+        };
+        let Some((name, theirs)) = theirs else {
+            return Ok(Outcome::Skipped);
+        };
+        let theirs_rec = self.read_erp(map, &theirs)?;
+        let modified = text(&theirs, "modified").unwrap_or_default();
+
+        // Pull: what ERPNext changed since the shadow, merged concurrently with the field's edits.
+        let mut pulled = false;
+        let (ours, heads, head) = match &shadow {
+            Some(sh) => {
+                let changes = sh.record.diff(&theirs_rec);
+                if changes.is_empty() {
+                    (ours, heads, head)
+                } else {
+                    pulled = true;
+                    self.write_as_erp(doc, &sh.heads, &changes)?;
+                    let (_, ours, heads, head) = self
+                        .read_doc(doc)?
+                        .ok_or_else(|| BridgeError::Other("document vanished".into()))?;
+                    (ours, heads, head)
+                }
+            }
+            None => (ours, heads, head),
+        };
+        if ours.get("erp_name").as_str() != Some(name.as_str()) {
+            self.set_erp_name(doc, &heads, &name)?;
+        }
+
+        // Push: where the document now differs from ERPNext.
+        let now_mapped = mapping::mapped(map, &ours);
+        let fields: Vec<&str> = map
+            .fields
+            .iter()
+            .filter(|f| now_mapped.get(f.ours) != theirs_rec.get(f.ours))
+            .map(|f| f.ours)
+            .collect();
+        let tables: Vec<&str> = map
+            .tables
+            .iter()
+            .filter(|t| now_mapped.items(t.collection) != theirs_rec.items(t.collection))
+            .map(|t| t.collection)
+            .collect();
+        let pushed = !(fields.is_empty() && tables.is_empty());
+        let (modified, record) = if pushed {
+            let body = self.to_erp(map, &now_mapped, Some(&fields), Some(&tables))?;
+            let answer = self
+                .erp
+                .update(map.doctype, &name, Some(&modified), &body)
+                .await?;
+            (
+                text(&answer, "modified").unwrap_or_default(),
+                self.read_erp(map, &answer)?,
+            )
+        } else {
+            (modified, theirs_rec)
+        };
+        let heads = match self.read_doc(doc)? {
+            Some((_, _, h, _)) => h,
+            None => heads,
+        };
+        self.save_shadow(
+            doc,
+            kind,
+            &Shadow {
+                name,
+                modified,
+                heads,
+                record,
+            },
+        )?;
+        self.mark(doc, head.max(self.sync_head()?), |s| {
+            s.pulled += u64::from(pulled);
+            s.pushed += u64::from(pushed);
+        });
+        Ok(if pulled || pushed {
+            Outcome::Merged { pulled, pushed }
+        } else {
+            Outcome::InStep
+        })
+    }
+
+    fn sync_head(&self) -> Result<u64, BridgeError> {
+        Ok(self.svc().read(|e| e.head())?)
+    }
+
+    fn mark(&self, doc: DocId, head: u64, f: impl FnOnce(&mut BridgeStats)) {
+        lock(&self.verified).insert(doc, head);
+        let mut s = lock(&self.stats);
+        s.reconciled += 1;
+        f(&mut s);
+    }
+
+    fn deleted_in_erp(
+        &self,
+        doc: DocId,
+        heads: Vec<String>,
+        shadow: Option<&Shadow>,
+    ) -> Result<Outcome, BridgeError> {
+        let base = shadow.map_or(heads, |s| s.heads.clone());
+        self.write_as_erp(
+            doc,
+            &base,
+            &[FieldChange::Set {
+                field: "deleted".into(),
+                value: Scalar::Bool(true),
+            }],
+        )?;
+        self.svc().delete_meta(&format!("{SHADOW}{doc}"))?;
+        let head = self.sync_head()?;
+        self.mark(doc, head, |s| s.deleted += 1);
+        Ok(Outcome::DeletedInErp)
+    }
+
+    /// Creates the document for an ERPNext record the field has never seen.
+    async fn import(&self, kind: EntityKind, name: &str, depth: u8) -> Result<DocId, BridgeError> {
+        let map = mapping::doc_map(kind);
+        let theirs = self.erp.get(map.doctype, name).await?;
+        if let Some(doc) = doc_id_of(&theirs).filter(|d| self.read_doc(*d).ok().flatten().is_some())
+        {
+            self.reconcile_depth(doc, depth).await?;
+            return Ok(doc);
+        }
+        let mut record = loop {
+            match self.read_erp(map, &theirs) {
+                Ok(r) => break r,
+                Err(MapError::UnknownLink { kind, name, .. }) if depth < 4 => {
+                    Box::pin(self.import(kind, &name, depth + 1)).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        // One id per ERPNext record, chosen before anything is written: an import cut short
+        // and retried reuses it instead of creating a second document.
+        let marker = format!("{IMPORTING}{}:{name}", map.doctype);
+        let doc = match self.svc().meta(&marker)?.and_then(|d| d.parse().ok()) {
+            Some(d) => d,
+            None => {
+                let d = DocId::new_v7(self.svc().now(), rand::random());
+                self.svc().set_meta(&marker, &d.to_string())?;
+                d
+            }
+        };
+        record.set("erp_name", Scalar::str(name));
+        record.set("deleted", Scalar::Bool(false));
+        let entity = AnyEntity::from_record(kind, doc, &record).map_err(|e| {
+            BridgeError::Map(MapError::BadValue {
+                field: e.field.clone(),
+                problem: e.problem,
+            })
+        })?;
+        if self.read_doc(doc)?.is_none() {
+            let now = self.svc().now();
+            self.svc()
+                .with_engine(|e| Ok(((), e.insert(&entity, now)?)))
+                .map_err(|e| BridgeError::Other(format!("{e:#}")))?;
+        }
+        let mut body = Map::new();
+        body.insert(ID_FIELD.into(), Value::String(doc.to_string()));
+        let answer = self
+            .erp
+            .update(
+                map.doctype,
+                name,
+                text(&theirs, "modified").as_deref(),
+                &body,
+            )
+            .await?;
+        let heads = self.read_doc(doc)?.map(|d| d.2).unwrap_or_default();
+        self.save_shadow(
+            doc,
+            kind,
+            &Shadow {
+                name: name.to_owned(),
+                modified: text(&answer, "modified").unwrap_or_default(),
+                heads,
+                record: self.read_erp(map, &answer)?,
+            },
+        )?;
+        self.svc().delete_meta(&marker)?;
+        let head = self.sync_head()?;
+        self.mark(doc, head, |s| s.imported += 1);
+        Ok(doc)
+    }
+
+    /// Reconciles; data ERPNext refuses becomes an issue instead of an error.
+    async fn reconcile_or_park(&self, doc: DocId) -> Result<Outcome, BridgeError> {
+        match self.reconcile(doc).await {
+            Ok(o) => {
+                self.svc().delete_meta(&format!("{ISSUE}{doc}"))?;
+                Ok(o)
+            }
+            Err(e) if e.retryable() => Err(e),
+            Err(e) => {
+                self.park(doc, "push", &e)?;
+                Ok(Outcome::Skipped)
+            }
+        }
+    }
+
+    fn park(&self, doc: DocId, direction: &str, e: &BridgeError) -> Result<(), BridgeError> {
+        let kind = self
+            .svc()
+            .read(|en| en.kind(doc))?
+            .unwrap_or(EntityKind::Job);
+        let exc_type = match e {
+            BridgeError::Erp(ErpError::Invalid { exc_type, .. })
+            | BridgeError::Erp(ErpError::Server { exc_type, .. }) => exc_type.clone(),
+            BridgeError::Erp(ErpError::Duplicate(_)) => "DuplicateEntryError".into(),
+            BridgeError::Map(_) => "MappingError".into(),
+            _ => String::new(),
+        };
+        let issue = Issue {
+            doc,
+            kind,
+            doctype: mapping::doc_map(kind).doctype.to_owned(),
+            erp_name: lock(&self.names).by_doc.get(&doc).cloned(),
+            direction: direction.to_owned(),
+            exc_type,
+            message: match e {
+                BridgeError::Erp(ErpError::Invalid { message, .. }) => message.clone(),
+                other => other.to_string(),
+            },
+            at: self.svc().now(),
+        };
+        tracing::warn!(doc = %doc, doctype = %issue.doctype, exc_type = %issue.exc_type, "erpnext.parked");
+        let text = serde_json::to_string(&issue).map_err(|e| BridgeError::Other(e.to_string()))?;
+        self.svc().set_meta(&format!("{ISSUE}{doc}"), &text)?;
+        let head = self.sync_head()?;
+        self.mark(doc, head, |s| s.parked += 1);
+        Ok(())
+    }
+
+    /// One outbound pass: reconciles what changed after the cursor, batch by batch. Stops at the
+    /// first transient failure, leaving the cursor before it. Returns how many were reconciled.
+    pub async fn push_pass(&self) -> Result<usize, BridgeError> {
+        let mut done = 0;
+        loop {
+            let cursor = lock(&self.stats).cursor;
+            let pending = self.svc().read(|e| e.changed_since(cursor))?;
+            if pending.is_empty() {
+                return Ok(done);
+            }
+            let window: Vec<(u64, DocId)> = pending.into_iter().take(self.opts.batch).collect();
+            let upto = window.iter().map(|x| x.0).max().unwrap_or(cursor);
+            let mut batch: Vec<(usize, u64, DocId)> = {
+                let verified = lock(&self.verified);
+                let window: Vec<(u64, DocId)> = window
+                    .into_iter()
+                    .filter(|(seq, d)| verified.get(d).is_none_or(|v| v < seq))
+                    .collect();
+                drop(verified);
+                // Referenced kinds first, so links resolve without detours.
+                self.svc().read(|e| {
+                    window
+                        .iter()
+                        .map(|&(seq, d)| {
+                            let rank = e.kind(d).map_or(mapping::ALL.len(), |k| {
+                                mapping::ALL.iter().position(|m| m.kind == k).unwrap_or(0)
+                            });
+                            (rank, seq, d)
+                        })
+                        .collect()
+                })?
+            };
+            batch.sort_unstable();
+            let results: Vec<(u64, Result<Outcome, BridgeError>)> = futures_util::stream::iter(
+                batch
+                    .into_iter()
+                    .map(|(_, seq, d)| async move { (seq, self.reconcile_or_park(d).await) }),
+            )
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .collect()
+            .await;
+            let failed = results
+                .iter()
+                .filter_map(|(seq, r)| r.as_ref().err().map(|e| (*seq, e)))
+                .min_by_key(|x| x.0);
+            done += results.iter().filter(|r| r.1.is_ok()).count();
+            match failed {
+                None => self.set_cursor(upto)?,
+                Some((seq, e)) => {
+                    self.set_cursor(seq.saturating_sub(1).max(cursor))?;
+                    let msg = e.to_string();
+                    let mut s = lock(&self.stats);
+                    s.transient_failures += 1;
+                    s.last_error = Some(msg.clone());
+                    return Err(BridgeError::Other(msg));
+                }
+            }
+        }
+    }
+
+    fn set_cursor(&self, c: u64) -> Result<(), BridgeError> {
+        let mut s = lock(&self.stats);
+        if c > s.cursor {
+            self.svc().set_meta(OUT_CURSOR, &c.to_string())?;
+            s.cursor = c;
+        }
+        Ok(())
+    }
+
+    /// Re-reads one ERPNext record (a webhook, or a poll row): merges it into its document, or
+    /// imports it if the field has never seen it.
+    pub async fn refresh_one(&self, doctype: &str, name: &str) -> Result<(), BridgeError> {
+        let Some(map) = mapping::by_doctype(doctype) else {
+            return Ok(());
+        };
+        let known = lock(&self.names)
+            .by_name
+            .get(&(map.kind, name.to_owned()))
+            .copied();
+        match known {
+            Some(doc) => self.reconcile_or_park(doc).await.map(drop),
+            None => match self.import(map.kind, name, 0).await {
+                Ok(_) | Err(BridgeError::Erp(ErpError::NotFound)) => Ok(()),
+                Err(e) if e.retryable() => Err(e),
+                Err(e) => {
+                    tracing::warn!(doctype, name, error = %e, "erpnext.import_refused");
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// One inbound pass: ERPNext's records modified since each doctype's cursor, then its
+    /// deletions. Returns how many records were looked at.
+    pub async fn poll_pass(&self) -> Result<usize, BridgeError> {
+        let mut seen = 0;
+        for map in mapping::ALL {
+            seen += self.poll_doctype(map).await?;
+        }
+        seen += self.poll_deleted().await?;
+        Ok(seen)
+    }
+
+    async fn poll_doctype(&self, map: &DocMap) -> Result<usize, BridgeError> {
+        let key = format!("{POLL}{}", map.doctype);
+        let mut cursor = self.svc().meta(&key)?.unwrap_or_else(|| EPOCH.to_owned());
+        let mut start = 0;
+        let mut seen = 0;
+        loop {
+            let rows = self
+                .erp
+                .list(
+                    map.doctype,
+                    &["name", "modified", ID_FIELD],
+                    &json!([["modified", ">=", cursor]]),
+                    "modified asc, name asc",
+                    start,
+                    self.opts.page,
+                )
+                .await?;
+            let full = rows.len() == self.opts.page;
+            let mut work = Vec::new();
+            for row in &rows {
+                let (Some(name), Some(modified)) = (text(row, "name"), text(row, "modified"))
+                else {
+                    continue;
+                };
+                seen += 1;
+                // Rows at the cursor's own timestamp come back every time: skip what is known.
+                let doc = doc_id_of(row).or_else(|| {
+                    lock(&self.names)
+                        .by_name
+                        .get(&(map.kind, name.clone()))
+                        .copied()
+                });
+                let known = match doc {
+                    Some(d) => self.shadow(d)?.is_some_and(|s| s.modified == modified),
+                    None => false,
+                };
+                if !known {
+                    work.push(name);
+                }
+            }
+            let doctype = map.doctype;
+            let results: Vec<Result<(), BridgeError>> = futures_util::stream::iter(
+                work.into_iter()
+                    .map(|name| async move { self.refresh_one(doctype, &name).await }),
+            )
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .collect()
+            .await;
+            for r in results {
+                r?;
+            }
+            let last = rows.last().and_then(|r| text(r, "modified"));
+            match last {
+                Some(m) if m != cursor => {
+                    cursor = m;
+                    start = 0;
+                    self.svc().set_meta(&key, &cursor)?;
+                }
+                // A full page all at the cursor's timestamp: page within it.
+                Some(_) => start += rows.len(),
+                None => {}
+            }
+            if !full {
+                return Ok(seen);
+            }
+        }
+    }
+
+    async fn poll_deleted(&self) -> Result<usize, BridgeError> {
+        let doctypes: Vec<&str> = mapping::ALL.iter().map(|m| m.doctype).collect();
+        let mut cursor = self
+            .svc()
+            .meta(DELETED_FEED)?
+            .unwrap_or_else(|| EPOCH.to_owned());
+        let mut seen = 0;
+        loop {
+            let rows = self
+                .erp
+                .list(
+                    "Deleted Document",
+                    &["name", "deleted_doctype", "deleted_name", "creation"],
+                    &json!([
+                        ["deleted_doctype", "in", doctypes],
+                        ["creation", ">=", cursor]
+                    ]),
+                    "creation asc, name asc",
+                    0,
+                    self.opts.page,
+                )
+                .await?;
+            let full = rows.len() == self.opts.page;
+            for row in &rows {
+                seen += 1;
+                let (Some(dt), Some(name)) =
+                    (text(row, "deleted_doctype"), text(row, "deleted_name"))
+                else {
+                    continue;
+                };
+                let Some(map) = mapping::by_doctype(&dt) else {
+                    continue;
+                };
+                let doc = lock(&self.names).by_name.get(&(map.kind, name)).copied();
+                if let Some(doc) = doc
+                    && let Some((_, r, heads, _)) = self.read_doc(doc)?
+                    && r.get("deleted") != &Scalar::Bool(true)
+                {
+                    let shadow = self.shadow(doc)?;
+                    self.deleted_in_erp(doc, heads, shadow.as_ref())?;
+                }
+            }
+            match rows.last().and_then(|r| text(r, "creation")) {
+                Some(c) if c != cursor => {
+                    cursor = c;
+                    self.svc().set_meta(DELETED_FEED, &cursor)?;
+                }
+                _ => return Ok(seen),
+            }
+            if !full {
+                return Ok(seen);
+            }
+        }
+    }
+
+    /// Runs the bridge until `shutdown`: pushes whenever the log moves, polls every
+    /// `poll_interval`, re-reads records named by webhooks, backs off while ERPNext fails.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut head = self.svc().watch_head();
+        let mut rx = self.refresh_rx.lock().await;
+        let mut backoff = Duration::from_secs(1);
+        let mut next_poll = tokio::time::Instant::now();
+        loop {
+            let mut ok = true;
+            if let Err(e) = self.push_pass().await {
+                ok = false;
+                tracing::warn!(error = %e, "erpnext.push_failed");
+            }
+            if tokio::time::Instant::now() >= next_poll {
+                match self.poll_pass().await {
+                    Ok(_) => next_poll = tokio::time::Instant::now() + self.opts.poll_interval,
+                    Err(e) => {
+                        ok = false;
+                        lock(&self.stats).last_error = Some(e.to_string());
+                        tracing::warn!(error = %e, "erpnext.poll_failed");
+                    }
+                }
+            }
+            let wait = if ok {
+                backoff = Duration::from_secs(1);
+                lock(&self.stats).last_error = None;
+                next_poll.saturating_duration_since(tokio::time::Instant::now())
+            } else {
+                let w = backoff;
+                backoff = (backoff * 2).min(self.opts.max_backoff);
+                w
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = head.changed(), if ok => {}
+                Some((dt, name)) = rx.recv() => {
+                    let mut todo: BTreeMap<(String, String), ()> = BTreeMap::new();
+                    todo.insert((dt, name), ());
+                    while let Ok((dt, name)) = rx.try_recv() {
+                        todo.insert((dt, name), ());
+                    }
+                    for (dt, name) in todo.into_keys() {
+                        if let Err(e) = self.refresh_one(&dt, &name).await {
+                            tracing::warn!(doctype = %dt, error = %e, "erpnext.refresh_failed");
+                            // The poll catches it up.
+                        }
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! Which ERPNext field holds which register, and how values convert both ways.
+//!
+//! The bridge compares and merges in [`Record`] space: ERPNext's JSON is read into a record with
+//! the same registers as ours ([`from_erp`]), and the registers to send are written back as JSON
+//! ([`to_erp`]). Both directions are exact inverses on valid values, so a record that went to
+//! ERPNext and came back compares equal and nothing echoes.
+//!
+//! Every mapped doctype carries `fsm_id` (unique), our document id: creates are idempotent
+//! (look the id up before retrying a create) and ERPNext records are matched to documents by it.
+//! Links between entities are ERPNext `Link` fields holding ERPNext names; collections are child
+//! tables with one row per item (`fsm_item` key, `fsm_data` JSON of the item's registers).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use shared::ids::DocId;
+use shared::record::{EntityKind, Items, Record, Scalar};
+
+/// The custom field every mapped doctype carries: our document id.
+pub const ID_FIELD: &str = "fsm_id";
+/// Child-table row: the item key and the item's registers as JSON.
+pub const ITEM_KEY_FIELD: &str = "fsm_item";
+pub const ITEM_DATA_FIELD: &str = "fsm_data";
+
+/// How one register converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conv {
+    /// A short string (`Data`); empty reads as null.
+    Data,
+    /// A long string (`Long Text`): free text or our JSON-encoded compound values.
+    Text,
+    /// A boolean (`Check`, 0/1).
+    Check,
+    /// An integer that is never absent (`Int`). ERPNext reads an empty Int back as 0.
+    Int,
+    /// An optional integer, kept as decimal text (`Data`) because ERPNext reads an empty `Int` as 0.
+    OptInt,
+    /// A date `YYYY-MM-DD` (`Date`).
+    Date,
+    /// One of a model enum's values (`Select`); the same strings both sides.
+    Select(Options),
+    /// A reference to another entity (`Link` to its doctype, holding the ERPNext name).
+    Link(EntityKind),
+    /// `is_commercial` as ERPNext's `customer_group` (`Commercial` or `Individual`).
+    CustomerGroup,
+}
+
+impl Conv {
+    /// The Frappe fieldtype and options used when `erpnext setup` creates the field.
+    pub fn fieldtype(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Conv::Data | Conv::OptInt => ("Data", None),
+            Conv::Text => ("Long Text", None),
+            Conv::Check => ("Check", None),
+            Conv::Int => ("Int", None),
+            Conv::Date => ("Date", None),
+            Conv::Select(_) => ("Select", None),
+            Conv::Link(k) => ("Link", Some(k.doctype())),
+            Conv::CustomerGroup => ("Link", Some("Customer Group")),
+        }
+    }
+}
+
+/// The model enums that are `Select` fields in ERPNext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Options {
+    CustomerKind,
+    Language,
+    EquipmentType,
+    EquipmentStatus,
+    Plan,
+    SubscriptionStatus,
+    Priority,
+    JobStatus,
+}
+
+impl Options {
+    /// The values, as the model writes them.
+    pub fn values(self) -> Vec<&'static str> {
+        use shared::model as md;
+        fn all<T: Copy>(xs: &[T], f: fn(T) -> &'static str) -> Vec<&'static str> {
+            xs.iter().map(|x| f(*x)).collect()
+        }
+        match self {
+            Options::CustomerKind => all(md::CustomerKind::ALL, md::CustomerKind::as_str),
+            Options::Language => all(md::Language::ALL, md::Language::as_str),
+            Options::EquipmentType => all(md::EquipmentType::ALL, md::EquipmentType::as_str),
+            Options::EquipmentStatus => all(md::EquipmentStatus::ALL, md::EquipmentStatus::as_str),
+            Options::Plan => all(md::Plan::ALL, md::Plan::as_str),
+            Options::SubscriptionStatus => {
+                all(md::SubscriptionStatus::ALL, md::SubscriptionStatus::as_str)
+            }
+            Options::Priority => all(md::Priority::ALL, md::Priority::as_str),
+            Options::JobStatus => all(md::JobStatus::ALL, md::JobStatus::as_str),
+        }
+    }
+}
+
+/// One register and its ERPNext field.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldMap {
+    pub ours: &'static str,
+    pub erp: &'static str,
+    pub conv: Conv,
+    /// Whether ERPNext itself defines the field (standard doctype), so setup leaves it alone.
+    pub standard: bool,
+}
+
+/// One collection and its child table.
+#[derive(Debug, Clone, Copy)]
+pub struct TableMap {
+    pub collection: &'static str,
+    /// The parent's Table field.
+    pub field: &'static str,
+    pub child_doctype: &'static str,
+}
+
+/// The mapping of one entity kind.
+#[derive(Debug, Clone, Copy)]
+pub struct DocMap {
+    pub kind: EntityKind,
+    pub doctype: &'static str,
+    /// Created by `erpnext setup` (custom doctype) rather than ERPNext's own.
+    pub custom: bool,
+    /// Naming rule of a custom doctype.
+    pub autoname: &'static str,
+    pub fields: &'static [FieldMap],
+    pub tables: &'static [TableMap],
+}
+
+const fn m(ours: &'static str, erp: &'static str, conv: Conv) -> FieldMap {
+    FieldMap {
+        ours,
+        erp,
+        conv,
+        standard: false,
+    }
+}
+const fn std_field(ours: &'static str, erp: &'static str, conv: Conv) -> FieldMap {
+    FieldMap {
+        ours,
+        erp,
+        conv,
+        standard: true,
+    }
+}
+const fn t(collection: &'static str, field: &'static str, child_doctype: &'static str) -> TableMap {
+    TableMap {
+        collection,
+        field,
+        child_doctype,
+    }
+}
+
+use Conv::*;
+use EntityKind as K;
+
+const CUSTOMER: DocMap = DocMap {
+    kind: K::Customer,
+    doctype: "Customer",
+    custom: false,
+    autoname: "",
+    fields: &[
+        std_field("name", "customer_name", Data),
+        std_field("kind", "customer_type", Select(Options::CustomerKind)),
+        std_field("is_commercial", "customer_group", CustomerGroup),
+        m("phone", "fsm_phone", Data),
+        m("email", "fsm_email", Data),
+        m("language", "fsm_language", Select(Options::Language)),
+        m("stripe_id", "fsm_stripe_id", Data),
+        m("ppa_enabled", "fsm_ppa_enabled", Check),
+    ],
+    tables: &[],
+};
+
+const LOCATION: DocMap = DocMap {
+    kind: K::Location,
+    doctype: "Service Location",
+    custom: true,
+    autoname: "format:LOC-{#####}",
+    fields: &[
+        m("customer", "customer", Link(K::Customer)),
+        m("address_line1", "address_line1", Data),
+        m("city", "city", Data),
+        m("province", "province", Data),
+        m("postal_code", "postal_code", Data),
+        m("gps", "gps", Data),
+        m("olt_port", "olt_port", Data),
+        m("vlan", "vlan", OptInt),
+        m("network_notes", "network_notes", Text),
+    ],
+    tables: &[t("contacts", "fsm_contacts", "Service Location Contacts")],
+};
+
+const EQUIPMENT: DocMap = DocMap {
+    kind: K::Equipment,
+    doctype: "Service Equipment",
+    custom: true,
+    autoname: "format:EQ-{#####}",
+    fields: &[
+        m("location", "location", Link(K::Location)),
+        m("kind", "equipment_type", Select(Options::EquipmentType)),
+        m("serial", "serial_no", Data),
+        m("mac", "mac_address", Data),
+        m("management_ip", "management_ip", Data),
+        m("model", "model", Data),
+        m("firmware", "firmware", Data),
+        m("status", "status", Select(Options::EquipmentStatus)),
+    ],
+    tables: &[],
+};
+
+const SUBSCRIPTION: DocMap = DocMap {
+    kind: K::Subscription,
+    doctype: "Service Subscription",
+    custom: true,
+    autoname: "format:SUB-{#####}",
+    fields: &[
+        m("customer", "customer", Link(K::Customer)),
+        m("location", "location", Link(K::Location)),
+        m("plan", "plan", Select(Options::Plan)),
+        m("status", "status", Select(Options::SubscriptionStatus)),
+        m("monthly_price_cents", "monthly_price_cents", Int),
+        m("start_date", "start_date", Date),
+    ],
+    tables: &[],
+};
+
+const JOB: DocMap = DocMap {
+    kind: K::Job,
+    doctype: "Dispatch Job",
+    custom: true,
+    autoname: "format:DJ-{#####}",
+    fields: &[
+        m("customer", "customer", Link(K::Customer)),
+        m("location", "service_location", Link(K::Location)),
+        m("title", "title", Data),
+        m("description", "description", Text),
+        m("technician", "technician", Link(K::Technician)),
+        m("assistants", "assistants", Text),
+        m("required_tags", "required_tags", Text),
+        m("date", "scheduled_date", Date),
+        // Text, not Time: ERPNext fills an empty Time with the current time and drops the zero.
+        m("start", "start_hhmm", Data),
+        m("duration_min", "duration_min", Int),
+        m("recurrence", "recurrence", Data),
+        m("priority", "priority", Select(Options::Priority)),
+        m("status", "job_status", Select(Options::JobStatus)),
+        m("check_in", "check_in", Text),
+        m("actual_start", "actual_start_ms", OptInt),
+        m("actual_end", "actual_end_ms", OptInt),
+        m("signature", "signature", Text),
+    ],
+    tables: &[
+        t("notes", "fsm_notes", "Dispatch Job Notes"),
+        t("checklist", "fsm_checklist", "Dispatch Job Checklist"),
+        t("materials", "fsm_materials", "Dispatch Job Materials"),
+        t(
+            "equipment_items",
+            "fsm_equipment_items",
+            "Dispatch Job Equipment",
+        ),
+        t("photos", "fsm_photos", "Dispatch Job Photos"),
+        t("time_log", "fsm_time_log", "Dispatch Job Time Log"),
+        t("diagnostics", "fsm_diagnostics", "Dispatch Job Diagnostics"),
+    ],
+};
+
+const TECHNICIAN: DocMap = DocMap {
+    kind: K::Technician,
+    doctype: "Dispatch Technician",
+    custom: true,
+    autoname: "format:TECH-{#####}",
+    fields: &[
+        m("name", "full_name", Data),
+        m("phone", "phone", Data),
+        m("active", "active", Check),
+        m("home", "home_gps", Data),
+        m("weekly", "weekly_schedule", Text),
+        m("extra_shifts", "extra_shifts", Text),
+        m("absences", "absences", Text),
+        m("skills", "skills", Text),
+    ],
+    tables: &[],
+};
+
+const TAG: DocMap = DocMap {
+    kind: K::Tag,
+    doctype: "Dispatch Tag",
+    custom: true,
+    autoname: "format:TAG-{#####}",
+    fields: &[m("label", "label", Data), m("category", "category", Data)],
+    tables: &[],
+};
+
+/// Every mapping, in dependency order: a kind only links to kinds before it.
+pub const ALL: [&DocMap; 7] = [
+    &TAG,
+    &TECHNICIAN,
+    &CUSTOMER,
+    &LOCATION,
+    &EQUIPMENT,
+    &SUBSCRIPTION,
+    &JOB,
+];
+
+/// The mapping of a kind.
+pub fn doc_map(kind: EntityKind) -> &'static DocMap {
+    match kind {
+        K::Customer => &CUSTOMER,
+        K::Location => &LOCATION,
+        K::Equipment => &EQUIPMENT,
+        K::Subscription => &SUBSCRIPTION,
+        K::Job => &JOB,
+        K::Technician => &TECHNICIAN,
+        K::Tag => &TAG,
+    }
+}
+
+/// The mapping of a doctype, if it is one the bridge handles.
+pub fn by_doctype(doctype: &str) -> Option<&'static DocMap> {
+    ALL.into_iter().find(|d| d.doctype == doctype)
+}
+
+/// Translates references between our ids and ERPNext names.
+pub trait Names {
+    /// The ERPNext name of a document, once it has one.
+    fn erp_name(&self, doc: DocId) -> Option<String>;
+    /// The document an ERPNext record of `kind` is.
+    fn doc_id(&self, kind: EntityKind, erp_name: &str) -> Option<DocId>;
+}
+
+/// A value that cannot cross the bridge (yet).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MapError {
+    /// A linked document has no ERPNext name yet: push it first.
+    #[error("{field} links to {kind:?} {doc}, which is not in ERPNext yet")]
+    NotInErp {
+        field: &'static str,
+        kind: EntityKind,
+        doc: DocId,
+    },
+    /// ERPNext links to a record the field has never seen: pull it first.
+    #[error("{field} links to {doctype} {name:?}, which the server does not have yet")]
+    UnknownLink {
+        field: &'static str,
+        kind: EntityKind,
+        doctype: &'static str,
+        name: String,
+    },
+    #[error("{field}: {problem}")]
+    BadValue { field: String, problem: String },
+}
+
+fn bad(field: &str, problem: impl Into<String>) -> MapError {
+    MapError::BadValue {
+        field: field.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// A scalar as JSON (inside `fsm_data`).
+pub fn scalar_json(s: &Scalar) -> Value {
+    match s {
+        Scalar::Null => Value::Null,
+        Scalar::Bool(b) => Value::Bool(*b),
+        Scalar::Int(i) => Value::from(*i),
+        Scalar::F64(x) => serde_json::Number::from_f64(*x).map_or(Value::Null, Value::Number),
+        Scalar::Str(s) => Value::String(s.clone()),
+    }
+}
+
+/// JSON (inside `fsm_data`) as a scalar; integers stay integers.
+pub fn json_scalar(v: &Value) -> Scalar {
+    match v {
+        Value::Bool(b) => Scalar::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Scalar::Int)
+            .or_else(|| n.as_f64().map(Scalar::F64))
+            .unwrap_or(Scalar::Null),
+        Value::String(s) => Scalar::Str(s.clone()),
+        Value::Null | Value::Array(_) | Value::Object(_) => Scalar::Null,
+    }
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One register as its ERPNext value.
+fn out_value(f: &FieldMap, v: &Scalar, names: &dyn Names) -> Result<Value, MapError> {
+    Ok(match (f.conv, v) {
+        (_, Scalar::Null) => match f.conv {
+            Check => Value::from(0),
+            Int => Value::from(0),
+            _ => Value::Null,
+        },
+        (Data | Text | Date | Select(_), Scalar::Str(s)) => Value::String(s.clone()),
+        (Check, Scalar::Bool(b)) => Value::from(i32::from(*b)),
+        (Int, Scalar::Int(i)) => Value::from(*i),
+        (OptInt, Scalar::Int(i)) => Value::String(i.to_string()),
+        (CustomerGroup, Scalar::Bool(b)) => {
+            Value::String(if *b { "Commercial" } else { "Individual" }.to_owned())
+        }
+        (Link(kind), Scalar::Str(s)) => {
+            let doc: DocId = s
+                .parse()
+                .map_err(|_| bad(f.ours, format!("not a document id: {s:?}")))?;
+            let name = names.erp_name(doc).ok_or(MapError::NotInErp {
+                field: f.ours,
+                kind,
+                doc,
+            })?;
+            Value::String(name)
+        }
+        (_, other) => return Err(bad(f.ours, format!("unexpected value {other}"))),
+    })
+}
+
+/// One ERPNext value as its register.
+fn in_value(f: &FieldMap, v: &Value, names: &dyn Names) -> Result<Scalar, MapError> {
+    Ok(match f.conv {
+        Data | Text | Date => Scalar::opt_str(text_of(v)),
+        Select(options) => match text_of(v) {
+            None => Scalar::Null,
+            Some(s) if options.values().contains(&s.as_str()) => Scalar::Str(s),
+            Some(s) => {
+                let allowed = options.values().join(", ");
+                return Err(bad(f.erp, format!("{s:?} is not one of: {allowed}")));
+            }
+        },
+        Check => Scalar::Bool(v.as_i64().unwrap_or(0) != 0 || v.as_bool().unwrap_or(false)),
+        Int => Scalar::Int(
+            v.as_i64()
+                .or_else(|| v.as_f64().map(|x| x as i64))
+                .unwrap_or(0),
+        ),
+        OptInt => match text_of(v) {
+            None => Scalar::Null,
+            Some(s) => Scalar::Int(
+                s.trim()
+                    .parse()
+                    .map_err(|_| bad(f.erp, format!("{s:?} is not a whole number")))?,
+            ),
+        },
+        CustomerGroup => Scalar::Bool(v.as_str() == Some("Commercial")),
+        Link(kind) => match text_of(v) {
+            None => Scalar::Null,
+            Some(name) => match names.doc_id(kind, &name) {
+                Some(doc) => Scalar::Str(doc.to_string()),
+                None => {
+                    return Err(MapError::UnknownLink {
+                        field: f.erp,
+                        kind,
+                        doctype: kind.doctype(),
+                        name,
+                    });
+                }
+            },
+        },
+    })
+}
+
+/// The mapped registers `fields` (all when `None`) and the child tables `tables` of a record, as
+/// an ERPNext document body. A child table is always sent whole: ERPNext replaces its rows.
+pub fn to_erp(
+    map: &DocMap,
+    record: &Record,
+    fields: Option<&[&str]>,
+    tables: Option<&[&str]>,
+    names: &dyn Names,
+) -> Result<Map<String, Value>, MapError> {
+    let mut out = Map::new();
+    for f in map.fields {
+        if fields.is_some_and(|only| !only.contains(&f.ours)) {
+            continue;
+        }
+        out.insert(f.erp.to_owned(), out_value(f, record.get(f.ours), names)?);
+    }
+    for tm in map.tables {
+        if tables.is_some_and(|only| !only.contains(&tm.collection)) {
+            continue;
+        }
+        let rows: Vec<Value> = record
+            .items(tm.collection)
+            .into_iter()
+            .flatten()
+            .map(|(key, item)| {
+                let data: Map<String, Value> = item
+                    .iter()
+                    .map(|(k, v)| (k.clone(), scalar_json(v)))
+                    .collect();
+                serde_json::json!({
+                    ITEM_KEY_FIELD: key,
+                    ITEM_DATA_FIELD: Value::Object(data).to_string(),
+                })
+            })
+            .collect();
+        out.insert(tm.field.to_owned(), Value::Array(rows));
+    }
+    Ok(out)
+}
+
+/// An ERPNext document as a record of the mapped registers and collections.
+pub fn from_erp(map: &DocMap, doc: &Value, names: &dyn Names) -> Result<Record, MapError> {
+    let mut r = Record::default();
+    for f in map.fields {
+        let v = doc.get(f.erp).unwrap_or(&Value::Null);
+        r.set(f.ours, in_value(f, v, names)?);
+    }
+    for tm in map.tables {
+        let mut items = Items::new();
+        for row in doc
+            .get(tm.field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(key) = row.get(ITEM_KEY_FIELD).and_then(text_of_ref) else {
+                return Err(bad(tm.field, "a row has no fsm_item key"));
+            };
+            let data = row
+                .get(ITEM_DATA_FIELD)
+                .and_then(Value::as_str)
+                .unwrap_or("{}");
+            let parsed: Map<String, Value> = serde_json::from_str(data)
+                .map_err(|e| bad(tm.field, format!("row {key}: fsm_data is not JSON: {e}")))?;
+            let item: BTreeMap<String, Scalar> = parsed
+                .iter()
+                .map(|(k, v)| (k.clone(), json_scalar(v)))
+                .collect();
+            items.insert(key.to_owned(), item);
+        }
+        r.collections.insert(tm.collection.to_owned(), items);
+    }
+    Ok(r)
+}
+
+fn text_of_ref(v: &Value) -> Option<&str> {
+    v.as_str().filter(|s| !s.is_empty())
+}
+
+/// The mapped part of a record: what the bridge compares with ERPNext. An empty text is null,
+/// as ERPNext cannot tell them apart.
+pub fn mapped(map: &DocMap, record: &Record) -> Record {
+    let mut r = Record::default();
+    for f in map.fields {
+        let v = match (f.conv, record.get(f.ours)) {
+            (Data | Text | Date, Scalar::Str(s)) if s.is_empty() => Scalar::Null,
+            (_, v) => v.clone(),
+        };
+        r.set(f.ours, v);
+    }
+    for tm in map.tables {
+        r.collections.insert(
+            tm.collection.to_owned(),
+            record.items(tm.collection).cloned().unwrap_or_default(),
+        );
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::ids::DocId;
+
+    struct Fixed(Vec<(DocId, EntityKind, String)>);
+    impl Names for Fixed {
+        fn erp_name(&self, doc: DocId) -> Option<String> {
+            self.0.iter().find(|x| x.0 == doc).map(|x| x.2.clone())
+        }
+        fn doc_id(&self, kind: EntityKind, erp_name: &str) -> Option<DocId> {
+            self.0
+                .iter()
+                .find(|x| x.1 == kind && x.2 == erp_name)
+                .map(|x| x.0)
+        }
+    }
+
+    fn id(n: u8) -> DocId {
+        DocId::from_bytes([n; 16])
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_erpnext_form() {
+        let data = sync_server_demo_entities();
+        let names = Fixed(
+            data.iter()
+                .map(|e| (e.doc_id(), e.kind(), format!("ERP-{}", e.doc_id())))
+                .collect(),
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &data {
+            let map = doc_map(e.kind());
+            let ours = mapped(map, &e.to_record());
+            let body = to_erp(map, &ours, None, None, &names).expect("maps out");
+            let back = from_erp(map, &Value::Object(body), &names).expect("maps in");
+            assert_eq!(back, ours, "{:?} {}", e.kind(), e.doc_id());
+            seen.insert(e.kind());
+        }
+        assert_eq!(seen.len(), 7, "the demo data covers every kind");
+    }
+
+    #[test]
+    fn links_need_the_other_side_to_know_the_target() {
+        let map = doc_map(EntityKind::Subscription);
+        let mut r = Record::default();
+        r.set("customer", Scalar::str(id(1).to_string()));
+        let err = to_erp(map, &r, Some(&["customer"]), Some(&[]), &Fixed(vec![]))
+            .expect_err("no ERPNext name yet");
+        assert!(matches!(err, MapError::NotInErp { doc, .. } if doc == id(1)));
+        let doc = serde_json::json!({"customer": "Dupont Inc", "status": "active", "plan": "IPTV"});
+        let err = from_erp(map, &doc, &Fixed(vec![])).expect_err("unknown link");
+        assert!(matches!(err, MapError::UnknownLink { ref name, .. } if name == "Dupont Inc"));
+        let bad = serde_json::json!({"job_status": "Open"});
+        assert!(matches!(
+            from_erp(doc_map(EntityKind::Job), &bad, &Fixed(vec![])),
+            Err(MapError::BadValue { .. })
+        ));
+    }
+
+    fn sync_server_demo_entities() -> Vec<shared::model::AnyEntity> {
+        let spec = crate::demo::Spec {
+            technicians: 3,
+            locations: 12,
+            ..crate::demo::DEMO_SPEC
+        };
+        crate::demo::generate(crate::demo::DEMO_SEED, spec, chrono_today()).entities
+    }
+
+    fn chrono_today() -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 23).expect("valid date")
+    }
+}
