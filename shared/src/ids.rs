@@ -167,6 +167,19 @@ pub struct Author {
 impl Author {
     pub const ENCODED_LEN: usize = 17;
 
+    /// ERPNext's office, as the bridge writes its edits: an office author like a dispatcher (a
+    /// concurrent dispatcher edit is a listed conflict, not a silent win), distinct from the
+    /// server's own seeding and compensating changes.
+    pub const ERPNEXT: Author = Author {
+        role: Role::Server,
+        device: DeviceId(DocId::from_u128(0x0000_0000_0000_7000_8000_4552_504e_7874)),
+    };
+
+    /// Whether this is [`Author::ERPNEXT`].
+    pub fn is_erpnext(&self) -> bool {
+        *self == Self::ERPNEXT
+    }
+
     pub fn new(role: Role, device: DeviceId) -> Self {
         Self { role, device }
     }

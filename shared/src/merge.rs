@@ -32,8 +32,11 @@ pub struct FieldConflict {
     pub values: Vec<(Scalar, Option<Author>)>,
 }
 
-fn office_rank(role: Option<Role>) -> u8 {
-    match role {
+fn office_rank(author: Option<&Author>) -> u8 {
+    if author.is_some_and(Author::is_erpnext) {
+        return 3;
+    }
+    match author.map(|a| a.role) {
         Some(Role::Dispatcher | Role::Admin) => 3,
         Some(Role::Server) => 2,
         Some(Role::Technician) => 1,
@@ -41,8 +44,11 @@ fn office_rank(role: Option<Role>) -> u8 {
     }
 }
 
-fn device_rank(role: Option<Role>) -> u8 {
-    match role {
+fn device_rank(author: Option<&Author>) -> u8 {
+    if author.is_some_and(Author::is_erpnext) {
+        return 2;
+    }
+    match author.map(|a| a.role) {
         Some(Role::Technician) => 3,
         Some(Role::Dispatcher | Role::Admin) => 2,
         Some(Role::Server) => 1,
@@ -66,8 +72,8 @@ pub fn resolve(policy: Policy, candidates: &[Candidate]) -> Resolution {
         };
     }
     match policy {
-        Policy::DeviceWins => by_rank(candidates, |a| device_rank(a.map(|a| a.role))),
-        Policy::OfficeWins => by_rank(candidates, |a| office_rank(a.map(|a| a.role))),
+        Policy::DeviceWins => by_rank(candidates, device_rank),
+        Policy::OfficeWins => by_rank(candidates, office_rank),
         Policy::JobStatus => job_status(candidates),
     }
 }
@@ -160,6 +166,25 @@ mod tests {
             assert_eq!(r.value, s("tech"));
             assert!(r.conflict.is_none());
         }
+    }
+
+    #[test]
+    fn erpnext_and_a_dispatcher_are_both_the_office_so_their_clash_is_listed() {
+        let erp = Some(Author::ERPNEXT);
+        let cands = vec![(s("bureau"), who(Role::Dispatcher, 2)), (s("erpnext"), erp)];
+        let r = resolve(Policy::OfficeWins, &cands);
+        assert_eq!(r.value, s("erpnext"), "the later candidate is shown");
+        assert_eq!(r.conflict, Some(cands));
+        // The server's own changes still lose to a dispatcher without a conflict.
+        let server = vec![
+            (s("bureau"), who(Role::Dispatcher, 2)),
+            (s("seed"), who(Role::Server, 0x5e)),
+        ];
+        assert_eq!(resolve(Policy::OfficeWins, &server).conflict, None);
+        // A technician's reading beats ERPNext's copy of it.
+        let device = vec![(s("tech"), who(Role::Technician, 1)), (s("erp"), erp)];
+        let r = resolve(Policy::DeviceWins, &device);
+        assert_eq!((r.value, r.conflict), (s("tech"), None));
     }
 
     #[test]

@@ -3,5 +3,6 @@
 
 /// The demo data generator lives with the server (its `demo` command uses it).
 pub use sync_server::demo as data;
+pub mod frappe;
 pub mod harness;
 pub mod sim;

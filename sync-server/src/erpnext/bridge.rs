@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use shared::clock::Millis;
-use shared::ids::{Author, DeviceId, DocId, Role};
+use shared::ids::{Author, DocId};
 use shared::model::AnyEntity;
 use shared::record::{EntityKind, FieldChange, Record, Scalar};
 use shared::sync::server::ServerEngine;
@@ -39,13 +39,7 @@ use crate::service::{ServiceError, SyncService};
 
 /// The author of every change the bridge writes on ERPNext's behalf.
 pub fn erpnext_author() -> Author {
-    // A fixed, recognisable id: "ERPNext" in the node bytes of a v7-shaped UUID.
-    Author::new(
-        Role::Server,
-        DeviceId(DocId::from_bytes(
-            *b"\x01\x8f\x00\x00\x00\x00\x70\x00\x80\x00ERPNxt",
-        )),
-    )
+    Author::ERPNEXT
 }
 
 /// Tuning; the defaults suit a single ERPNext on a LAN.
@@ -149,6 +143,8 @@ pub struct BridgeStats {
     pub deleted: u64,
     pub parked: u64,
     pub transient_failures: u64,
+    /// Records named by verified webhooks.
+    pub webhooks: u64,
     /// The outbound cursor (log position reconciled up to).
     pub cursor: u64,
     pub last_error: Option<String>,
@@ -203,6 +199,8 @@ pub struct Bridge {
     /// re-reads need no second round trip.
     verified: Mutex<HashMap<DocId, u64>>,
     stats: Mutex<BridgeStats>,
+    /// One reconciliation per document at a time (a link detour and the batch may meet).
+    busy: Mutex<HashMap<DocId, Arc<tokio::sync::Mutex<()>>>>,
     refresh_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
     refresh_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>,
 }
@@ -305,6 +303,7 @@ impl Bridge {
                 cursor,
                 ..BridgeStats::default()
             }),
+            busy: Mutex::new(HashMap::new()),
             refresh_tx,
             refresh_rx: tokio::sync::Mutex::new(refresh_rx),
         }))
@@ -320,6 +319,7 @@ impl Bridge {
 
     /// Asks for one ERPNext record to be re-read soon (a verified webhook).
     pub fn refresh(&self, doctype: &str, name: &str) {
+        lock(&self.stats).webhooks += 1;
         // The receiver lives as long as the bridge.
         let _ = self.refresh_tx.send((doctype.to_owned(), name.to_owned()));
     }
@@ -424,6 +424,25 @@ impl Bridge {
         depth: u8,
     ) -> futures_util::future::BoxFuture<'a, Result<Outcome, BridgeError>> {
         Box::pin(async move {
+            let gate = Arc::clone(lock(&self.busy).entry(doc).or_default());
+            let _turn = gate.lock().await;
+            let result = self.reconcile_locked(doc, depth).await;
+            if result.is_ok() {
+                // In step now, however it got there (its own turn or another's link detour).
+                self.svc().delete_meta(&format!("{ISSUE}{doc}"))?;
+            }
+            drop(_turn);
+            let mut busy = lock(&self.busy);
+            // Forget the gate once nobody else holds or waits for it.
+            if busy.get(&doc).is_some_and(|g| Arc::strong_count(g) <= 2) {
+                busy.remove(&doc);
+            }
+            result
+        })
+    }
+
+    async fn reconcile_locked(&self, doc: DocId, depth: u8) -> Result<Outcome, BridgeError> {
+        {
             let mut last = None;
             // A concurrent ERPNext save makes our PUT stale: read again and merge again.
             for _ in 0..4 {
@@ -444,7 +463,7 @@ impl Bridge {
                 }
             }
             Err(last.unwrap_or_else(|| BridgeError::Other("links kept changing".into())))
-        })
+        }
     }
 
     async fn reconcile_once(&self, doc: DocId) -> Result<Outcome, BridgeError> {
@@ -706,10 +725,7 @@ impl Bridge {
     /// Reconciles; data ERPNext refuses becomes an issue instead of an error.
     async fn reconcile_or_park(&self, doc: DocId) -> Result<Outcome, BridgeError> {
         match self.reconcile(doc).await {
-            Ok(o) => {
-                self.svc().delete_meta(&format!("{ISSUE}{doc}"))?;
-                Ok(o)
-            }
+            Ok(o) => Ok(o),
             Err(e) if e.retryable() => Err(e),
             Err(e) => {
                 self.park(doc, "push", &e)?;

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod bad_input;
+mod erpnext;
+mod recording;
 mod scenarios;
 mod sim;
 mod tidy;
