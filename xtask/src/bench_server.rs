@@ -130,6 +130,7 @@ pub(crate) fn run() -> Result<()> {
         return Ok(());
     }
     initial_sync_cpu()?;
+    crate::bench_erp::run()?;
 
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

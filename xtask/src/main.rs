@@ -13,6 +13,7 @@
 use std::process::ExitCode;
 
 mod bench;
+mod bench_erp;
 mod bench_server;
 mod demo;
 
