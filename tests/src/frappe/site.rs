@@ -920,7 +920,7 @@ impl Site {
         }
     }
 
-    /// Creates a document (POST /api/resource/<doctype>, or an office user's save).
+    /// Creates a document (`POST /api/resource/<doctype>`, or an office user's save).
     pub(crate) fn insert(&mut self, doctype: &str, body: &Doc) -> Result<Saved, ApiError> {
         let meta = self.meta(doctype)?.clone();
         if doctype == "DocType" {
