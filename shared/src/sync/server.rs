@@ -512,31 +512,16 @@ impl ServerEngine {
         Ok(effects)
     }
 
-    /// Edits a document as the server (ERPNext's edits, administrative fixes).
+    /// Edits a document as the server (administrative fixes, compensations, benchmarks).
     pub fn edit(
         &mut self,
         id: DocId,
         changes: &[FieldChange],
         now: Millis,
     ) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
-        let Some(state) = self.docs.get(&id) else {
-            return Ok(Vec::new());
-        };
-        let (kind, epoch) = (state.kind, state.epoch);
-        let mut doc = self.checkout(id)?;
-        let mut effects = Vec::new();
-        match crdt::write(&mut doc, &self.config.author, now, changes)? {
-            Some(change) => self.commit_doc(
-                id,
-                (kind, epoch),
-                doc,
-                None,
-                vec![(change, None)],
-                &mut effects,
-            ),
-            None => self.keep_loaded(id, doc),
-        }
-        Ok(effects)
+        let author = self.config.author;
+        // No base: written on the current state.
+        Ok(self.edit_concurrent(id, &[], &author, changes, now)?.0)
     }
 
     /// The document's heads (hex), for a bridge that later writes concurrently with them.
