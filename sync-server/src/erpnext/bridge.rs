@@ -442,28 +442,24 @@ impl Bridge {
     }
 
     async fn reconcile_locked(&self, doc: DocId, depth: u8) -> Result<Outcome, BridgeError> {
-        {
-            let mut last = None;
-            // A concurrent ERPNext save makes our PUT stale: read again and merge again.
-            for _ in 0..4 {
-                match self.reconcile_once(doc).await {
-                    Err(BridgeError::Erp(ErpError::Stale)) => {
-                        last = Some(BridgeError::Erp(ErpError::Stale));
-                    }
-                    Err(BridgeError::Map(MapError::NotInErp { doc: dep, .. })) if depth < 4 => {
-                        // A link to a document ERPNext does not have yet: send that one first.
-                        self.reconcile_depth(dep, depth + 1).await?;
-                    }
-                    Err(BridgeError::Map(MapError::UnknownLink { kind, name, .. }))
-                        if depth < 4 =>
-                    {
-                        self.import(kind, &name, depth + 1).await?;
-                    }
-                    other => return other,
+        let mut last = None;
+        // A concurrent ERPNext save makes our PUT stale: read again and merge again.
+        for _ in 0..4 {
+            match self.reconcile_once(doc).await {
+                Err(BridgeError::Erp(ErpError::Stale)) => {
+                    last = Some(BridgeError::Erp(ErpError::Stale));
                 }
+                Err(BridgeError::Map(MapError::NotInErp { doc: dep, .. })) if depth < 4 => {
+                    // A link to a document ERPNext does not have yet: send that one first.
+                    self.reconcile_depth(dep, depth + 1).await?;
+                }
+                Err(BridgeError::Map(MapError::UnknownLink { kind, name, .. })) if depth < 4 => {
+                    self.import(kind, &name, depth + 1).await?;
+                }
+                other => return other,
             }
-            Err(last.unwrap_or_else(|| BridgeError::Other("links kept changing".into())))
         }
+        Err(last.unwrap_or_else(|| BridgeError::Other("links kept changing".into())))
     }
 
     async fn reconcile_once(&self, doc: DocId) -> Result<Outcome, BridgeError> {

@@ -20,7 +20,9 @@ use sync_server::service::SyncService;
 use sync_server::settings::Secret;
 use sync_server::store::SqliteStore;
 use sync_server::{AppState, ErpEdge, SystemClock};
-use tests::data::{Dataset, Spec, generate};
+use tests::data::{Dataset, generate};
+
+use crate::world::small_spec;
 use tests::frappe::{Fault, FrappeDouble, webhook_signature};
 use tests::harness::{monday_9am, server_author};
 
@@ -46,18 +48,6 @@ impl Drop for ErpWorld {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-    }
-}
-
-fn small_spec() -> Spec {
-    Spec {
-        technicians: 2,
-        jobs_per_technician: 3,
-        locations: 4,
-        subscribers_per_location: 1,
-        equipment_per_location: 2,
-        days_back: 1,
-        days_ahead: 3,
     }
 }
 

@@ -21,10 +21,9 @@ pub(crate) struct World {
     pub(crate) office_net: Direct,
 }
 
-pub(crate) fn world() -> World {
-    let clock = Arc::new(FixedClock::new(monday_9am()));
-    let hub = Hub::new(ServerConfig::new(server_author()), clock.clone());
-    let spec = Spec {
+/// Two technicians, a few jobs each, over a few days: small enough to read a failure.
+pub(crate) fn small_spec() -> Spec {
+    Spec {
         technicians: 2,
         jobs_per_technician: 3,
         locations: 4,
@@ -32,8 +31,13 @@ pub(crate) fn world() -> World {
         equipment_per_location: 2,
         days_back: 1,
         days_ahead: 3,
-    };
-    let data = generate(11, spec, hub.today());
+    }
+}
+
+pub(crate) fn world() -> World {
+    let clock = Arc::new(FixedClock::new(monday_9am()));
+    let hub = Hub::new(ServerConfig::new(server_author()), clock.clone());
+    let data = generate(11, small_spec(), hub.today());
     hub.seed(&data).unwrap();
     let ta = Author::new(Role::Technician, device(1));
     let oa = Author::new(Role::Dispatcher, device(2));
