@@ -9,6 +9,7 @@
 //! * [`merge`], [`auth`], [`dispatch`]: pure rules — settling concurrent writes, what a role may
 //!   change, and which technician fits a job.
 //! * [`crdt`] (feature `crdt`): one Automerge document per entity.
+//! * [`ipc`]: what crosses between the app's UI and its shell (commands, view models, errors).
 //! * [`protocol`] and [`sync`]: the versioned wire messages and the sans-IO engines for both sides.
 //!
 //! # Typical flow
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod crdt;
 pub mod dispatch;
 pub mod ids;
+pub mod ipc;
 pub mod merge;
 pub mod model;
 pub mod protocol;

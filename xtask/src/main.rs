@@ -4,6 +4,7 @@
 //!   `name: value unit` line per figure.
 //! * `cargo xtask bench server` — sync-server figures: merge throughput, reconnect storm, initial
 //!   sync CPU, memory (release build, server in a child process over real HTTP).
+//! * `cargo xtask ui [--debug]` — builds the Yew UI into `app-ui/dist` (wasm + wasm-bindgen).
 //! * `cargo xtask demo` — runs what exists of the product on its embedded default: an in-process
 //!   sync server with a generated Québec data set, a technician and a dispatcher replica on disk.
 
@@ -16,6 +17,7 @@ mod bench;
 mod bench_erp;
 mod bench_server;
 mod demo;
+mod ui;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,8 +35,10 @@ fn main() -> ExitCode {
         )),
         ["bench-client", frames] => bench::client_child(frames),
         ["demo"] => demo::run(),
+        ["ui"] => ui::build(true),
+        ["ui", "--debug"] => ui::build(false),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask bench core|server | cargo xtask demo"
+            "usage: cargo xtask bench core|server|app | cargo xtask ui [--debug] | cargo xtask demo"
         )),
     };
     match result {

@@ -12,13 +12,22 @@
 //! the server's answer in one transaction: snapshots of documents entering the scope, changes to
 //! documents already held, evictions, and rejections (with the server's copy to converge on).
 //! Screens read the materialized tables; documents are loaded only while edited or merged.
+//!
+//! For the app: [`views`] builds the screens' view models (`shared::ipc`), [`device`] holds the
+//! login (sealed by [`secrets`]) and the replica for it, and syncs without holding the replica
+//! while a request is on the network; the edits screens make are methods of [`Replica`].
 
+mod actions;
+pub mod device;
 mod replica;
+pub mod secrets;
 mod sync_client;
+pub mod views;
 
+pub use actions::parse_scalar;
 pub use replica::{
     ConflictRow, EquipmentRow, JobRow, Replica, ReplicaError, ReplicaStatus, SearchHit,
 };
 #[cfg(feature = "http")]
 pub use sync_client::http::HttpTransport;
-pub use sync_client::{SyncReport, Transport, TransportError};
+pub use sync_client::{SyncReport, SyncStep, Transport, TransportError};

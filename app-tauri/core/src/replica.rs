@@ -356,6 +356,49 @@ impl Replica {
         Ok(entity)
     }
 
+    /// Settles a listed conflict: writes `value` to `field` as this author, after every
+    /// concurrent value, so all replicas show it and the conflict closes (even when `value` is
+    /// the one already shown). The write is checked like any other edit.
+    pub fn resolve_conflict(
+        &mut self,
+        id: DocId,
+        field: &str,
+        value: shared::record::Scalar,
+    ) -> Result<(), ReplicaError> {
+        let now = self.clock.now();
+        let author = self.author;
+        let tx = self.conn.transaction()?;
+        let stored = Self::load_stored(&tx, id)?.ok_or(ReplicaError::NotFound {
+            kind: EntityKind::Job,
+            id,
+        })?;
+        let kind = stored.kind;
+        if shared::model::field_spec(kind, field).is_none() {
+            return Err(ModelError::new(field, "is not a field of this document").into());
+        }
+        let mut doc = crdt::load(&stored.bytes).map_err(corrupt(id))?;
+        let before = crdt::read(&doc, kind).record;
+        let mut after = before.clone();
+        after.set(field, value.clone());
+        AnyEntity::from_record(kind, id, &after)?;
+        if let Some(d) = auth::check(kind, author.role, Some(&before), &after)
+            .into_iter()
+            .next()
+        {
+            return Err(d.into());
+        }
+        let change = shared::record::FieldChange::Set {
+            field: field.to_owned(),
+            value,
+        };
+        if let Some(change) = crdt::write(&mut doc, &author, now, &[change]).map_err(corrupt(id))? {
+            Self::store_loaded(&tx, id, kind, stored.epoch, &doc)?;
+            Self::queue(&tx, id, kind, stored.epoch, &change)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
     /// Moves a job along the state machine, recording actual start and end times on the way.
     pub fn set_job_status(
         &mut self,

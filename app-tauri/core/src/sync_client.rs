@@ -49,6 +49,13 @@ pub struct SyncReport {
     pub bytes_received: u64,
 }
 
+/// One request of a sync in progress: its encoded frame and how many changes it pushes.
+#[derive(Debug, Clone)]
+pub struct SyncStep {
+    pub frame: Vec<u8>,
+    pub pushed: u64,
+}
+
 /// What applying one response did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Applied {
@@ -152,35 +159,58 @@ impl Replica {
     pub fn sync(&mut self, transport: &mut dyn Transport) -> Result<SyncReport, TransportError> {
         let mut report = SyncReport::default();
         loop {
-            let req = self.sync_request(env!("CARGO_PKG_VERSION"))?;
-            let pushed = req.push.iter().map(|p| p.changes.len() as u64).sum::<u64>();
-            let frame = protocol::encode(&Message::Request(req));
-            report.bytes_sent += frame.len() as u64;
-            let answer = transport.exchange(frame)?;
-            report.bytes_received += answer.len() as u64;
-            report.round_trips += 1;
-            let resp = match protocol::decode(&answer)? {
-                Message::Response(r) => r,
-                Message::Refused(r) => return Err(TransportError::Refused(r)),
-                Message::Request(_) => {
-                    return Err(DecodeError::Malformed("server sent a request".into()).into());
-                }
-            };
-            let a = self.apply_response(&resp)?;
-            report.pushed += pushed;
-            report.snapshots += a.snapshots;
-            report.changes += a.changes;
-            report.evicted += a.evicted;
-            report.rejected += a.rejected;
-            // Keep going while the server has more, or the outbox had more than one request holds.
-            let more_to_push =
-                report.round_trips < 1_000 && self.has_pending()? && !a.stale && a.rejected == 0;
-            if a.stale || !(a.more || more_to_push) {
-                // Fold the WAL back into the database now rather than during a later edit.
-                self.checkpoint()?;
+            let step = self.sync_frame()?;
+            let answer = transport.exchange(step.frame.clone())?;
+            if !self.sync_apply(&step, &answer, &mut report)? {
                 return Ok(report);
             }
         }
+    }
+
+    /// The next request of a sync, encoded. With [`Replica::sync_apply`] this lets a caller that
+    /// shares the replica between threads release it while the request is on the network.
+    pub fn sync_frame(&self) -> Result<SyncStep, ReplicaError> {
+        let req = self.sync_request(env!("CARGO_PKG_VERSION"))?;
+        let pushed = req.push.iter().map(|p| p.changes.len() as u64).sum::<u64>();
+        Ok(SyncStep {
+            frame: protocol::encode(&Message::Request(req)),
+            pushed,
+        })
+    }
+
+    /// Applies the server's `answer` to `step` and adds it to `report`. Returns whether another
+    /// round trip is needed.
+    pub fn sync_apply(
+        &mut self,
+        step: &SyncStep,
+        answer: &[u8],
+        report: &mut SyncReport,
+    ) -> Result<bool, TransportError> {
+        report.bytes_sent += step.frame.len() as u64;
+        report.bytes_received += answer.len() as u64;
+        report.round_trips += 1;
+        let resp = match protocol::decode(answer)? {
+            Message::Response(r) => r,
+            Message::Refused(r) => return Err(TransportError::Refused(r)),
+            Message::Request(_) => {
+                return Err(DecodeError::Malformed("server sent a request".into()).into());
+            }
+        };
+        let a = self.apply_response(&resp)?;
+        report.pushed += step.pushed;
+        report.snapshots += a.snapshots;
+        report.changes += a.changes;
+        report.evicted += a.evicted;
+        report.rejected += a.rejected;
+        // Keep going while the server has more, or the outbox had more than one request holds.
+        let more_to_push =
+            report.round_trips < 1_000 && self.has_pending()? && !a.stale && a.rejected == 0;
+        if a.stale || !(a.more || more_to_push) {
+            // Fold the WAL back into the database now rather than during a later edit.
+            self.checkpoint()?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Applies one response in one transaction. A response for another position is ignored; a

@@ -127,3 +127,11 @@ CREATE TABLE IF NOT EXISTS search_ids (
     rid INTEGER PRIMARY KEY,
     id  BLOB NOT NULL UNIQUE
 );
+
+-- Photos taken on this device: the bytes stay in the photos folder until the server has them.
+CREATE TABLE IF NOT EXISTS photo_uploads (
+    sha256   TEXT PRIMARY KEY,
+    job      BLOB NOT NULL,
+    file     TEXT NOT NULL,
+    uploaded INTEGER NOT NULL DEFAULT 0
+);

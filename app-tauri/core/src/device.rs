@@ -1,0 +1,632 @@
+//! The app's device state: who is logged in, the replica for that login, and how sync is going.
+//!
+//! The shell holds one [`Device`] behind a mutex. Commands lock it briefly to read or edit the
+//! replica; [`sync_shared`] locks it only to build a request and to apply an answer, never while
+//! a request is on the network, so the screens stay responsive during a slow sync.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use shared::clock::Clock;
+use shared::ids::{Author, DeviceId, DocId, JobId, Role, TechnicianId};
+use shared::ipc::{self, CommandError, DeviceStatus, ErrorKind};
+use shared::model::{DispatchJob, Photo};
+
+use crate::secrets::{SecretError, SecretStore};
+use crate::{Replica, ReplicaError, SyncReport, Transport, TransportError};
+
+/// The device's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> shared::clock::Millis {
+        // The one place the app reads the wall clock.
+        #[allow(clippy::disallowed_methods, reason = "the app's clock source")]
+        let now = std::time::SystemTime::now();
+        let ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        shared::clock::Millis(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+}
+
+/// What a device operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("not logged in")]
+    NotLoggedIn,
+    #[error("{0}")]
+    BadCredential(String),
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("file error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ReplicaError> for CommandError {
+    fn from(e: ReplicaError) -> Self {
+        DeviceError::Replica(e).into()
+    }
+}
+
+impl From<DeviceError> for CommandError {
+    fn from(e: DeviceError) -> Self {
+        let kind = match &e {
+            DeviceError::NotLoggedIn => ErrorKind::NotLoggedIn,
+            DeviceError::BadCredential(_) => ErrorKind::Invalid,
+            DeviceError::Replica(r) => match r {
+                ReplicaError::NotFound { .. } => ErrorKind::NotFound,
+                ReplicaError::Invalid(_) | ReplicaError::Exists(_) => ErrorKind::Invalid,
+                ReplicaError::Denied(_) => ErrorKind::Denied,
+                ReplicaError::Db(_) | ReplicaError::Corrupt { .. } => ErrorKind::Storage,
+                ReplicaError::BadSyncData(_) => ErrorKind::Server,
+            },
+            DeviceError::Transport(t) => match t {
+                TransportError::Unreachable(_) => ErrorKind::Offline,
+                TransportError::Replica(_) => ErrorKind::Storage,
+                _ => ErrorKind::Server,
+            },
+            DeviceError::Secret(_) | DeviceError::Io(_) => ErrorKind::Storage,
+        };
+        CommandError::new(kind, e.to_string())
+    }
+}
+
+/// A login as saved (sealed) on the device.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    pub server: String,
+    pub token: String,
+    pub role: Role,
+    pub technician: Option<TechnicianId>,
+    pub device: DeviceId,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("server", &self.server)
+            .field("role", &self.role)
+            .field("technician", &self.technician)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The claims the app reads from its session token (it cannot verify them; the server does).
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    role: Role,
+    tech: Option<String>,
+    kind: Option<String>,
+}
+
+/// Reads a token's claims without verifying its signature.
+fn claims(token: &str) -> Result<Claims, DeviceError> {
+    let bad = || DeviceError::BadCredential("this is not a login link or token".into());
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
+}
+
+/// What the user pasted: a magic link (or its bare token) to exchange, or a session token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential {
+    Magic(String),
+    Session(String),
+}
+
+/// Understands a pasted login: `fsm://login?token=…`, any URL with `token=…`, or a bare token.
+pub fn parse_credential(input: &str) -> Result<Credential, DeviceError> {
+    let input = input.trim();
+    let token = match input.split_once("token=") {
+        Some((_, rest)) => rest.split('&').next().unwrap_or_default(),
+        None => input,
+    };
+    let c = claims(token)?;
+    match c.kind.as_deref() {
+        Some("magic") => Ok(Credential::Magic(token.to_owned())),
+        _ if c.sub == "magic" => Ok(Credential::Magic(token.to_owned())),
+        _ => Ok(Credential::Session(token.to_owned())),
+    }
+}
+
+/// Checks and normalizes a server address typed by the user.
+pub fn parse_server(input: &str) -> Result<String, DeviceError> {
+    let s = input.trim().trim_end_matches('/');
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| {
+            DeviceError::BadCredential(
+                "the server address must start with https:// (or http:// on a local network)"
+                    .into(),
+            )
+        })?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(DeviceError::BadCredential(
+            "the server address is not a valid address".into(),
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// How sync is going, for the status indicator.
+#[derive(Debug, Clone, Default)]
+struct SyncState {
+    last_sync_ms: Option<i64>,
+    last_error: Option<String>,
+    syncing: bool,
+    online: bool,
+}
+
+struct Active {
+    creds: Credentials,
+    replica: Replica,
+}
+
+/// The logged-in device.
+pub struct Device {
+    dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    secrets: SecretStore,
+    active: Option<Active>,
+    sync: SyncState,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("dir", &self.dir)
+            .field("creds", &self.active.as_ref().map(|a| &a.creds))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Device {
+    /// Opens the device state in `dir`, logged in if a login was saved.
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, DeviceError> {
+        std::fs::create_dir_all(dir)?;
+        let secrets = SecretStore::new(dir);
+        let mut device = Self {
+            dir: dir.to_owned(),
+            clock,
+            secrets,
+            active: None,
+            sync: SyncState::default(),
+        };
+        if let Some(bytes) = device.secrets.load()? {
+            let creds: Credentials = serde_json::from_slice(&bytes)
+                .map_err(|_| DeviceError::Secret(SecretError::Unreadable))?;
+            device.activate(creds)?;
+        }
+        Ok(device)
+    }
+
+    fn activate(&mut self, creds: Credentials) -> Result<(), DeviceError> {
+        let path = self.dir.join(format!("replica-{}.sqlite", creds.device));
+        let replica = Replica::open(
+            &path,
+            Author::new(creds.role, creds.device),
+            Arc::clone(&self.clock),
+        )?;
+        self.active = Some(Active { creds, replica });
+        Ok(())
+    }
+
+    /// A device id for a magic-link exchange: kept across logins on this install.
+    pub fn install_id(&self) -> Result<DeviceId, DeviceError> {
+        let path = self.dir.join("install-id");
+        if let Ok(s) = std::fs::read_to_string(&path)
+            && let Ok(id) = s.trim().parse::<DocId>()
+        {
+            return Ok(DeviceId(id));
+        }
+        let mut r = [0u8; 10];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut r);
+        let id = DocId::new_v7(self.clock.now(), r);
+        std::fs::write(&path, id.to_string())?;
+        Ok(DeviceId(id))
+    }
+
+    /// Logs in with a session token (already exchanged if it came from a magic link). The login
+    /// is saved only once it is known to be well formed; the caller syncs next, which proves it.
+    pub fn login_with_token(&mut self, server: &str, token: &str) -> Result<(), DeviceError> {
+        let server = parse_server(server)?;
+        let c = claims(token)?;
+        if c.kind.as_deref() == Some("magic") {
+            return Err(DeviceError::BadCredential(
+                "a login link must be exchanged first".into(),
+            ));
+        }
+        let device = c
+            .sub
+            .parse::<DocId>()
+            .map(DeviceId)
+            .map_err(|_| DeviceError::BadCredential("the token names no device".into()))?;
+        let technician = c
+            .tech
+            .map(|t| t.parse::<TechnicianId>())
+            .transpose()
+            .map_err(|_| DeviceError::BadCredential("the token names no technician".into()))?;
+        if c.role == Role::Technician && technician.is_none() {
+            return Err(DeviceError::BadCredential(
+                "a technician token must name its technician".into(),
+            ));
+        }
+        let creds = Credentials {
+            server,
+            token: token.to_owned(),
+            role: c.role,
+            technician,
+            device,
+        };
+        self.activate(creds.clone())?;
+        self.secrets.save(
+            &serde_json::to_vec(&creds).map_err(|e| DeviceError::BadCredential(e.to_string()))?,
+        )?;
+        self.sync = SyncState::default();
+        Ok(())
+    }
+
+    /// Forgets the login. The replica file stays, so logging in again on this device resumes it
+    /// with nothing lost (changes not yet synced included).
+    pub fn logout(&mut self) -> Result<(), DeviceError> {
+        self.secrets.clear()?;
+        self.active = None;
+        self.sync = SyncState::default();
+        Ok(())
+    }
+
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.active.as_ref().map(|a| &a.creds)
+    }
+
+    /// Who is logged in, for the UI.
+    pub fn session(&self) -> Option<ipc::Session> {
+        let a = self.active.as_ref()?;
+        let display_name = match a.creds.technician {
+            Some(t) => a
+                .replica
+                .entity(t.doc())
+                .ok()
+                .flatten()
+                .and_then(|e| match e {
+                    shared::model::AnyEntity::Technician(t) => Some(t.name.to_string()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "technician".into()),
+            None => format!("{:?}", a.creds.role).to_lowercase(),
+        };
+        Some(ipc::Session {
+            server: a.creds.server.clone(),
+            role: format!("{:?}", a.creds.role).to_lowercase(),
+            technician: a.creds.technician.map(|t| t.to_string()),
+            display_name,
+            mobile: false,
+        })
+    }
+
+    pub fn replica(&self) -> Result<&Replica, DeviceError> {
+        self.active
+            .as_ref()
+            .map(|a| &a.replica)
+            .ok_or(DeviceError::NotLoggedIn)
+    }
+
+    pub fn replica_mut(&mut self) -> Result<&mut Replica, DeviceError> {
+        self.active
+            .as_mut()
+            .map(|a| &mut a.replica)
+            .ok_or(DeviceError::NotLoggedIn)
+    }
+
+    /// The logged-in role.
+    pub fn role(&self) -> Result<Role, DeviceError> {
+        Ok(self.credentials().ok_or(DeviceError::NotLoggedIn)?.role)
+    }
+
+    /// The jobs list: a technician's own, everyone's for the office.
+    pub fn job_list(&self, from: &str, to: &str) -> Result<Vec<ipc::JobSummary>, DeviceError> {
+        let creds = self.credentials().ok_or(DeviceError::NotLoggedIn)?;
+        let (from, to) = (
+            crate::views::parse_date(from)?,
+            crate::views::parse_date(to)?,
+        );
+        Ok(self.replica()?.job_summaries(from, to, creds.technician)?)
+    }
+
+    pub fn job_detail(&self, id: &str) -> Result<ipc::JobDetail, DeviceError> {
+        let id = JobId(crate::views::parse_id(id)?);
+        Ok(self.replica()?.job_detail(id, self.role()?)?)
+    }
+
+    /// Status for the indicator.
+    pub fn status(&self) -> Result<DeviceStatus, DeviceError> {
+        let Some(a) = &self.active else {
+            return Ok(DeviceStatus::default());
+        };
+        let s = a.replica.status()?;
+        Ok(DeviceStatus {
+            documents: s.documents,
+            jobs: s.jobs,
+            pending_changes: s.pending_changes,
+            conflicts: s.conflicts,
+            rejections: s.rejections,
+            first_job_date: s.first_job_date,
+            last_job_date: s.last_job_date,
+            last_sync_ms: self.sync.last_sync_ms,
+            last_error: self.sync.last_error.clone(),
+            syncing: self.sync.syncing,
+            online: self.sync.online,
+            photos_waiting: a.replica.photos_waiting()?.len() as u64,
+        })
+    }
+
+    /// Keeps an image (photo or signature) in the device's photos folder under its SHA-256, and
+    /// remembers it for upload. Returns the hash and the file name.
+    fn store_image(&mut self, job: JobId, bytes: &[u8]) -> Result<(String, String), DeviceError> {
+        if bytes.is_empty() || bytes.len() > 20 * 1024 * 1024 {
+            return Err(ReplicaError::Invalid(shared::model::ModelError::new(
+                "image",
+                "must be between 1 byte and 20 MB",
+            ))
+            .into());
+        }
+        let sha = hex(&sha2::Sha256::digest(bytes));
+        let dir = self.dir.join("photos");
+        std::fs::create_dir_all(&dir)?;
+        let file = format!("{sha}.img");
+        let path = dir.join(&file);
+        if !path.exists() {
+            let tmp = dir.join(format!("{sha}.tmp"));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        self.replica()?.track_photo(job, &sha, &file)?;
+        Ok((sha, file))
+    }
+
+    /// Stores a photo's bytes on the device and adds it to the job; it is uploaded by a later sync.
+    pub fn add_photo(
+        &mut self,
+        job: &str,
+        bytes: &[u8],
+        caption: Option<String>,
+    ) -> Result<DispatchJob, DeviceError> {
+        let job = JobId(crate::views::parse_id(job)?);
+        // Checked before the bytes are kept, so a refused edit leaves no orphan file.
+        if self.replica()?.entity(job.doc())?.is_none() {
+            return Err(ReplicaError::NotFound {
+                kind: shared::record::EntityKind::Job,
+                id: job.doc(),
+            }
+            .into());
+        }
+        let (sha, file) = self.store_image(job, bytes)?;
+        let now = self.clock.now();
+        let replica = self.replica_mut()?;
+        let key = replica.new_id().to_string();
+        let caption = caption
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty());
+        Ok(replica.update::<DispatchJob>(job.doc(), |j| {
+            if !j.photos.iter().any(|p| p.sha256 == sha) {
+                j.photos.push(Photo {
+                    key,
+                    file_name: file.clone(),
+                    sha256: sha.clone(),
+                    taken_at: now,
+                    caption,
+                });
+            }
+            Ok(())
+        })?)
+    }
+
+    /// Records the customer's signature: the pad's image is kept and uploaded like a photo.
+    pub fn sign(&mut self, job: JobId, signer: &str, image: &[u8]) -> Result<(), DeviceError> {
+        if signer.trim().is_empty() {
+            return Err(ReplicaError::Invalid(shared::model::ModelError::new(
+                "signer",
+                "the signer's name is needed",
+            ))
+            .into());
+        }
+        let (sha, _) = self.store_image(job, image)?;
+        self.replica_mut()?.sign(job, signer, &sha)?;
+        Ok(())
+    }
+
+    /// The bytes of a photo that waits for upload.
+    pub fn photo_bytes(&self, file: &str) -> Result<Vec<u8>, DeviceError> {
+        Ok(std::fs::read(self.dir.join("photos").join(file))?)
+    }
+
+    fn note_sync(&mut self, result: Result<&SyncReport, &DeviceError>) {
+        self.sync.syncing = false;
+        match result {
+            Ok(_) => {
+                self.sync.online = true;
+                self.sync.last_error = None;
+                self.sync.last_sync_ms = Some(self.clock.now().0);
+            }
+            Err(e) => {
+                self.sync.online =
+                    !matches!(e, DeviceError::Transport(TransportError::Unreachable(_)));
+                self.sync.last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn lock(device: &Mutex<Device>) -> MutexGuard<'_, Device> {
+    // A panic while holding the lock leaves the replica consistent (every edit is one SQLite
+    // transaction), so a poisoned lock is safe to keep using.
+    device
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Syncs the shared device through `transport`, holding the lock only between network calls.
+pub fn sync_shared(
+    device: &Mutex<Device>,
+    transport: &mut dyn Transport,
+) -> Result<SyncReport, DeviceError> {
+    let mut report = SyncReport::default();
+    lock(device).sync.syncing = true;
+    let result = (|| loop {
+        let step = lock(device).replica()?.sync_frame()?;
+        let answer = transport.exchange(step.frame.clone())?;
+        let mut d = lock(device);
+        if !d.replica_mut()?.sync_apply(&step, &answer, &mut report)? {
+            return Ok(report);
+        }
+    })();
+    lock(device).note_sync(result.as_ref());
+    result
+}
+
+#[cfg(feature = "http")]
+pub use http_login::{exchange_magic, login, sync_over_http};
+
+#[cfg(feature = "http")]
+mod http_login {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::{Credential, Device, DeviceError, lock, parse_credential, parse_server};
+    use crate::{HttpTransport, SyncReport, TransportError};
+
+    /// Trades a magic link for a session token (`POST /api/v1/auth/exchange`).
+    pub fn exchange_magic(
+        server: &str,
+        magic: &str,
+        device: shared::ids::DeviceId,
+        timeout: Duration,
+    ) -> Result<String, DeviceError> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let resp = client
+            .post(format!("{server}/api/v1/auth/exchange"))
+            .json(&serde_json::json!({ "magic": magic, "device": device.to_string() }))
+            .send()
+            .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().unwrap_or_default();
+        let message = body
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("login refused")
+            .to_owned();
+        if !status.is_success() {
+            return Err(TransportError::Server {
+                status: status.as_u16(),
+                message,
+            }
+            .into());
+        }
+        body.get("token")
+            .and_then(|t| t.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| DeviceError::BadCredential("the server sent no session".into()))
+    }
+
+    /// The whole login: exchange a magic link if that is what was pasted, save the session, and
+    /// sync once to prove it. A refused login is forgotten again; nothing is kept half-done.
+    pub fn login(
+        device: &Mutex<Device>,
+        server: &str,
+        credential: &str,
+        timeout: Duration,
+    ) -> Result<SyncReport, DeviceError> {
+        let server = parse_server(server)?;
+        let token = match parse_credential(credential)? {
+            Credential::Session(t) => t,
+            Credential::Magic(m) => {
+                let id = lock(device).install_id()?;
+                exchange_magic(&server, &m, id, timeout)?
+            }
+        };
+        lock(device).login_with_token(&server, &token)?;
+        match sync_over_http(device, timeout) {
+            Err(e @ DeviceError::Transport(TransportError::Server { status: 401, .. })) => {
+                lock(device).logout()?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// One full sync with the saved login, then the upload of photos waiting on the device.
+    pub fn sync_over_http(
+        device: &Mutex<Device>,
+        timeout: Duration,
+    ) -> Result<SyncReport, DeviceError> {
+        let creds = lock(device)
+            .credentials()
+            .cloned()
+            .ok_or(DeviceError::NotLoggedIn)?;
+        let mut transport = HttpTransport::new(&creds.server, &creds.token, timeout)?;
+        let report = super::sync_shared(device, &mut transport)?;
+        upload_photos(device, &creds, timeout)?;
+        Ok(report)
+    }
+
+    fn upload_photos(
+        device: &Mutex<Device>,
+        creds: &super::Credentials,
+        timeout: Duration,
+    ) -> Result<(), DeviceError> {
+        let waiting = lock(device).replica()?.photos_waiting()?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let client = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        for (sha, file) in waiting {
+            let bytes = lock(device).photo_bytes(&file)?;
+            let resp = client
+                .put(format!("{}/api/v1/photos/{sha}", creds.server))
+                .bearer_auth(&creds.token)
+                .body(bytes)
+                .send()
+                .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
+            if resp.status().is_success() {
+                lock(device).replica()?.photo_uploaded(&sha)?;
+            } else {
+                return Err(TransportError::Server {
+                    status: resp.status().as_u16(),
+                    message: format!("photo upload refused ({})", resp.status()),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+}

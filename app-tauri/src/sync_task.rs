@@ -1,0 +1,181 @@
+//! The background sync: one thread that syncs the device when woken or when its timer runs out,
+//! and, for office roles, one thread that listens to the server's live stream (SSE) and wakes it
+//! at once when something changed.
+//!
+//! When it syncs: at start; every minute; 1.5 s after an edit (edits in a burst share one sync);
+//! at once when asked (`sync_now`) or when the live stream announces a change; and while the
+//! server is unreachable, with a backoff from 5 s to a minute, so coming back into coverage is
+//! noticed within that time. Each sync emits `sync-status`; one that brought data also emits
+//! `data-changed`.
+
+use std::io::BufRead;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use app_tauri_core::TransportError;
+use app_tauri_core::device::{self, Device, DeviceError};
+use shared::ipc::event;
+use tauri::{AppHandle, Emitter, Runtime};
+
+const PERIOD: Duration = Duration::from_secs(60);
+const DEBOUNCE: Duration = Duration::from_millis(1_500);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+
+enum Wake {
+    /// Something changed locally: sync shortly.
+    Soon,
+    /// Sync now; tell the sender when done.
+    Now(Option<Sender<()>>),
+}
+
+/// Wakes the sync thread.
+#[derive(Clone)]
+pub struct SyncHandle {
+    tx: Sender<Wake>,
+}
+
+impl std::fmt::Debug for SyncHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncHandle")
+    }
+}
+
+impl SyncHandle {
+    /// A local edit happened.
+    pub fn poke(&self) {
+        let _ = self.tx.send(Wake::Soon);
+    }
+
+    /// Syncs now and waits for the outcome (at most the sync's own timeout and a little).
+    pub async fn sync_and_wait(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Wake::Now(Some(tx))).is_ok() {
+            let _ = tauri::async_runtime::spawn_blocking(move || {
+                rx.recv_timeout(SYNC_TIMEOUT + Duration::from_secs(5))
+            })
+            .await;
+        }
+    }
+}
+
+fn lock(d: &Mutex<Device>) -> std::sync::MutexGuard<'_, Device> {
+    d.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts the sync and live-stream threads.
+pub fn start<R: Runtime>(app: AppHandle<R>, device: &Arc<Mutex<Device>>) -> SyncHandle {
+    let (tx, rx) = mpsc::channel::<Wake>();
+    let handle = SyncHandle { tx };
+    {
+        let device = Arc::clone(device);
+        std::thread::Builder::new()
+            .name("sync".into())
+            .spawn(move || {
+                let mut backoff: Option<Duration> = None;
+                let mut waiters: Vec<Sender<()>> = Vec::new();
+                loop {
+                    backoff = sync_once(&app, &device, backoff);
+                    for w in waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    match rx.recv_timeout(backoff.unwrap_or(PERIOD)) {
+                        Ok(Wake::Now(w)) => waiters.extend(w),
+                        Ok(Wake::Soon) => {
+                            // Let a burst of edits settle, then take every wake-up queued meanwhile.
+                            std::thread::sleep(DEBOUNCE);
+                            while let Ok(w) = rx.try_recv() {
+                                if let Wake::Now(Some(w)) = w {
+                                    waiters.push(w);
+                                }
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })
+            .expect("the OS refused to start the sync thread");
+    }
+    {
+        let (device, handle) = (Arc::clone(device), handle.clone());
+        std::thread::Builder::new()
+            .name("live".into())
+            .spawn(move || live_stream(&device, &handle))
+            .expect("the OS refused to start the live-stream thread");
+    }
+    handle
+}
+
+/// One sync; returns the backoff to use when the server was unreachable.
+fn sync_once<R: Runtime>(
+    app: &AppHandle<R>,
+    device: &Arc<Mutex<Device>>,
+    backoff: Option<Duration>,
+) -> Option<Duration> {
+    lock(device).credentials()?;
+    if let Ok(s) = lock(device).status() {
+        let _ = app.emit(event::SYNC_STATUS, s);
+    }
+    let result = device::sync_over_http(device, SYNC_TIMEOUT);
+    let next = match &result {
+        Ok(r) => {
+            if r.snapshots + r.changes + r.evicted + r.rejected > 0 {
+                let _ = app.emit(event::DATA_CHANGED, ());
+            }
+            None
+        }
+        Err(DeviceError::Transport(TransportError::Unreachable(_))) => {
+            Some(backoff.map_or(BACKOFF_MIN, |b| b * 2).min(PERIOD))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sync failed");
+            None
+        }
+    };
+    if let Ok(s) = lock(device).status() {
+        let _ = app.emit(event::SYNC_STATUS, s);
+    }
+    next
+}
+
+/// Office roles: listen to `GET /api/v1/events` and wake the sync on every event.
+fn live_stream(device: &Arc<Mutex<Device>>, handle: &SyncHandle) {
+    loop {
+        let creds = lock(device).credentials().cloned();
+        let Some(creds) = creds.filter(|c| c.role.is_office()) else {
+            std::thread::sleep(BACKOFF_MIN);
+            continue;
+        };
+        let Ok(client) = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // The stream stays open; keep-alives arrive every 15 s.
+            .timeout(None)
+            .build()
+        else {
+            return;
+        };
+        let resp = client
+            .get(format!("{}/api/v1/events", creds.server))
+            .bearer_auth(&creds.token)
+            .header("accept", "text/event-stream")
+            .send();
+        if let Ok(resp) = resp
+            && resp.status().is_success()
+        {
+            let reader = std::io::BufReader::new(resp);
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("event:") {
+                    let _ = handle.tx.send(Wake::Now(None));
+                }
+                // A new login (or logout) restarts the stream with the right token.
+                if lock(device).credentials().map(|c| &c.token) != Some(&creds.token) {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(BACKOFF_MIN);
+    }
+}

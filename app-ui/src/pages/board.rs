@@ -1,0 +1,446 @@
+//! The dispatcher's board: technicians by hour (day) or by date (week), the unassigned queue,
+//! drag and drop or keyboard rescheduling, suggestions with reasons, and the job editor.
+
+use chrono::{Days, NaiveDate};
+use shared::ipc::{AssignArgs, JobDraft, JobSummary, LocationHit};
+use yew::prelude::*;
+
+use super::{input_value, use_text};
+use crate::app::{Store, change, spawn};
+use crate::i18n::{self, Msg, t};
+use crate::ipc;
+use crate::state::{Action, BoardKey, BoardView, FIRST_HOUR, LAST_HOUR, Screen, cell};
+
+fn assign(store: &Store, args: AssignArgs) {
+    change(store, ipc::job_assign(args));
+    store.dispatch(Action::Unpick);
+}
+
+#[derive(Properties, PartialEq)]
+struct CardProps {
+    job: JobSummary,
+    picked: bool,
+}
+
+#[function_component(Card)]
+fn card(p: &CardProps) -> Html {
+    let store = use_context::<Store>().expect("the App provides the store");
+    let lang = store.lang;
+    let j = &p.job;
+    let ondragstart = {
+        let id = j.id.clone();
+        Callback::from(move |e: DragEvent| {
+            if let Some(dt) = e.data_transfer() {
+                let _ = dt.set_data("text/plain", &id);
+                dt.set_effect_allowed("move");
+            }
+        })
+    };
+    let onclick = {
+        let (store, id) = (store, j.id.clone());
+        Callback::from(move |_| store.dispatch(Action::Pick(id.clone())))
+    };
+    html! {
+        <button class={classes!("card-job", format!("st-{}", j.status), format!("pr-{}", j.priority), p.picked.then_some("picked"))}
+            draggable="true" {ondragstart} {onclick} data-job={j.id.clone()} aria-pressed={p.picked.to_string()}
+            title={format!("{} · {} · {}", j.title, j.customer, j.address)}>
+            <span class="time">{ j.start.clone().unwrap_or_default() }</span>
+            <span class="title">{ &j.title }</span>
+            <span class="pill">{ i18n::status(lang, &j.status) }</span>
+            if j.conflicts > 0 { <span class="badge" title={t(lang, Msg::Conflicts)}>{ "!" }</span> }
+        </button>
+    }
+}
+
+#[function_component(BoardPage)]
+pub fn board_page() -> Html {
+    let store = use_context::<Store>().expect("the App provides the store");
+    let lang = store.lang;
+    let Some(board) = store.board.clone() else {
+        return html! { <main class="board" aria-busy="true"></main> };
+    };
+    let (from, to) = store.board_range();
+    let view = store.board_view;
+    let columns: Vec<(NaiveDate, Option<u32>)> = match view {
+        BoardView::Day => (FIRST_HOUR..=LAST_HOUR).map(|h| (from, Some(h))).collect(),
+        BoardView::Week => (0..7).map(|i| (from + Days::new(i), None)).collect(),
+    };
+    let picked = store.pick.clone();
+    let target = picked.as_ref().map(|p| (p.tech, p.date, p.hour));
+    let onkeydown = {
+        let store = store.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if store.pick.is_none() {
+                return;
+            }
+            let key = match e.key().as_str() {
+                "ArrowLeft" => Some(BoardKey::Left),
+                "ArrowRight" => Some(BoardKey::Right),
+                "ArrowUp" => Some(BoardKey::Up),
+                "ArrowDown" => Some(BoardKey::Down),
+                "Enter" => {
+                    e.prevent_default();
+                    if let Some(args) = store.pick_target() {
+                        assign(&store, args);
+                    }
+                    None
+                }
+                "Escape" => {
+                    store.dispatch(Action::Unpick);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(k) = key {
+                e.prevent_default();
+                store.dispatch(Action::PickKey(k));
+            }
+        })
+    };
+    let nav = |a: Action| {
+        let store = store.clone();
+        Callback::from(move |_| store.dispatch(a.clone()))
+    };
+    let new_job = {
+        let store = store.clone();
+        let date = from.to_string();
+        Callback::from(move |_| {
+            store.dispatch(Action::Edit(Some(JobDraft {
+                id: None,
+                location: None,
+                title: String::new(),
+                description: String::new(),
+                date: date.clone(),
+                start: Some("08:00".into()),
+                duration_min: 60,
+                priority: "normal".into(),
+            })));
+        })
+    };
+    let picked_job = picked.as_ref().and_then(|p| {
+        board
+            .jobs
+            .iter()
+            .chain(&board.unassigned)
+            .find(|j| j.id == p.job)
+            .cloned()
+    });
+    html! {
+        <main class="board" id="board" tabindex="0" {onkeydown}>
+            <div class="toolbar">
+                <div role="group">
+                    <button id="view-day" aria-pressed={(view == BoardView::Day).to_string()} onclick={nav(Action::BoardView(BoardView::Day))}>{ t(lang, Msg::Day) }</button>
+                    <button id="view-week" aria-pressed={(view == BoardView::Week).to_string()} onclick={nav(Action::BoardView(BoardView::Week))}>{ t(lang, Msg::Week) }</button>
+                </div>
+                <div role="group">
+                    <button onclick={nav(Action::BoardShift(-1))} aria-label={t(lang, Msg::Previous)}>{ "‹" }</button>
+                    <button onclick={nav(Action::BoardToday)}>{ t(lang, Msg::Today) }</button>
+                    <button onclick={nav(Action::BoardShift(1))} aria-label={t(lang, Msg::Next)}>{ "›" }</button>
+                </div>
+                <strong id="board-range">{ if from == to { from.to_string() } else { format!("{from} → {to}") } }</strong>
+                <button id="new-job" onclick={new_job}>{ "+ " }{ t(lang, Msg::NewJob) }</button>
+            </div>
+            <p class="help">{ t(lang, Msg::BoardHelp) }</p>
+            if let Some(j) = picked_job { <PickBar job={j} /> }
+            <div class="board-layout">
+                <div class="grid-wrap">
+                    <table class="grid">
+                        <thead><tr>
+                            <th scope="col">{ t(lang, Msg::Technician) }</th>
+                            { for columns.iter().map(|(d, h)| html! {
+                                <th scope="col">{ match h { Some(h) => format!("{h:02}h"), None => d.format("%a %d").to_string() } }</th>
+                            }) }
+                        </tr></thead>
+                        <tbody>
+                            { for board.technicians.iter().enumerate().map(|(ti, tech)| html! {
+                                <tr key={tech.id.clone()}>
+                                    <th scope="row">{ &tech.name }
+                                        if let Some(s) = &tech.shift { <span class="help">{ " " }{ s }</span> }
+                                    </th>
+                                    { for columns.iter().map(|(d, h)| {
+                                        let jobs = cell(&board, &tech.id, *d, *h);
+                                        let is_target = target.is_some_and(|(t, td, th)| t == ti && td == *d && (h.is_none() || *h == Some(th)));
+                                        let ondragover = Callback::from(|e: DragEvent| e.prevent_default());
+                                        let ondrop = {
+                                            let (store, tech, d, h) = (store.clone(), tech.id.clone(), *d, *h);
+                                            Callback::from(move |e: DragEvent| {
+                                                e.prevent_default();
+                                                let Some(id) = e.data_transfer().and_then(|dt| dt.get_data("text/plain").ok()) else { return };
+                                                assign(&store, AssignArgs {
+                                                    id,
+                                                    technician: Some(tech.clone()),
+                                                    date: d.to_string(),
+                                                    start: h.map(|h| format!("{h:02}:00")),
+                                                });
+                                            })
+                                        };
+                                        html! {
+                                            <td class={classes!("slot", is_target.then_some("target"))} {ondragover} {ondrop}
+                                                data-tech={tech.id.clone()} data-date={d.to_string()} data-hour={h.map(|h| h.to_string())}>
+                                                { for jobs.into_iter().map(|j| html! {
+                                                    <Card job={j.clone()} picked={picked.as_ref().is_some_and(|p| p.job == j.id)} />
+                                                }) }
+                                            </td>
+                                        }
+                                    }) }
+                                </tr>
+                            }) }
+                        </tbody>
+                    </table>
+                </div>
+                <aside class="queue" id="unassigned"
+                    ondragover={Callback::from(|e: DragEvent| e.prevent_default())}
+                    ondrop={{
+                        let store = store.clone();
+                        let date = from.to_string();
+                        Callback::from(move |e: DragEvent| {
+                            e.prevent_default();
+                            let Some(id) = e.data_transfer().and_then(|dt| dt.get_data("text/plain").ok()) else { return };
+                            assign(&store, AssignArgs { id, technician: None, date: date.clone(), start: None });
+                        })
+                    }}>
+                    <h2>{ t(lang, Msg::Unassigned) }{ " (" }{ board.unassigned.len() }{ ")" }</h2>
+                    { for board.unassigned.iter().map(|j| html! {
+                        <div class="queued" key={j.id.clone()}>
+                            <Card job={j.clone()} picked={picked.as_ref().is_some_and(|p| p.job == j.id)} />
+                            <span class="help">{ &j.date }{ " · " }{ &j.customer }</span>
+                        </div>
+                    }) }
+                </aside>
+            </div>
+            <Suggestions />
+            <Editor />
+        </main>
+    }
+}
+
+/// Actions on the picked job.
+#[derive(Properties, PartialEq)]
+struct PickBarProps {
+    job: JobSummary,
+}
+
+#[function_component(PickBar)]
+fn pick_bar(p: &PickBarProps) -> Html {
+    let store = use_context::<Store>().expect("the App provides the store");
+    let lang = store.lang;
+    let j = p.job.clone();
+    let open = {
+        let (store, id) = (store.clone(), j.id.clone());
+        Callback::from(move |_| store.dispatch(Action::Go(Screen::Job(id.clone()))))
+    };
+    let suggest = {
+        let (store, id) = (store.clone(), j.id.clone());
+        Callback::from(move |_| {
+            let id = id.clone();
+            spawn(&store, async move {
+                let list = ipc::job_suggest(id.clone()).await?;
+                Ok(Action::Suggestions(id, list))
+            });
+        })
+    };
+    let edit = {
+        let (store, j) = (store.clone(), j.clone());
+        Callback::from(move |_| {
+            let (store2, id) = (store.clone(), j.id.clone());
+            spawn(&store, async move {
+                let d = ipc::job_get(id).await?;
+                store2.dispatch(Action::Unpick);
+                Ok(Action::Edit(Some(JobDraft {
+                    id: Some(d.summary.id.clone()),
+                    location: None,
+                    title: d.summary.title.clone(),
+                    description: d.description.clone(),
+                    date: d.summary.date.clone(),
+                    start: d.summary.start.clone(),
+                    duration_min: d.summary.duration_min,
+                    priority: d.summary.priority,
+                })))
+            });
+        })
+    };
+    let unassign = {
+        let (store, j) = (store.clone(), j.clone());
+        Callback::from(move |_| {
+            assign(
+                &store,
+                AssignArgs {
+                    id: j.id.clone(),
+                    technician: None,
+                    date: j.date.clone(),
+                    start: None,
+                },
+            );
+        })
+    };
+    let confirm = {
+        let store = store;
+        Callback::from(move |_| {
+            if let Some(args) = store.pick_target() {
+                assign(&store, args);
+            }
+        })
+    };
+    html! {
+        <div class="pickbar" id="pickbar" role="toolbar">
+            <strong>{ &j.title }</strong>{ " · " }{ &j.customer }
+            <button id="pick-open" onclick={open}>{ "→" }</button>
+            <button id="pick-edit" onclick={edit}>{ t(lang, Msg::Edit) }</button>
+            <button id="pick-suggest" onclick={suggest}>{ t(lang, Msg::Suggest) }</button>
+            <button id="pick-assign" onclick={confirm}>{ t(lang, Msg::Assign) }</button>
+            if j.technician.is_some() { <button onclick={unassign}>{ t(lang, Msg::Unassign) }</button> }
+        </div>
+    }
+}
+
+#[function_component(Suggestions)]
+fn suggestions() -> Html {
+    let store = use_context::<Store>().expect("the App provides the store");
+    let lang = store.lang;
+    let Some((job, list)) = store.suggestions.clone() else {
+        return html! {};
+    };
+    let close = {
+        let store = store.clone();
+        Callback::from(move |_| store.dispatch(Action::CloseSuggestions))
+    };
+    let found = store.board.as_ref().and_then(|b| {
+        b.jobs
+            .iter()
+            .chain(&b.unassigned)
+            .find(|j| j.id == job)
+            .cloned()
+    });
+    html! {
+        <div class="panel" id="suggestions" role="dialog" aria-label={t(lang, Msg::Suggest)}>
+            <h2>{ t(lang, Msg::Suggest) }</h2>
+            <ol>{ for list.iter().map(|s| {
+                let onclick = {
+                    let (store, s, found) = (store.clone(), s.clone(), found.clone());
+                    Callback::from(move |_| {
+                        if let Some(j) = &found {
+                            assign(&store, AssignArgs { id: j.id.clone(), technician: Some(s.technician.clone()), date: j.date.clone(), start: j.start.clone() });
+                        }
+                        store.dispatch(Action::CloseSuggestions);
+                    })
+                };
+                html! {
+                    <li class={if s.eligible { "ok" } else { "no" }}>
+                        <strong>{ &s.name }</strong>{ " — " }{ t(lang, if s.eligible { Msg::Eligible } else { Msg::NotEligible }) }
+                        <ul class="reasons">{ for s.reasons.iter().map(|r| html! { <li>{ i18n::reason(lang, r) }</li> }) }</ul>
+                        if s.eligible { <button {onclick}>{ t(lang, Msg::Assign) }</button> }
+                    </li>
+                }
+            }) }</ol>
+            <button class="link" onclick={close}>{ t(lang, Msg::Dismiss) }</button>
+        </div>
+    }
+}
+
+/// Creates or edits a job.
+#[function_component(Editor)]
+fn editor() -> Html {
+    let store = use_context::<Store>().expect("the App provides the store");
+    let lang = store.lang;
+    let draft = use_state(|| None::<JobDraft>);
+    let hits = use_state(Vec::<LocationHit>::new);
+    let (loc_query, on_loc_query_text) = use_text("");
+    {
+        let draft = draft.clone();
+        use_effect_with(store.editing.clone(), move |e| draft.set(e.clone()));
+    }
+    let Some(d) = (*draft).clone() else {
+        return html! {};
+    };
+    let field = |set: fn(&mut JobDraft, String)| {
+        let draft = draft.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Some(mut d) = (*draft).clone() {
+                set(&mut d, input_value(&e));
+                draft.set(Some(d));
+            }
+        })
+    };
+    let on_priority = {
+        let draft = draft.clone();
+        Callback::from(move |e: Event| {
+            if let Some(mut d) = (*draft).clone() {
+                d.priority = input_value(&e);
+                draft.set(Some(d));
+            }
+        })
+    };
+    let on_loc_query = {
+        let (store, hits, cb) = (store.clone(), hits.clone(), on_loc_query_text);
+        Callback::from(move |e: InputEvent| {
+            let q = input_value(&e);
+            cb.emit(e);
+            let hits = hits.clone();
+            spawn(&store, async move {
+                let r = ipc::location_search(q).await?;
+                hits.set(r);
+                Ok(Action::DismissError)
+            });
+        })
+    };
+    let cancel = {
+        let store = store.clone();
+        Callback::from(move |_| store.dispatch(Action::Edit(None)))
+    };
+    let save = {
+        let (store, draft) = (store, draft.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let Some(d) = (*draft).clone() else { return };
+            let store2 = store.clone();
+            spawn(&store, async move {
+                ipc::job_save(d).await?;
+                store2.dispatch(Action::Edit(None));
+                Ok(Action::Changed)
+            });
+        })
+    };
+    html! {
+        <div class="panel" id="editor" role="dialog" aria-label={t(lang, if d.id.is_some() { Msg::Edit } else { Msg::NewJob })}>
+            <form onsubmit={save}>
+                <h2>{ t(lang, if d.id.is_some() { Msg::Edit } else { Msg::NewJob }) }</h2>
+                if d.id.is_none() {
+                    <label>{ t(lang, Msg::Location) }
+                        <input id="edit-location-query" type="search" value={(*loc_query).clone()} oninput={on_loc_query} />
+                    </label>
+                    <ul class="results">{ for hits.iter().map(|h| {
+                        let pick = {
+                            let (draft, id) = (draft.clone(), h.id.clone());
+                            Callback::from(move |_| {
+                                if let Some(mut d) = (*draft).clone() {
+                                    d.location = Some(id.clone());
+                                    draft.set(Some(d));
+                                }
+                            })
+                        };
+                        let chosen = d.location.as_deref() == Some(h.id.as_str());
+                        html! { <li><button type="button" aria-pressed={chosen.to_string()} onclick={pick}>{ &h.text }</button></li> }
+                    }) }</ul>
+                }
+                <label>{ t(lang, Msg::Title) }<input id="edit-title" required=true value={d.title.clone()} oninput={field(|d, v| d.title = v)} /></label>
+                <label>{ t(lang, Msg::Description) }<textarea id="edit-description" value={d.description.clone()} oninput={field(|d, v| d.description = v)}></textarea></label>
+                <div class="row">
+                    <label>{ t(lang, Msg::Date) }<input id="edit-date" type="date" required=true value={d.date.clone()} oninput={field(|d, v| d.date = v)} /></label>
+                    <label>{ t(lang, Msg::Start) }<input id="edit-start" type="time" value={d.start.clone().unwrap_or_default()} oninput={field(|d, v| d.start = (!v.is_empty()).then_some(v))} /></label>
+                    <label>{ t(lang, Msg::Duration) }<input id="edit-duration" type="number" min="5" max="1440" value={d.duration_min.to_string()} oninput={field(|d, v| d.duration_min = v.parse().unwrap_or(d.duration_min))} /></label>
+                    <label>{ t(lang, Msg::Priority) }
+                        <select id="edit-priority" onchange={on_priority}>
+                            { for ["low", "normal", "high", "urgent"].iter().map(|p| html! {
+                                <option value={*p} selected={d.priority == *p}>{ i18n::priority(lang, p) }</option>
+                            }) }
+                        </select>
+                    </label>
+                </div>
+                <div class="row">
+                    <button type="submit" id="edit-save">{ t(lang, Msg::Save) }</button>
+                    <button type="button" class="link" onclick={cancel}>{ t(lang, Msg::Cancel) }</button>
+                </div>
+            </form>
+        </div>
+    }
+}

@@ -1,0 +1,372 @@
+//! What crosses between the app's UI (`app-ui`, wasm) and its shell (`app-tauri`): command
+//! names, their arguments and answers, event names, and the structured [`CommandError`].
+//!
+//! The answers are view models: flat, display-ready, serialisable data built from the replica by
+//! `app-tauri-core`. The UI never sees Automerge documents or records; it renders these and asks
+//! the shell to change things, and the shell answers with the fresh view.
+//!
+//! Ids cross as their text form (`DocId`'s hyphenated UUID) so the UI can use them as keys.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dispatch::Reason;
+
+/// Command names, defined once for both sides.
+pub mod cmd {
+    pub const SESSION_GET: &str = "session_get";
+    pub const SESSION_LOGIN: &str = "session_login";
+    pub const SESSION_LOGOUT: &str = "session_logout";
+    pub const STATUS_GET: &str = "status_get";
+    pub const SYNC_NOW: &str = "sync_now";
+    pub const JOB_LIST: &str = "job_list";
+    pub const JOB_GET: &str = "job_get";
+    pub const JOB_SET_STATUS: &str = "job_set_status";
+    pub const JOB_ADD_NOTE: &str = "job_add_note";
+    pub const JOB_TOGGLE_CHECK: &str = "job_toggle_check";
+    pub const JOB_ADD_MATERIAL: &str = "job_add_material";
+    pub const JOB_EQUIPMENT: &str = "job_equipment";
+    pub const JOB_ADD_PHOTO: &str = "job_add_photo";
+    pub const JOB_SIGN: &str = "job_sign";
+    pub const JOB_CHECK_IN: &str = "job_check_in";
+    pub const JOB_SAVE: &str = "job_save";
+    pub const JOB_ASSIGN: &str = "job_assign";
+    pub const JOB_SUGGEST: &str = "job_suggest";
+    pub const EQUIPMENT_SEARCH: &str = "equipment_search";
+    pub const LOCATION_SEARCH: &str = "location_search";
+    pub const BOARD_GET: &str = "board_get";
+    pub const CONFLICT_LIST: &str = "conflict_list";
+    pub const CONFLICT_RESOLVE: &str = "conflict_resolve";
+}
+
+/// Event names the shell emits.
+pub mod event {
+    /// Data on the device changed (a sync brought something, or another window edited).
+    pub const DATA_CHANGED: &str = "data-changed";
+    /// The sync state changed; the payload is a [`super::DeviceStatus`].
+    pub const SYNC_STATUS: &str = "sync-status";
+    /// A login link was opened (deep link); the payload is the URL.
+    pub const LOGIN_LINK: &str = "login-link";
+}
+
+/// What kind of failure a command met; the UI matches on this, not on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No session on this device: show the login screen.
+    NotLoggedIn,
+    /// The input was refused; nothing changed. The message says why.
+    Invalid,
+    /// The role may not do this.
+    Denied,
+    /// The thing asked for is not on this device.
+    NotFound,
+    /// The server could not be reached. Local work is kept and synced later.
+    Offline,
+    /// The server refused (bad or expired login, app too old…).
+    Server,
+    /// The local database failed.
+    Storage,
+    /// A bug: the message is for the logs.
+    Internal,
+}
+
+/// A command's failure, as the UI receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl CommandError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Who is logged in on this device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub server: String,
+    /// `technician`, `dispatcher` or `admin`.
+    pub role: String,
+    pub technician: Option<String>,
+    pub display_name: String,
+    /// Running on a phone or tablet (camera scanning and OS location through plugins).
+    pub mobile: bool,
+}
+
+impl Session {
+    pub fn is_office(&self) -> bool {
+        self.role != "technician"
+    }
+}
+
+/// `session_login` arguments: the server address and a pasted magic link (`fsm://login?token=…`)
+/// or a staff token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginArgs {
+    pub server: String,
+    pub credential: String,
+}
+
+/// What is on the device and how sync is going.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub documents: u64,
+    pub jobs: u64,
+    pub pending_changes: u64,
+    pub conflicts: u64,
+    pub rejections: u64,
+    pub first_job_date: Option<String>,
+    pub last_job_date: Option<String>,
+    /// Unix milliseconds of the last complete sync.
+    pub last_sync_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub syncing: bool,
+    /// Whether the last attempt reached the server.
+    pub online: bool,
+    pub photos_waiting: u64,
+}
+
+/// A job in a list or on the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: String,
+    pub date: String,
+    pub start: Option<String>,
+    pub duration_min: u32,
+    pub status: String,
+    pub priority: String,
+    pub title: String,
+    pub technician: Option<String>,
+    pub customer: String,
+    pub address: String,
+    /// Open conflicts on this job.
+    pub conflicts: u32,
+}
+
+/// `job_list` arguments: an inclusive date range (`YYYY-MM-DD`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DateRange {
+    pub from: String,
+    pub to: String,
+}
+
+/// A piece of equipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EquipmentView {
+    pub id: String,
+    pub serial: String,
+    pub mac: Option<String>,
+    pub kind: String,
+    pub status: String,
+    pub model: Option<String>,
+    /// The address where it is installed, if any.
+    pub location: Option<String>,
+}
+
+/// A customer contact or the customer itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactView {
+    pub name: String,
+    pub phone: Option<String>,
+    pub role: Option<String>,
+}
+
+/// A subscription at the job's location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionView {
+    pub plan: String,
+    pub status: String,
+    pub monthly_price: String,
+}
+
+/// A job collection line (note, checklist item, material, equipment movement, photo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineView {
+    pub key: String,
+    pub text: String,
+    pub detail: Option<String>,
+    pub done: bool,
+}
+
+/// Everything the job screen shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub summary: JobSummary,
+    pub description: String,
+    pub technician_name: Option<String>,
+    pub customer_phone: Option<String>,
+    pub customer_email: Option<String>,
+    pub gps: Option<(String, String)>,
+    pub olt_port: Option<String>,
+    pub vlan: Option<u16>,
+    pub network_notes: String,
+    pub contacts: Vec<ContactView>,
+    pub equipment: Vec<EquipmentView>,
+    pub subscriptions: Vec<SubscriptionView>,
+    pub history: Vec<JobSummary>,
+    pub notes: Vec<LineView>,
+    pub checklist: Vec<LineView>,
+    pub materials: Vec<LineView>,
+    pub equipment_moves: Vec<LineView>,
+    /// `done` means uploaded to the server.
+    pub photos: Vec<LineView>,
+    pub signature: Option<String>,
+    pub checked_in: Option<String>,
+    pub time_on_site_min: Option<i64>,
+    /// The statuses this user may move the job to now.
+    pub next_statuses: Vec<String>,
+}
+
+/// Arguments naming a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    pub id: String,
+}
+
+/// `job_set_status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetStatusArgs {
+    pub id: String,
+    pub status: String,
+}
+
+/// `job_add_note`, `job_toggle_check` (text = item key), `job_sign` (text = signer's name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTextArgs {
+    pub id: String,
+    pub text: String,
+}
+
+/// `job_add_material`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterialArgs {
+    pub id: String,
+    pub item_code: String,
+    pub quantity: i64,
+    pub unit: String,
+}
+
+/// `job_equipment`: `install`, `swap` (needs `replaces`) or `return`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EquipmentMoveArgs {
+    pub id: String,
+    pub equipment: String,
+    pub action: String,
+    pub replaces: Option<String>,
+}
+
+/// `job_add_photo`: the image bytes, base64. `job_sign` takes the same with the signer's name as
+/// the caption and the signature pad's PNG as the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoArgs {
+    pub id: String,
+    pub base64: String,
+    pub caption: Option<String>,
+}
+
+/// `job_check_in`: a position from the OS or typed, or none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckInArgs {
+    pub id: String,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+/// `job_save`: create (no id) or edit a job (dispatcher).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDraft {
+    pub id: Option<String>,
+    /// A service location id; required when creating.
+    pub location: Option<String>,
+    pub title: String,
+    pub description: String,
+    pub date: String,
+    pub start: Option<String>,
+    pub duration_min: u32,
+    pub priority: String,
+}
+
+/// `job_assign`: who and when (dispatcher). `technician: None` returns the job to the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignArgs {
+    pub id: String,
+    pub technician: Option<String>,
+    pub date: String,
+    pub start: Option<String>,
+}
+
+/// One technician's standing for a job, with the reasons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuggestionView {
+    pub technician: String,
+    pub name: String,
+    pub eligible: bool,
+    pub reasons: Vec<Reason>,
+}
+
+/// A technician on the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TechnicianView {
+    pub id: String,
+    pub name: String,
+    /// Shift on the board's first day (`HH:MM–HH:MM`), if working.
+    pub shift: Option<String>,
+}
+
+/// The dispatcher's board for a date range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Board {
+    pub from: String,
+    pub to: String,
+    pub technicians: Vec<TechnicianView>,
+    /// Assigned jobs in the range.
+    pub jobs: Vec<JobSummary>,
+    /// Jobs with no technician, any date, oldest first.
+    pub unassigned: Vec<JobSummary>,
+}
+
+/// `equipment_search`: a serial or MAC prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchArgs {
+    pub query: String,
+}
+
+/// One concurrent value in a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictValue {
+    pub value: String,
+    /// Who wrote it (`role:device`), when known.
+    pub author: Option<String>,
+}
+
+/// An open conflict in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictView {
+    pub doc: String,
+    /// What the document is (a job's title, a customer's name…).
+    pub label: String,
+    pub field: String,
+    pub shown: String,
+    pub values: Vec<ConflictValue>,
+}
+
+/// `conflict_resolve`: keep `value` for `field` of `doc` (the dispatcher's decision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveArgs {
+    pub doc: String,
+    pub field: String,
+    pub value: String,
+}
+
+/// A service location matching a search (for a new job).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationHit {
+    pub id: String,
+    pub text: String,
+}
