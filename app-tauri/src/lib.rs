@@ -103,7 +103,10 @@ pub fn run() {
         Ok(app) => app.run(|_, _| {}),
         Err(e) => {
             tracing::error!("the app could not start: {e}");
-            #[allow(clippy::print_stderr, reason = "the one message a user starting it by hand sees")]
+            #[allow(
+                clippy::print_stderr,
+                reason = "the one message a user starting it by hand sees"
+            )]
             {
                 eprintln!("the app could not start: {e}");
             }

@@ -502,6 +502,70 @@ fn bridge_error(e: crate::erpnext::bridge::BridgeError) -> ApiError {
     }
 }
 
+fn photo_store(state: &AppState) -> Result<Arc<crate::photos::PhotoStore>, ApiError> {
+    state.photos.clone().ok_or(ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "photos_off",
+        message: "this server keeps no photos (no data folder)".into(),
+    })
+}
+
+fn photo_error(e: crate::photos::PhotoError) -> ApiError {
+    use crate::photos::PhotoError;
+    match e {
+        PhotoError::Io(e) => {
+            tracing::error!(error = %e, "photos.io_failed");
+            ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: "the server cannot store photos right now; they stay on the device".into(),
+            }
+        }
+        e => ApiError::bad_request(e.to_string()),
+    }
+}
+
+/// `PUT /api/v1/photos/{sha256}`: a photo or signature from a device, checked against its name.
+/// `201` when stored, `200` when it was already there (a retried upload).
+async fn put_photo(
+    State(state): State<AppState>,
+    Authed(_who): Authed,
+    axum::extract::Path(sha): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let store = photo_store(&state)?;
+    let stored = tokio::task::spawn_blocking(move || store.put(&sha, &body))
+        .await
+        .map_err(|_| photo_error(std::io::Error::other("photo task stopped").into()))?
+        .map_err(photo_error)?;
+    Ok(match stored {
+        crate::photos::Stored::New => StatusCode::CREATED,
+        crate::photos::Stored::AlreadyThere => StatusCode::OK,
+    })
+}
+
+/// `GET /api/v1/photos/{sha256}`: a stored photo, for the office.
+async fn get_photo(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    axum::extract::Path(sha): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    office(&who)?;
+    let store = photo_store(&state)?;
+    let bytes = tokio::task::spawn_blocking(move || store.get(&sha))
+        .await
+        .map_err(|_| photo_error(std::io::Error::other("photo task stopped").into()))?
+        .map_err(photo_error)?;
+    match bytes {
+        Some(b) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], b).into_response()),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: "no such photo".into(),
+        }),
+    }
+}
+
 /// All routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -531,6 +595,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/erpnext/issues", get(erp_issues))
         .route("/api/v1/erpnext/issues/{doc}/retry", post(erp_retry))
         .route("/api/v1/erpnext/status", get(erp_status))
+        .route(
+            "/api/v1/photos/{sha}",
+            get(get_photo)
+                .put(put_photo)
+                .layer(DefaultBodyLimit::max(crate::photos::MAX_PHOTO)),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(state)

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod erpnext;
 pub mod events;
 pub mod http;
+pub mod photos;
 pub mod service;
 pub mod settings;
 pub mod store;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub keys: Arc<auth::Keys>,
     /// The ERPNext bridge, when configured.
     pub erp: Option<Arc<ErpEdge>>,
+    /// Photos and signatures uploaded by devices, when the server has a data folder.
+    pub photos: Option<Arc<photos::PhotoStore>>,
 }
 
 /// What the HTTP edge needs of the ERPNext bridge.

@@ -357,10 +357,13 @@ fn main() -> Result<()> {
         }
         None => None,
     };
+    let photos = sync_server::photos::PhotoStore::open(&settings.data_dir.join("photos"))
+        .context("opening the photo folder")?;
     let state = AppState {
         sync: service,
         keys,
         erp,
+        photos: Some(Arc::new(photos)),
     };
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&settings.listen)

@@ -82,6 +82,9 @@ fn start_with(min_app_version: Option<&str>) -> TestServer {
         sync: service,
         keys: keys.clone(),
         erp: None,
+        photos: Some(Arc::new(
+            sync_server::photos::PhotoStore::open(&dir.path().join("photos")).unwrap(),
+        )),
     };
     rt.spawn(sync_server::serve(listener, state, async {
         let _ = stopped.await;
@@ -582,6 +585,59 @@ fn magic_link_once_then_refresh_and_revoke() {
         phone.sync(&mut HttpTransport::new(&s.url, &renewed, Duration::from_secs(5)).unwrap()),
         Err(TransportError::Server { status: 401, .. })
     ));
+}
+
+#[test]
+fn photos_upload_by_their_hash_once_and_only_with_a_token() {
+    use sha2::Digest as _;
+    let s = start();
+    let device = DeviceId(DocId::from_u128(0xd0f0));
+    let tech = s
+        .keys
+        .issue(
+            device,
+            Role::Technician,
+            Some(s.data.technicians[0]),
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let office = s
+        .keys
+        .issue(device, Role::Dispatcher, None, now_s(), 3600)
+        .unwrap();
+    let bytes = b"\xff\xd8\xff\xe0 photo of the ONT".to_vec();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let url = format!("{}/api/v1/photos/{sha}", s.url);
+    let http = reqwest::blocking::Client::new();
+    let put = |token: Option<&str>, body: &[u8], url: &str| {
+        let mut r = http.put(url).body(body.to_vec());
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(put(None, &bytes, &url), 401, "no token, no upload");
+    // Bytes that do not hash to the name (a corrupted upload) are refused and not kept.
+    assert_eq!(put(Some(&tech), b"truncated", &url), 400);
+    let get = |token: &str| {
+        let r = http.get(&url).bearer_auth(token).send().unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    };
+    assert_eq!(get(&office).0, 404);
+    assert_eq!(put(Some(&tech), &bytes, &url), 201);
+    assert_eq!(
+        put(Some(&tech), &bytes, &url),
+        200,
+        "a retried upload is harmless"
+    );
+    assert_eq!(get(&office), (200, bytes));
+    assert_eq!(get(&tech).0, 403, "photos are read by the office");
+    let bad = format!("{}/api/v1/photos/not-a-hash", s.url);
+    assert_eq!(put(Some(&tech), b"x", &bad), 400);
 }
 
 #[test]

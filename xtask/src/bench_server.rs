@@ -63,6 +63,7 @@ pub(crate) fn child(dir: &str, port: &str) -> Result<()> {
             sync: service,
             keys: Arc::new(Keys::from_secret(SECRET)),
             erp: None,
+            photos: None,
         };
         sync_server::serve(listener, state, std::future::pending()).await?;
         anyhow::Ok(())

@@ -115,6 +115,7 @@ pub(crate) fn erp_world(timeout: Duration) -> ErpWorld {
             bridge: Arc::clone(&bridge),
             webhook_secret: Some(Secret::new(HOOK_SECRET)),
         })),
+        photos: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(sync_server::serve(listener, state, async {
