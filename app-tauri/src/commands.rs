@@ -73,6 +73,18 @@ fn job_id(s: &str) -> Result<JobId, DeviceError> {
 }
 
 /// Runs an edit, then answers with the job's fresh detail and wakes the sync.
+/// The office's screens (board, job editor, suggestions, conflict resolution) refuse other roles.
+fn office(d: &Device) -> Answer<()> {
+    if d.role()?.is_office() {
+        Ok(())
+    } else {
+        Err(CommandError::new(
+            ErrorKind::Denied,
+            "this is for the office (dispatchers and admins)",
+        ))
+    }
+}
+
 fn edit_job(
     state: &AppState,
     id: &str,
@@ -223,6 +235,7 @@ fn job_check_in(state: State<'_, AppState>, args: CheckInArgs) -> Answer<JobDeta
 fn job_save(state: State<'_, AppState>, args: JobDraft) -> Answer<JobDetail> {
     let detail = {
         let mut d = lock(&state);
+        office(&d)?;
         let id = d.replica_mut()?.save_job(&args)?;
         d.job_detail(&id.to_string())?
     };
@@ -232,6 +245,7 @@ fn job_save(state: State<'_, AppState>, args: JobDraft) -> Answer<JobDetail> {
 
 #[tauri::command(async)]
 fn job_assign(state: State<'_, AppState>, args: AssignArgs) -> Answer<JobDetail> {
+    office(&lock(&state))?;
     edit_job(&state, &args.id.clone(), |d, _| {
         d.replica_mut()?.assign(&args)?;
         Ok(())
@@ -241,10 +255,9 @@ fn job_assign(state: State<'_, AppState>, args: AssignArgs) -> Answer<JobDetail>
 #[tauri::command(async)]
 fn job_suggest(state: State<'_, AppState>, args: JobRef) -> Answer<Vec<SuggestionView>> {
     let job = job_id(&args.id)?;
-    Ok(lock(&state)
-        .replica()?
-        .suggestions(job)
-        .map_err(DeviceError::from)?)
+    let d = lock(&state);
+    office(&d)?;
+    Ok(d.replica()?.suggestions(job).map_err(DeviceError::from)?)
 }
 
 #[tauri::command(async)]
@@ -257,7 +270,9 @@ fn equipment_search(state: State<'_, AppState>, args: SearchArgs) -> Answer<Vec<
 
 #[tauri::command(async)]
 fn location_search(state: State<'_, AppState>, args: SearchArgs) -> Answer<Vec<LocationHit>> {
-    let hits = lock(&state)
+    let d = lock(&state);
+    office(&d)?;
+    let hits = d
         .replica()?
         .search(&args.query, 20)
         .map_err(DeviceError::from)?;
@@ -274,6 +289,7 @@ fn location_search(state: State<'_, AppState>, args: SearchArgs) -> Answer<Vec<L
 #[tauri::command(async)]
 fn board_get(state: State<'_, AppState>, args: DateRange) -> Answer<Board> {
     let d = lock(&state);
+    office(&d)?;
     let from = app_tauri_core::views::parse_date(&args.from).map_err(DeviceError::from)?;
     let to = app_tauri_core::views::parse_date(&args.to).map_err(DeviceError::from)?;
     Ok(d.replica()?.board(from, to).map_err(DeviceError::from)?)
@@ -291,6 +307,7 @@ fn conflict_list(state: State<'_, AppState>) -> Answer<Vec<ConflictView>> {
 fn conflict_resolve(state: State<'_, AppState>, args: ResolveArgs) -> Answer<Vec<ConflictView>> {
     let list = {
         let mut d = lock(&state);
+        office(&d)?;
         d.replica_mut()?
             .resolve_with(&args.doc, &args.field, &args.value)
             .map_err(DeviceError::from)?;

@@ -334,6 +334,19 @@ pub fn status(lang: Lang, s: &str) -> &'static str {
 }
 
 /// A priority in words.
+/// A role (as authors are written: `Technician`, `Dispatcher`, `Admin`, `Server`) in words.
+pub fn role(lang: Lang, r: &str) -> String {
+    let word = match (lang, r) {
+        (Lang::Fr, "Technician") => "Technicien",
+        (Lang::Fr, "Dispatcher") => "Répartiteur",
+        (Lang::Fr, "Admin") => "Administrateur",
+        (Lang::Fr, "Server") => "Serveur (ERPNext)",
+        (Lang::En, "Server") => "Server (ERPNext)",
+        (_, other) => other,
+    };
+    word.to_owned()
+}
+
 pub fn priority(lang: Lang, p: &str) -> &'static str {
     match (lang, p) {
         (Lang::Fr, "low") => "Basse",

@@ -69,6 +69,8 @@ pub struct AppState {
     pub board_date: NaiveDate,
     pub pick: Option<Pick>,
     pub conflicts: Vec<ConflictView>,
+    /// The equipment query as typed, and the results for it.
+    pub search_query: String,
     pub search: Vec<EquipmentView>,
     pub suggestions: Option<(String, Vec<SuggestionView>)>,
     pub editing: Option<JobDraft>,
@@ -95,6 +97,7 @@ impl AppState {
             board_date: today,
             pick: None,
             conflicts: Vec::new(),
+            search_query: String::new(),
             search: Vec::new(),
             suggestions: None,
             editing: None,
@@ -207,7 +210,11 @@ pub enum Action {
     BoardShift(i64),
     BoardToday,
     Conflicts(Vec<ConflictView>),
-    Search(Vec<EquipmentView>),
+    /// The equipment query changed (results for older queries are dropped when they arrive).
+    SearchTyped(String),
+    /// Results for a query.
+    Search(String, Vec<EquipmentView>),
+    SearchClear,
     Suggestions(String, Vec<SuggestionView>),
     CloseSuggestions,
     Edit(Option<JobDraft>),
@@ -302,7 +309,21 @@ impl Reducible for AppState {
                 s.pick = None;
             }
             Action::Conflicts(c) => s.conflicts = c,
-            Action::Search(r) => s.search = r,
+            Action::SearchTyped(q) => {
+                if q.trim().len() < 2 {
+                    s.search.clear();
+                }
+                s.search_query = q;
+            }
+            Action::Search(q, r) => {
+                if q == s.search_query {
+                    s.search = r;
+                }
+            }
+            Action::SearchClear => {
+                s.search_query.clear();
+                s.search.clear();
+            }
             Action::Suggestions(job, list) => s.suggestions = Some((job, list)),
             Action::CloseSuggestions => s.suggestions = None,
             Action::Edit(d) => s.editing = d,

@@ -3,6 +3,7 @@
 
 /// The demo data generator lives with the server (its `demo` command uses it).
 pub use sync_server::demo as data;
+pub mod app_driver;
 pub mod frappe;
 pub mod harness;
 pub mod sim;

@@ -20,7 +20,7 @@ use crate::replica::{Replica, ReplicaError, blob_id, id_blob};
 const SUMMARY_COLS: &str = "j.id, j.date, j.start, j.duration, j.status, j.priority, j.title, \
      j.technician, coalesce(c.name, ''), coalesce(l.address, ''), \
      (SELECT count(*) FROM conflicts k WHERE k.doc = j.id)";
-const SUMMARY_FROM: &str = "jobs j LEFT JOIN customers c ON c.id = j.customer \
+const SUMMARY_JOINS: &str = "LEFT JOIN customers c ON c.id = j.customer \
      LEFT JOIN locations l ON l.id = j.location";
 
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobSummary> {
@@ -77,7 +77,7 @@ impl Replica {
     ) -> Result<Vec<JobSummary>, ReplicaError> {
         let rows = if let Some(t) = tech {
             let mut st = self.conn.prepare_cached(&format!(
-                "SELECT {SUMMARY_COLS} FROM job_people p JOIN {SUMMARY_FROM} ON j.id = p.job
+                "SELECT {SUMMARY_COLS} FROM job_people p JOIN jobs j ON j.id = p.job {SUMMARY_JOINS}
                  WHERE p.technician = ?1 AND p.date BETWEEN ?2 AND ?3
                  ORDER BY j.date, j.start IS NULL, j.start, j.title"
             ))?;
@@ -88,7 +88,7 @@ impl Replica {
             .collect::<Result<Vec<_>, _>>()?
         } else {
             let mut st = self.conn.prepare_cached(&format!(
-                "SELECT {SUMMARY_COLS} FROM {SUMMARY_FROM} WHERE j.date BETWEEN ?1 AND ?2
+                "SELECT {SUMMARY_COLS} FROM jobs j {SUMMARY_JOINS} WHERE j.date BETWEEN ?1 AND ?2
                  ORDER BY j.date, j.start IS NULL, j.start, j.title"
             ))?;
             st.query_map(params![from.to_string(), to.to_string()], summary_row)?
@@ -100,7 +100,7 @@ impl Replica {
     /// Open jobs without a technician, oldest first.
     pub fn unassigned_jobs(&self) -> Result<Vec<JobSummary>, ReplicaError> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLS} FROM {SUMMARY_FROM}
+            "SELECT {SUMMARY_COLS} FROM jobs j {SUMMARY_JOINS}
              WHERE j.technician IS NULL AND j.status NOT IN ('completed', 'could_not_complete', 'cancelled')
              ORDER BY j.date, j.start IS NULL, j.start, j.title"
         ))?;
@@ -111,7 +111,7 @@ impl Replica {
 
     fn summary(&self, id: DocId) -> Result<Option<JobSummary>, ReplicaError> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLS} FROM {SUMMARY_FROM} WHERE j.id = ?1"
+            "SELECT {SUMMARY_COLS} FROM jobs j {SUMMARY_JOINS} WHERE j.id = ?1"
         ))?;
         let mut rows = st.query_map([id_blob(id)], summary_row)?;
         Ok(rows.next().transpose()?)
@@ -326,7 +326,7 @@ impl Replica {
 
     fn history_at(&self, location: DocId, except: DocId) -> Result<Vec<JobSummary>, ReplicaError> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLS} FROM {SUMMARY_FROM} WHERE j.location = ?1 AND j.id <> ?2
+            "SELECT {SUMMARY_COLS} FROM jobs j {SUMMARY_JOINS} WHERE j.location = ?1 AND j.id <> ?2
              ORDER BY j.date DESC LIMIT 20"
         ))?;
         Ok(st

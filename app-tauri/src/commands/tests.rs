@@ -37,20 +37,16 @@ fn token(role: &str, tech: Option<TechnicianId>) -> String {
     format!("{}.{}.sig", b64(&json!({"alg": "HS256"})), b64(&claims))
 }
 
-fn seed(dir: &std::path::Path) {
-    let clock = Arc::new(app_tauri_core::device::SystemClock);
-    let mut d = app_tauri_core::device::Device::open(dir, clock).expect("open");
-    // Port 9 (discard) on loopback: nothing answers, so the device stays offline in these tests.
-    d.login_with_token("http://127.0.0.1:9", &token("Dispatcher", None))
-        .expect("login");
-    let r = d.replica_mut().expect("replica");
+/// The fixture: a customer, a location, an ONT in stock, a technician and a job on 2026-11-23,
+/// assigned to `tech` when given.
+fn fixture(tech: Option<TechnicianId>) -> Vec<AnyEntity> {
     let today = NaiveDate::from_ymd_opt(2026, 11, 23).expect("date");
     let shift = Shift::new(
         NaiveTime::from_hms_opt(8, 0, 0).expect("t"),
         NaiveTime::from_hms_opt(17, 0, 0).expect("t"),
     )
     .expect("shift");
-    let entities = vec![
+    vec![
         AnyEntity::Customer(Customer {
             id: CUSTOMER,
             erp_name: None,
@@ -110,7 +106,7 @@ fn seed(dir: &std::path::Path) {
             location: LOCATION,
             title: Name::parse("Installation fibre").expect("title"),
             description: String::new(),
-            technician: None,
+            technician: tech,
             assistants: vec![],
             required_tags: vec![],
             date: today,
@@ -118,7 +114,11 @@ fn seed(dir: &std::path::Path) {
             duration_min: 90,
             recurrence: None,
             priority: Priority::Normal,
-            status: JobStatus::Open,
+            status: if tech.is_some() {
+                JobStatus::Scheduled
+            } else {
+                JobStatus::Open
+            },
             check_in: None,
             actual_start: None,
             actual_end: None,
@@ -131,10 +131,66 @@ fn seed(dir: &std::path::Path) {
             time_log: vec![],
             diagnostics: vec![],
         })),
-    ];
-    for e in &entities {
+    ]
+}
+
+/// A dispatcher's device holding the fixture (created there, waiting to sync).
+fn seed(dir: &std::path::Path) {
+    let clock = Arc::new(app_tauri_core::device::SystemClock);
+    let mut d = app_tauri_core::device::Device::open(dir, clock).expect("open");
+    // Port 9 (discard) on loopback: nothing answers, so the device stays offline in these tests.
+    d.login_with_token("http://127.0.0.1:9", &token("Dispatcher", None))
+        .expect("login");
+    let r = d.replica_mut().expect("replica");
+    for e in &fixture(None) {
         r.create(e).expect("create");
     }
+}
+
+/// A technician's device that synced the fixture (its job assigned to `TECH`) from a server
+/// engine, as it would from the sync server.
+fn seed_technician(dir: &std::path::Path) {
+    use shared::ids::{Author, DeviceId, Role};
+    use shared::protocol::{self, Message};
+    use shared::sync::server::{ServerConfig, ServerEngine, Subject};
+
+    struct Direct<'a>(&'a mut ServerEngine, DeviceId);
+    impl app_tauri_core::Transport for Direct<'_> {
+        fn exchange(
+            &mut self,
+            request: Vec<u8>,
+        ) -> Result<Vec<u8>, app_tauri_core::TransportError> {
+            let Ok(Message::Request(req)) = protocol::decode(&request) else {
+                panic!("the device sent an unreadable frame");
+            };
+            let now = shared::clock::Millis(1_795_424_400_000); // 2026-11-23 09:00 UTC
+            let msg = match self.0.sync(self.1, &req, now.date(), now) {
+                Ok((resp, _)) => Message::Response(resp),
+                Err(refusal) => Message::Refused(refusal),
+            };
+            Ok(protocol::encode(&msg))
+        }
+    }
+    let clock = Arc::new(app_tauri_core::device::SystemClock);
+    let mut d = app_tauri_core::device::Device::open(dir, clock).expect("open");
+    d.login_with_token("http://127.0.0.1:9", &token("Technician", Some(TECH)))
+        .expect("login");
+    let author = d.replica().expect("replica").author();
+    let mut engine = ServerEngine::new(ServerConfig::new(Author::new(
+        Role::Server,
+        DeviceId(DocId::from_u128(0x5e)),
+    )));
+    engine
+        .insert_all(
+            &fixture(Some(TECH)),
+            shared::clock::Millis(1_795_424_400_000),
+        )
+        .expect("seed the engine");
+    engine.register(author.device, author, Subject::Technician(TECH));
+    d.replica_mut()
+        .expect("replica")
+        .sync(&mut Direct(&mut engine, author.device))
+        .expect("sync");
 }
 
 fn app(dir: &std::path::Path) -> (App<MockRuntime>, WebviewWindow<MockRuntime>) {
@@ -354,5 +410,69 @@ fn the_capability_grants_exactly_the_app_commands() {
     assert_eq!(
         others,
         ["core:event:allow-listen", "core:event:allow-unlisten"]
+    );
+}
+
+#[test]
+fn a_technician_lists_own_jobs_and_follows_the_state_machine() {
+    let dir = tempfile::tempdir().expect("tmp");
+    seed_technician(dir.path());
+    let (_app, w) = app(dir.path());
+    let session = call(&w, "session_get", Value::Null).expect("session");
+    assert_eq!(session["role"], "technician");
+    let list = call(
+        &w,
+        "job_list",
+        json!({"from": "2026-11-23", "to": "2026-12-06"}),
+    )
+    .expect("list");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["id"], JOB.to_string());
+    assert_eq!(list[0]["customer"], "Marie Tremblay");
+    assert_eq!(list[0]["start"], "09:00");
+    let empty = call(
+        &w,
+        "job_list",
+        json!({"from": "2026-11-24", "to": "2026-11-30"}),
+    )
+    .expect("list");
+    assert_eq!(empty, json!([]));
+
+    let detail = call(&w, "job_get", json!({"id": JOB.to_string()})).expect("detail");
+    assert_eq!(
+        detail["next_statuses"],
+        json!(["en_route", "on_site"]),
+        "{detail}"
+    );
+    // The office's transitions are refused to a technician, with a kind the UI can show.
+    let e = call(
+        &w,
+        "job_set_status",
+        json!({"id": JOB.to_string(), "status": "cancelled"}),
+    );
+    assert_eq!(kind(e), "denied");
+    let d = call(
+        &w,
+        "job_set_status",
+        json!({"id": JOB.to_string(), "status": "en_route"}),
+    )
+    .expect("en route");
+    assert_eq!(d["summary"]["status"], "en_route");
+    // The office's screens are refused.
+    assert_eq!(
+        kind(call(
+            &w,
+            "board_get",
+            json!({"from": "2026-11-23", "to": "2026-11-23"})
+        )),
+        "denied"
+    );
+    assert_eq!(
+        kind(call(&w, "job_suggest", json!({"id": JOB.to_string()}))),
+        "denied"
+    );
+    assert_eq!(
+        kind(call(&w, "location_search", json!({"query": "Érables"}))),
+        "denied"
     );
 }

@@ -133,9 +133,9 @@ pub fn board_page() -> Html {
                     <button id="view-week" aria-pressed={(view == BoardView::Week).to_string()} onclick={nav(Action::BoardView(BoardView::Week))}>{ t(lang, Msg::Week) }</button>
                 </div>
                 <div role="group">
-                    <button onclick={nav(Action::BoardShift(-1))} aria-label={t(lang, Msg::Previous)}>{ "‹" }</button>
-                    <button onclick={nav(Action::BoardToday)}>{ t(lang, Msg::Today) }</button>
-                    <button onclick={nav(Action::BoardShift(1))} aria-label={t(lang, Msg::Next)}>{ "›" }</button>
+                    <button id="board-prev" onclick={nav(Action::BoardShift(-1))} aria-label={t(lang, Msg::Previous)}>{ "‹" }</button>
+                    <button id="board-today" onclick={nav(Action::BoardToday)}>{ t(lang, Msg::Today) }</button>
+                    <button id="board-next" onclick={nav(Action::BoardShift(1))} aria-label={t(lang, Msg::Next)}>{ "›" }</button>
                 </div>
                 <strong id="board-range">{ if from == to { from.to_string() } else { format!("{from} → {to}") } }</strong>
                 <button id="new-job" onclick={new_job}>{ "+ " }{ t(lang, Msg::NewJob) }</button>

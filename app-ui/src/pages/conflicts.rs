@@ -4,22 +4,41 @@ use shared::ipc::ResolveArgs;
 use yew::prelude::*;
 
 use crate::app::{Store, spawn};
-use crate::i18n::{Msg, t};
+use crate::i18n::{self, Lang, Msg, t};
 use crate::ipc;
 use crate::state::{Action, Screen};
 
-/// A value as the inbox shows it: strings without their quotes.
-pub fn display_value(v: &str) -> String {
-    serde_json::from_str::<String>(v).unwrap_or_else(|_| v.to_owned())
+/// A value as the inbox shows it: strings without their quotes, a status in words.
+pub fn display_value(lang: Lang, field: &str, v: &str) -> String {
+    let s = serde_json::from_str::<String>(v).unwrap_or_else(|_| v.to_owned());
+    match field {
+        "status" => match i18n::status(lang, &s) {
+            "?" => s,
+            word => word.to_owned(),
+        },
+        "priority" => match i18n::priority(lang, &s) {
+            "?" => s,
+            word => word.to_owned(),
+        },
+        _ => s,
+    }
 }
 
-/// An author (`Dispatcher:…`, `Technician:…`, `Server:…`) in words, with a short device id.
-pub fn display_author(a: Option<&str>) -> String {
+/// An author (`Dispatcher:…`, `Technician:…`, `Server:…`) in words, with the end of its device
+/// id (ids are time-ordered: their start is the same for devices set up the same day).
+pub fn display_author(lang: Lang, a: Option<&str>) -> String {
     let Some(a) = a else {
         return "?".into();
     };
     match a.split_once(':') {
-        Some((role, device)) => format!("{role} ({})", device.get(..8).unwrap_or(device)),
+        Some((role, device)) => {
+            let tail = device.len().saturating_sub(6);
+            format!(
+                "{} ({})",
+                i18n::role(lang, role),
+                device.get(tail..).unwrap_or(device)
+            )
+        }
         None => a.to_owned(),
     }
 }
@@ -43,7 +62,7 @@ pub fn conflicts() -> Html {
                     html! {
                         <li class="conflict" key={format!("{}-{}", c.doc, c.field)} data-doc={c.doc.clone()} data-field={c.field.clone()}>
                             <h2><button class="link" onclick={open}>{ &c.label }</button>{ " · " }<code>{ &c.field }</code></h2>
-                            <p>{ t(lang, Msg::Shown) }{ ": " }<strong class="shown">{ display_value(&c.shown) }</strong></p>
+                            <p>{ t(lang, Msg::Shown) }{ ": " }<strong class="shown">{ display_value(lang, &c.field, &c.shown) }</strong></p>
                             <ul class="values">
                                 { for c.values.iter().map(|v| {
                                     let keep = {
@@ -56,8 +75,8 @@ pub fn conflicts() -> Html {
                                     };
                                     html! {
                                         <li>
-                                            <strong class="value">{ display_value(&v.value) }</strong>
-                                            { " " }{ t(lang, Msg::WrittenBy) }{ " " }<span class="author">{ display_author(v.author.as_deref()) }</span>
+                                            <strong class="value">{ display_value(lang, &c.field, &v.value) }</strong>
+                                            { " " }{ t(lang, Msg::WrittenBy) }{ " " }<span class="author">{ display_author(lang, v.author.as_deref()) }</span>
                                             <button onclick={keep}>{ t(lang, Msg::KeepValue) }</button>
                                         </li>
                                     }
@@ -77,14 +96,35 @@ mod tests {
 
     #[test]
     fn values_and_authors_read_as_words() {
-        assert_eq!(display_value("\"completed\""), "completed");
-        assert_eq!(display_value("\"Réparer « fibre »\""), "Réparer « fibre »");
-        assert_eq!(display_value("42"), "42");
-        assert_eq!(display_value("∅"), "∅");
         assert_eq!(
-            display_author(Some("Dispatcher:0190f3a1-1111-7000-8000-000000000001")),
-            "Dispatcher (0190f3a1)"
+            display_value(Lang::Fr, "status", "\"completed\""),
+            "Terminé"
         );
-        assert_eq!(display_author(None), "?");
+        assert_eq!(
+            display_value(Lang::En, "status", "\"cancelled\""),
+            "Cancelled"
+        );
+        assert_eq!(display_value(Lang::Fr, "status", "\"weird\""), "weird");
+        assert_eq!(
+            display_value(Lang::Fr, "title", "\"Réparer « fibre »\""),
+            "Réparer « fibre »"
+        );
+        assert_eq!(display_value(Lang::Fr, "duration", "42"), "42");
+        assert_eq!(display_value(Lang::Fr, "title", "∅"), "∅");
+        assert_eq!(
+            display_author(
+                Lang::Fr,
+                Some("Dispatcher:0190f3a1-1111-7000-8000-0000000a0b01")
+            ),
+            "Répartiteur (0a0b01)"
+        );
+        assert_eq!(
+            display_author(
+                Lang::En,
+                Some("Technician:0190f3a1-1111-7000-8000-0000000a0b02")
+            ),
+            "Technician (0a0b02)"
+        );
+        assert_eq!(display_author(Lang::En, None), "?");
     }
 }

@@ -270,8 +270,11 @@ fn equipment_panel(p: &DetailProps) -> Html {
         Callback::from(move |e: InputEvent| {
             let q = super::input_value(&e);
             query.set(q.clone());
+            store.dispatch(Action::SearchTyped(q.clone()));
             spawn(&store, async move {
-                ipc::equipment_search(q).await.map(Action::Search)
+                ipc::equipment_search(q.clone())
+                    .await
+                    .map(|r| Action::Search(q, r))
             });
         })
     };
@@ -282,9 +285,9 @@ fn equipment_panel(p: &DetailProps) -> Html {
             spawn(&store, async move {
                 let code = ipc::scan().await?;
                 query.set(code.clone());
-                let r = ipc::equipment_search(code).await?;
-                store2.dispatch(Action::Search(r.clone()));
-                Ok(Action::Search(r))
+                store2.dispatch(Action::SearchTyped(code.clone()));
+                let r = ipc::equipment_search(code.clone()).await?;
+                Ok(Action::Search(code, r))
             });
         })
     };
@@ -308,7 +311,7 @@ fn equipment_panel(p: &DetailProps) -> Html {
                 },
             };
             edit(&store, ipc::job_equipment(args));
-            store.dispatch(Action::Search(Vec::new()));
+            store.dispatch(Action::SearchClear);
         })
     };
     let here: Vec<&EquipmentView> = p.detail.equipment.iter().collect();

@@ -20,7 +20,7 @@ pub fn jobs() -> Html {
             { for groups.into_iter().map(|(day, jobs)| {
                 let heading = if day == today { format!("{} · {day}", t(lang, Msg::Today)) } else { day.clone() };
                 html! {
-                    <section class="day" key={day.clone()}>
+                    <section class="day" key={day.clone()} data-day={day.clone()}>
                         <h2>{ heading }</h2>
                         <ul>
                             { for jobs.into_iter().map(|j| {

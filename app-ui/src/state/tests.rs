@@ -290,3 +290,36 @@ fn midnight_moves_today_and_the_board_unless_it_was_moved_on_purpose() {
         Some("fsm://login?token=a.b.c")
     );
 }
+
+#[test]
+fn search_results_for_an_older_query_are_dropped() {
+    let hit = |serial: &str| EquipmentView {
+        id: "e".into(),
+        serial: serial.into(),
+        mac: None,
+        kind: "ont".into(),
+        status: "active".into(),
+        model: None,
+        location: None,
+    };
+    let s = run(
+        AppState::new(Lang::Fr, day("2026-11-23")),
+        [
+            Action::SearchTyped("ZT".into()),
+            Action::SearchTyped("ZTEG1".into()),
+            // The answer for "ZTEG1" arrives first, then the slower one for "ZT".
+            Action::Search("ZTEG1".into(), vec![hit("ZTEG1234")]),
+            Action::Search("ZT".into(), vec![hit("ZTAA"), hit("ZTEG1234")]),
+        ],
+    );
+    assert_eq!(s.search.len(), 1);
+    assert_eq!(s.search[0].serial, "ZTEG1234");
+    // Under two characters there is nothing to search: the list empties at once.
+    let s = run(s, [Action::SearchTyped("Z".into())]);
+    assert!(s.search.is_empty());
+    let s = run(
+        s,
+        [Action::SearchTyped("ZTEG1".into()), Action::SearchClear],
+    );
+    assert!(s.search.is_empty() && s.search_query.is_empty());
+}

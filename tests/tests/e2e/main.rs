@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod app;
 mod bad_input;
 mod erpnext;
+mod mobile;
 mod recording;
 mod scenarios;
 mod sim;

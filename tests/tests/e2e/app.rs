@@ -1,0 +1,189 @@
+//! The real app, end to end: the built `app-tauri` binary in WebKitGTK under Xvfb, driven through
+//! `tauri-driver`/WebKitWebDriver, against a real `sync-server demo` child process.
+//!
+//! A technician logs in with a magic link, then works offline (server stopped): en route, on
+//! site, a note, an equipment serial typed and installed, completed — and closes the app. A
+//! dispatcher, offline too, cancels the same job. The server comes back; both apps sync on start;
+//! the dispatcher sees the technician's note and equipment and the status conflict with both
+//! values and who wrote them. Screenshots of the main screens go to `screenshots/`.
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+use tests::app_driver::{self, App, DemoServer, Stage};
+
+const NOTE: &str = "Câble coupé au sous-sol, raccord refait";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> Result<()> {
+    let (app_bin, server_bin) = app_driver::build_binaries(false)?;
+    let tmp = tempfile::tempdir()?;
+    let mut server = DemoServer::start(&server_bin, &tmp.path().join("server"))?;
+    let stage = Stage::start()?;
+    let (tech_dir, office_dir) = (tmp.path().join("tech"), tmp.path().join("office"));
+
+    // The dispatcher logs in with a staff token while the server is up.
+    let office = stage.launch(&app_bin, &office_dir).await?;
+    login(&office, &server.url, &server.dispatcher_token).await?;
+    office.find("#board").await?;
+    office.close().await?;
+
+    // The technician logs in by pasting the magic link the office sent.
+    let link = server.magic_link(&server.technician).await?;
+    let tech = stage.launch(&app_bin, &tech_dir).await?;
+    login(&tech, &server.url, &link).await?;
+    tech.find("#job-list button.job").await?;
+    nothing_pending(&tech).await?;
+    tech.screenshot("technician-list").await?;
+    // Today's (or the next day's) first job still to do.
+    let picked = tech
+        .js(
+            "for (const s of document.querySelectorAll('#job-list section.day')) { \
+               const b = s.querySelector('button.job.st-scheduled'); \
+               if (b) return [b.dataset.job, s.dataset.day]; } return null;",
+            vec![],
+        )
+        .await?;
+    let job = picked[0]
+        .as_str()
+        .context("no scheduled job in the list")?
+        .to_owned();
+    let day = picked[1].as_str().context("the job's day")?.to_owned();
+
+    // The server goes away: everything below happens offline.
+    server.stop();
+    tech.click(&format!("#job-list button.job[data-job='{job}']"))
+        .await?;
+    tech.find("#job-detail").await?;
+    tech.click("#to-en_route").await?;
+    tech.until_text("#job-status", "route").await?;
+    tech.click("#to-on_site").await?;
+    tech.until_text("#job-status", "Sur place").await?;
+    tech.type_into("#note-text", NOTE).await?;
+    tech.click("#add-note").await?;
+    tech.until_text("#notes", NOTE).await?;
+    // An equipment serial, typed: a prefix first, then the full serial of the first match.
+    tech.type_into("#equipment-query", "ZTEG").await?;
+    tech.find("#equipment-results li code").await?;
+    let serial = tech.text("#equipment-results li code").await?;
+    tech.type_into("#equipment-query", &serial).await?;
+    tech.until(
+        "exactly the typed serial in the results",
+        "const r = document.querySelectorAll('#equipment-results li code'); \
+         return r.length === 1 && r[0].textContent === arguments[0];",
+        vec![json!(serial)],
+    )
+    .await?;
+    tech.click("#equipment-results li button.install").await?;
+    tech.until_text("#equipment-moves", &serial).await?;
+    tech.click("#to-completed").await?;
+    tech.until_text("#job-status", "Terminé").await?;
+    // Offline, and the work waits on the device.
+    tech.click("#sync-now").await?;
+    tech.until_text("#online", "Hors ligne").await?;
+    let pending = tech.text("#pending").await?;
+    assert!(
+        !pending.starts_with('0'),
+        "the offline work is pending: {pending}"
+    );
+    tech.screenshot("job-detail").await?;
+    tech.close().await?;
+
+    // The dispatcher, offline as well, cancels the same job from the board.
+    let office = stage.launch(&app_bin, &office_dir).await?;
+    open_on_board(&office, &job, &day).await?;
+    office.click("#pick-open").await?;
+    office.find("#job-detail").await?;
+    office.click("#to-cancelled").await?;
+    office.until_text("#job-status", "Annul").await?;
+    office.close().await?;
+
+    // The server comes back. Each app syncs as it starts.
+    server.restart()?;
+    let tech = stage.launch(&app_bin, &tech_dir).await?;
+    tech.find("#job-list").await?;
+    nothing_pending(&tech).await?;
+    tech.until_text("#online", "En ligne").await?;
+    tech.close().await?;
+
+    let office = stage.launch(&app_bin, &office_dir).await?;
+    office.find("#board").await?;
+    nothing_pending(&office).await?;
+    // The conflict shows on the board (a badge on the job) and in the inbox.
+    office
+        .until_text("#nav-conflicts .badge", "1")
+        .await
+        .context("the dispatcher is told about the conflict")?;
+    open_on_board(&office, &job, &day).await?;
+    office
+        .find(&format!("#board button.card-job[data-job='{job}'] .badge"))
+        .await?;
+    office.screenshot("dispatcher-board").await?;
+    office.click("#nav-conflicts").await?;
+    let item = format!("#conflicts li.conflict[data-doc='{job}'][data-field='status']");
+    office.find(&item).await?;
+    let text = office.text(&item).await?;
+    for expected in ["Terminé", "Annulé", "Technicien", "Répartiteur"] {
+        assert!(
+            text.contains(expected),
+            "the conflict shows {expected:?}: {text}"
+        );
+    }
+    office.screenshot("conflict-inbox").await?;
+    // The technician's note and equipment reached the dispatcher.
+    office.click(&format!("{item} h2 button")).await?;
+    office.until_text("#notes", NOTE).await?;
+    office.until_text("#equipment-moves", &serial).await?;
+    office.close().await?;
+
+    stage.stop();
+    server.stop();
+    for shot in [
+        "technician-list",
+        "job-detail",
+        "dispatcher-board",
+        "conflict-inbox",
+    ] {
+        let p = app_driver::screenshots_dir().join(format!("{shot}.png"));
+        assert!(std::fs::metadata(&p)?.len() > 1000, "{} saved", p.display());
+    }
+    Ok(())
+}
+
+/// The login screen: server address and a link or token.
+async fn login(app: &App, server: &str, credential: &str) -> Result<()> {
+    app.type_into("#server", server).await?;
+    app.type_into("#credential", credential).await?;
+    app.click("#login").await
+}
+
+/// Shows `day` on the dispatcher's board and picks `job` there.
+async fn open_on_board(app: &App, job: &str, day: &str) -> Result<()> {
+    app.find("#board").await?;
+    app.click("#view-day").await?;
+    app.click("#board-today").await?;
+    let today = app.text("#board-range").await?;
+    let (today, day) = (parse_day(&today)?, parse_day(day)?);
+    for _ in 0..(day - today).num_days() {
+        app.click("#board-next").await?;
+    }
+    app.until_text("#board-range", &day.to_string()).await?;
+    app.click(&format!("#board button.card-job[data-job='{job}']"))
+        .await?;
+    app.find("#pickbar").await?;
+    Ok(())
+}
+
+fn parse_day(s: &str) -> Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").with_context(|| format!("a date: {s}"))
+}
+
+/// Waits until the status bar says no change waits to be sent.
+async fn nothing_pending(app: &App) -> Result<()> {
+    app.until(
+        "no pending change",
+        "const e = document.querySelector('#pending'); \
+         return !!e && /^0\\s/.test(e.textContent.trim());",
+        vec![],
+    )
+    .await
+}
