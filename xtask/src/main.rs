@@ -4,7 +4,10 @@
 //!   `name: value unit` line per figure.
 //! * `cargo xtask bench server` — sync-server figures: merge throughput, reconnect storm, initial
 //!   sync CPU, memory (release build, server in a child process over real HTTP).
+//! * `cargo xtask bench app` — the real app (release) under Xvfb through tauri-driver: cold start
+//!   to 300 jobs listed, job open, equipment search.
 //! * `cargo xtask ui [--debug]` — builds the Yew UI into `app-ui/dist` (wasm + wasm-bindgen).
+//! * `cargo xtask deb` — the desktop `.deb` through the Tauri bundler (installs `tauri-cli` once).
 //! * `cargo xtask demo` — runs what exists of the product on its embedded default: an in-process
 //!   sync server with a generated Québec data set, a technician and a dispatcher replica on disk.
 
@@ -14,8 +17,10 @@
 use std::process::ExitCode;
 
 mod bench;
+mod bench_app;
 mod bench_erp;
 mod bench_server;
+mod deb;
 mod demo;
 mod ui;
 
@@ -29,16 +34,18 @@ fn main() -> ExitCode {
     {
         ["bench", "core"] => bench::core(),
         ["bench", "server"] => bench_server::run(),
+        ["bench", "app"] => bench_app::run(),
         ["bench-server-child", dir, port] => bench_server::child(dir, port),
         ["bench", area] => Err(anyhow::anyhow!(
-            "unknown bench area `{area}` (available: core, server)"
+            "unknown bench area `{area}` (available: core, server, app)"
         )),
         ["bench-client", frames] => bench::client_child(frames),
         ["demo"] => demo::run(),
+        ["deb"] => deb::build(),
         ["ui"] => ui::build(true),
         ["ui", "--debug"] => ui::build(false),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask bench core|server|app | cargo xtask ui [--debug] | cargo xtask demo"
+            "usage: cargo xtask bench core|server|app | cargo xtask ui [--debug] | cargo xtask deb | cargo xtask demo"
         )),
     };
     match result {
