@@ -641,6 +641,78 @@ fn photos_upload_by_their_hash_once_and_only_with_a_token() {
 }
 
 #[test]
+fn a_photo_taken_offline_waits_on_the_device_then_uploads_on_the_next_sync() {
+    use app_tauri_core::device::{self, Device, SystemClock as DeviceClock};
+    use sha2::Digest as _;
+    let s = start();
+    let dir = tempfile::tempdir().unwrap();
+    let tech = s.data.technicians[0];
+    let token = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0f1)),
+            Role::Technician,
+            Some(tech),
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let mut d = Device::open(dir.path(), Arc::new(DeviceClock)).unwrap();
+    d.login_with_token(&s.url, &token).unwrap();
+    let d = std::sync::Mutex::new(d);
+    device::sync_over_http(&d, Duration::from_secs(10)).unwrap();
+    let job = d
+        .lock()
+        .unwrap()
+        .replica()
+        .unwrap()
+        .doc_ids()
+        .unwrap()
+        .into_iter()
+        .find(|(_, k)| *k == EntityKind::Job)
+        .map(|(id, _)| id.to_string())
+        .unwrap();
+    let photo = b"\xff\xd8\xff\xe0 the ONT after the repair".to_vec();
+    d.lock()
+        .unwrap()
+        .add_photo(&job, &photo, Some("ONT".into()))
+        .unwrap();
+    assert_eq!(d.lock().unwrap().status().unwrap().photos_waiting, 1);
+    let detail = d.lock().unwrap().job_detail(&job).unwrap();
+    assert_eq!(detail.photos.len(), 1);
+    assert!(
+        !detail.photos[0].done,
+        "shown as waiting while not uploaded"
+    );
+
+    device::sync_over_http(&d, Duration::from_secs(10)).unwrap();
+    assert_eq!(d.lock().unwrap().status().unwrap().photos_waiting, 0);
+    assert!(d.lock().unwrap().job_detail(&job).unwrap().photos[0].done);
+    // The server has the bytes, under their hash.
+    let sha: String = sha2::Sha256::digest(&photo)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let office = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0f2)),
+            Role::Dispatcher,
+            None,
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/photos/{sha}", s.url))
+        .bearer_auth(&office)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().unwrap().to_vec(), photo);
+}
+
+#[test]
 fn apps_below_the_minimum_version_are_told_to_update() {
     let s = start_with(Some("99.0.0"));
     let (mut tech, mut net) = client(&s, Role::Technician, 1);
