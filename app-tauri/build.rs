@@ -7,6 +7,7 @@ fn main() {
             "session_get",
             "session_login",
             "session_logout",
+            "login_link_take",
             "status_get",
             "sync_now",
             "job_list",

@@ -37,6 +37,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         session_get,
         session_login,
         session_logout,
+        login_link_take,
         status_get,
         sync_now,
         job_list,
@@ -112,6 +113,16 @@ fn session_get(state: State<'_, AppState>) -> Answer<Option<Session>> {
         s.mobile = cfg!(mobile);
         s
     }))
+}
+
+/// The login link that opened the app before its screen could listen for `login-link`, once.
+#[tauri::command]
+fn login_link_take(state: State<'_, AppState>) -> Option<String> {
+    state
+        .pending_link
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 #[tauri::command]

@@ -27,6 +27,8 @@ use tauri::{Builder, Manager, Runtime};
 pub struct AppState {
     pub device: Arc<Mutex<Device>>,
     pub sync: sync_task::SyncHandle,
+    /// A login link received before the UI listened (the app was opened by tapping it).
+    pub pending_link: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,19 +78,39 @@ pub fn create_app<R: Runtime>(
     let device = Arc::new(Mutex::new(device));
     let sync = sync_task::start(app.handle().clone(), &device);
     // A login link opened from a text or email (`fsm://login?token=…`) goes to the login screen,
-    // which fills it in.
+    // which fills it in: as an event while the app runs, and kept for the screen to take when
+    // the link is what started the app.
+    let pending_link = Arc::new(Mutex::new(None));
     {
         use tauri::Emitter;
         use tauri_plugin_deep_link::DeepLinkExt;
-        let handle = app.handle().clone();
+        let first = app
+            .deep_link()
+            .get_current()
+            .ok()
+            .flatten()
+            .and_then(|urls| urls.into_iter().find(|u| u.scheme() == "fsm"));
+        if let Some(url) = first {
+            *lock_link(&pending_link) = Some(url.to_string());
+        }
+        let (handle, pending) = (app.handle().clone(), Arc::clone(&pending_link));
         app.deep_link().on_open_url(move |e| {
-            for url in e.urls() {
+            for url in e.urls().into_iter().filter(|u| u.scheme() == "fsm") {
+                *lock_link(&pending) = Some(url.to_string());
                 let _ = handle.emit(shared::ipc::event::LOGIN_LINK, url.to_string());
             }
         });
     }
-    app.manage(AppState { device, sync });
+    app.manage(AppState {
+        device,
+        sync,
+        pending_link,
+    });
     Ok(app)
+}
+
+fn lock_link(m: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Starts the app (desktop `main`, and the mobile entry point).

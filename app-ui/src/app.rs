@@ -104,6 +104,13 @@ pub fn app() -> Html {
             spawn(&store, async {
                 ipc::session_get().await.map(Action::Session)
             });
+            // The link that opened the app, if any, for the login screen.
+            let s = store.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(Some(url)) = ipc::login_link_take().await {
+                    s.dispatch(Action::LoginLink(url));
+                }
+            });
             let s = store.clone();
             ipc::listen(event::LOGIN_LINK, move |p| {
                 if let Some(url) = ipc::payload::<String>(p) {

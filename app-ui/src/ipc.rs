@@ -93,6 +93,9 @@ pub fn payload<T: DeserializeOwned>(v: JsValue) -> Option<T> {
 pub async fn session_get() -> Result<Option<Session>, CommandError> {
     call(cmd::SESSION_GET, &()).await
 }
+pub async fn login_link_take() -> Result<Option<String>, CommandError> {
+    call(cmd::LOGIN_LINK_TAKE, &()).await
+}
 pub async fn session_login(args: LoginArgs) -> Result<Session, CommandError> {
     call(cmd::SESSION_LOGIN, &args).await
 }

@@ -16,6 +16,8 @@ pub mod cmd {
     pub const SESSION_GET: &str = "session_get";
     pub const SESSION_LOGIN: &str = "session_login";
     pub const SESSION_LOGOUT: &str = "session_logout";
+    /// The login link the app was opened with, once (a link tapped while the app was closed).
+    pub const LOGIN_LINK_TAKE: &str = "login_link_take";
     pub const STATUS_GET: &str = "status_get";
     pub const SYNC_NOW: &str = "sync_now";
     pub const JOB_LIST: &str = "job_list";

@@ -253,6 +253,25 @@ fn without_a_login_every_data_command_says_not_logged_in() {
 }
 
 #[test]
+fn the_link_that_opened_the_app_is_handed_to_the_login_screen_once() {
+    use tauri::Manager as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (app, w) = app(dir.path());
+    assert_eq!(call(&w, "login_link_take", Value::Null), Ok(Value::Null));
+    let link = "fsm://login?token=abc";
+    *app.state::<crate::AppState>()
+        .pending_link
+        .lock()
+        .expect("lock") = Some(link.into());
+    assert_eq!(call(&w, "login_link_take", Value::Null), Ok(json!(link)));
+    assert_eq!(
+        call(&w, "login_link_take", Value::Null),
+        Ok(Value::Null),
+        "taken once"
+    );
+}
+
+#[test]
 fn commands_read_and_edit_the_replica_and_refuse_bad_input() {
     let dir = tempfile::tempdir().expect("tmp");
     seed(dir.path());
