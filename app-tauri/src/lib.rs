@@ -3,7 +3,7 @@
 //!
 //! # Flow
 //!
-//! [`run`] builds the app with [`create_app`]: it opens the [`Device`](app_tauri_core::device::Device)
+//! [`run`] builds the app with [`create_app`]: it opens the [`Device`]
 //! in the app's data folder (or `--data-dir DIR`), manages it as state, registers the commands of
 //! [`commands`] and starts [`sync_task`]. Each command locks the device, calls the core and maps
 //! its error to `shared::ipc::CommandError`; edits also wake the sync task. The sync task syncs
