@@ -34,6 +34,7 @@ async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> 
     tech.find("#job-list button.job").await?;
     nothing_pending(&tech).await?;
     tech.screenshot("technician-list").await?;
+    fits_a_phone(&tech, "technician-list-phone").await?;
     // Today's (or the next day's) first job still to do.
     let picked = tech
         .js(
@@ -86,6 +87,7 @@ async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> 
         "the offline work is pending: {pending}"
     );
     tech.screenshot("job-detail").await?;
+    fits_a_phone(&tech, "job-detail-phone").await?;
     tech.close().await?;
 
     // The dispatcher, offline as well, cancels the same job from the board.
@@ -175,6 +177,31 @@ async fn open_on_board(app: &App, job: &str, day: &str) -> Result<()> {
 
 fn parse_day(s: &str) -> Result<chrono::NaiveDate> {
     chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").with_context(|| format!("a date: {s}"))
+}
+
+/// At 360 px wide (a small phone) the screen reflows without sideways scrolling; the window
+/// goes back to desktop size afterwards.
+async fn fits_a_phone(app: &App, shot: &str) -> Result<()> {
+    app.client.set_window_size(360, 780).await?;
+    let wide = app
+        .js(
+            "return [...document.querySelectorAll('body *')] \
+               .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1) \
+               .slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className);",
+            vec![],
+        )
+        .await?;
+    app.until(
+        "the page fits 360 px",
+        "return window.innerWidth <= 400 && \
+         document.documentElement.scrollWidth <= window.innerWidth + 1;",
+        vec![],
+    )
+    .await
+    .with_context(|| format!("wider than the screen: {wide}"))?;
+    app.screenshot(shot).await?;
+    app.client.set_window_size(1280, 800).await?;
+    Ok(())
 }
 
 /// Waits until the status bar says no change waits to be sent.
