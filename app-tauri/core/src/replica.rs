@@ -15,7 +15,7 @@ use shared::model::{AnyEntity, DispatchJob, Entity, JobStatus, ModelError, Note}
 use shared::record::{EntityKind, Record};
 
 mod materialize;
-mod query;
+pub(crate) mod query;
 
 /// Materialization entry points for the sync client.
 pub(crate) mod materialize_api {

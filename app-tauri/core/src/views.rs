@@ -23,19 +23,19 @@ const SUMMARY_COLS: &str = "j.id, j.date, j.start, j.duration, j.status, j.prior
 const SUMMARY_JOINS: &str = "LEFT JOIN customers c ON c.id = j.customer \
      LEFT JOIN locations l ON l.id = j.location";
 
+/// A job row (the first eight columns, as `query::job_row` reads them) with its customer, address
+/// and open conflicts.
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobSummary> {
+    let j = crate::replica::query::job_row(r)?;
     Ok(JobSummary {
-        id: blob_id(&r.get::<_, Vec<u8>>(0)?)?.to_string(),
-        date: r.get(1)?,
-        start: r.get(2)?,
-        duration_min: r.get(3)?,
-        status: r.get(4)?,
-        priority: r.get(5)?,
-        title: r.get(6)?,
-        technician: r
-            .get::<_, Option<Vec<u8>>>(7)?
-            .map(|b| blob_id(&b).map(|d| d.to_string()))
-            .transpose()?,
+        id: j.id.to_string(),
+        date: j.date,
+        start: j.start,
+        duration_min: j.duration_min,
+        status: j.status,
+        priority: j.priority,
+        title: j.title,
+        technician: j.technician.map(|d| d.to_string()),
         customer: r.get(8)?,
         address: r.get(9)?,
         conflicts: r.get(10)?,

@@ -63,7 +63,7 @@ pub struct ReplicaStatus {
     pub last_job_date: Option<String>,
 }
 
-fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+pub(crate) fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
         id: blob_id(&r.get::<_, Vec<u8>>(0)?)?,
         date: r.get(1)?,
