@@ -114,8 +114,14 @@ fn sync_once<R: Runtime>(
     device: &Arc<Mutex<Device>>,
     backoff: Option<Duration>,
 ) -> Option<Duration> {
-    lock(device).credentials()?;
-    if let Ok(s) = lock(device).status() {
+    let status = {
+        let mut d = lock(device);
+        d.credentials()?;
+        // The status bar shows the sync under way at once, not after the first exchange.
+        d.begin_sync();
+        d.status()
+    };
+    if let Ok(s) = status {
         let _ = app.emit(event::SYNC_STATUS, s);
     }
     let result = device::sync_over_http(device, SYNC_TIMEOUT);

@@ -3,29 +3,11 @@
 //! CLI `.ci/setup` installs at the exact version of the `wasm-bindgen` crate), then the static
 //! files beside it. `app-tauri` embeds `app-ui/dist` when it compiles, so build this first.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-
-pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-/// The workspace's target directory (honours `CARGO_TARGET_DIR`).
-pub(crate) fn target_dir() -> PathBuf {
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "cargo's own setting, read like cargo does"
-    )]
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root().join(p) })
-        .unwrap_or_else(|| root().join("target"))
-}
+// The workspace root and target directory, as the app's test harness finds them.
+pub(crate) use tests::app_driver::{target_dir, workspace as root};
 
 pub(crate) fn build(release: bool) -> Result<()> {
     let root = root();

@@ -460,6 +460,11 @@ impl Device {
         Ok(std::fs::read(self.dir.join("photos").join(file))?)
     }
 
+    /// Marks a sync as under way (the status bar shows it) before its first exchange.
+    pub fn begin_sync(&mut self) {
+        self.sync.syncing = true;
+    }
+
     fn note_sync(&mut self, result: Result<&SyncReport, &DeviceError>) {
         self.sync.syncing = false;
         match result {
@@ -495,7 +500,7 @@ pub fn sync_shared(
     transport: &mut dyn Transport,
 ) -> Result<SyncReport, DeviceError> {
     let mut report = SyncReport::default();
-    lock(device).sync.syncing = true;
+    lock(device).begin_sync();
     let result = (|| loop {
         let step = lock(device).replica()?.sync_frame()?;
         let answer = transport.exchange(step.frame.clone())?;
