@@ -10,7 +10,7 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
 use crate::clock::Millis;
-use crate::ids::Author;
+use crate::ids::{Actor, Author};
 use crate::merge::{Candidate, FieldConflict, resolve};
 use crate::model::{field_spec, schema};
 use crate::record::{EntityKind, FieldChange, Items, Policy, Record, Scalar};
@@ -35,8 +35,8 @@ pub struct Materialized {
     pub conflicts: Vec<FieldConflict>,
 }
 
-pub fn actor_id(author: &Author) -> ActorId {
-    ActorId::from(author.to_actor_bytes().as_slice())
+pub fn actor_id(actor: impl Into<Actor>) -> ActorId {
+    ActorId::from(actor.into().to_bytes().as_slice())
 }
 
 fn to_value(s: &Scalar) -> ScalarValue {
@@ -65,14 +65,17 @@ fn from_value(v: &Value<'_>) -> Scalar {
     }
 }
 
-fn commit(tx: automerge::transaction::Transaction<'_>, at: Millis) {
-    tx.commit_with(CommitOptions::default().with_time(at.0));
+/// Commits; whether the transaction made a change (writing only values already there makes none).
+fn commit(tx: automerge::transaction::Transaction<'_>, at: Millis) -> bool {
+    tx.commit_with(CommitOptions::default().with_time(at.0))
+        .0
+        .is_some()
 }
 
 /// Creates the document of a new entity; returns it and the bytes of its one change.
 pub fn create(
     kind: EntityKind,
-    author: &Author,
+    author: impl Into<Actor>,
     at: Millis,
     record: &Record,
 ) -> Result<(Automerge, Vec<u8>), CrdtError> {
@@ -112,7 +115,7 @@ fn map_at(doc: &impl ReadDoc, parent: &ObjId, key: &str) -> Option<ObjId> {
 /// Writes field changes as one change by `author`; returns its bytes (`None` if nothing changed).
 pub fn write(
     doc: &mut Automerge,
-    author: &Author,
+    author: impl Into<Actor>,
     at: Millis,
     changes: &[FieldChange],
 ) -> Result<Option<Vec<u8>>, CrdtError> {
@@ -144,12 +147,41 @@ pub fn write(
             }
         }
     }
-    commit(tx, at);
+    if !commit(tx, at) {
+        return Ok(None);
+    }
     Ok(doc.get_last_local_change().map(|c| c.raw_bytes().to_vec()))
 }
 
 /// The document's current heads, as hex strings (what a bridge remembers as "the state I last
 /// reconciled with").
+/// Writes a decision on a register (a conflict settled, an override acknowledged) as a real new
+/// value that supersedes every current one, even when `value` is among them. Automerge writes
+/// nothing for a value equal to the one it shows (or only deletes the others), which would let a
+/// concurrent opposite decision erase this one without a trace; writing through a placeholder in
+/// the same change makes the decision a value of its own. Returns the change's bytes.
+pub fn decide(
+    doc: &mut Automerge,
+    author: impl Into<Actor>,
+    at: Millis,
+    field: &str,
+    value: &Scalar,
+) -> Result<Vec<u8>, CrdtError> {
+    let placeholder = if value == &Scalar::Null {
+        Scalar::Bool(false)
+    } else {
+        Scalar::Null
+    };
+    doc.set_actor(actor_id(author));
+    let mut tx = doc.transaction();
+    tx.put(ROOT, field, to_value(&placeholder))?;
+    tx.put(ROOT, field, to_value(value))?;
+    commit(tx, at);
+    doc.get_last_local_change()
+        .map(|c| c.raw_bytes().to_vec())
+        .ok_or_else(|| CrdtError::CorruptDocument("the decision wrote no change".into()))
+}
+
 pub fn heads_hex(doc: &Automerge) -> Vec<String> {
     doc.get_heads().iter().map(ToString::to_string).collect()
 }
@@ -164,7 +196,7 @@ pub fn heads_hex(doc: &Automerge) -> Vec<String> {
 pub fn write_concurrent(
     doc: &mut Automerge,
     base: &[String],
-    author: &Author,
+    author: impl Into<Actor>,
     at: Millis,
     changes: &[FieldChange],
 ) -> Result<Option<Vec<u8>>, CrdtError> {
@@ -173,6 +205,7 @@ pub fn write_concurrent(
     let known = !heads.is_empty()
         && heads.len() == base.len()
         && heads.iter().all(|h| doc.get_change_by_hash(h).is_some());
+    let author = author.into();
     if !known {
         return write(doc, author, at, changes);
     }

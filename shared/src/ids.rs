@@ -190,11 +190,13 @@ impl Author {
         out[1..].copy_from_slice(self.device.doc().as_bytes());
         out
     }
-    /// Parses an Automerge actor id written by [`Author::to_actor_bytes`].
+    /// Parses an Automerge actor id written by [`Author::to_actor_bytes`] or [`Actor::to_bytes`]
+    /// (any incarnation).
     pub fn from_actor_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() != Self::ENCODED_LEN {
+        if b.len() != Self::ENCODED_LEN && b.len() != Self::ENCODED_LEN + 4 {
             return None;
         }
+        let b = &b[..Self::ENCODED_LEN];
         let role = Role::from_tag(b[0])?;
         let mut id = [0u8; 16];
         id.copy_from_slice(&b[1..]);
@@ -202,5 +204,41 @@ impl Author {
             role,
             device: DeviceId(DocId::from_bytes(id)),
         })
+    }
+}
+
+/// Who writes a change: an author in one incarnation of its replica. A replica that finds
+/// itself behind its own history (restored from an older backup) continues under a new
+/// incarnation, so it never reuses a change sequence the server already holds. Incarnation 0 is
+/// the author's plain actor id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Actor {
+    pub author: Author,
+    pub incarnation: u32,
+}
+
+impl Actor {
+    /// The Automerge actor id: the author's bytes, then the incarnation (big-endian) if not 0.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.author.to_actor_bytes().to_vec();
+        if self.incarnation != 0 {
+            out.extend_from_slice(&self.incarnation.to_be_bytes());
+        }
+        out
+    }
+}
+
+impl From<Author> for Actor {
+    fn from(author: Author) -> Self {
+        Self {
+            author,
+            incarnation: 0,
+        }
+    }
+}
+
+impl From<&Author> for Actor {
+    fn from(author: &Author) -> Self {
+        Self::from(*author)
     }
 }

@@ -14,9 +14,9 @@ use crate::ids::{Author, DocId};
 use crate::record::{EntityKind, Record};
 
 /// The protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest protocol this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 /// The entity schema version (field names and meanings).
 pub const SCHEMA_VERSION: u16 = 1;
 
@@ -80,6 +80,10 @@ pub struct DocChanges {
     /// store the changes and the record without loading the document.
     pub record: Record,
     pub conflicts: Vec<crate::merge::FieldConflict>,
+    /// `record` holds only the registers and collection items these changes touched (their
+    /// values after them); the rest is as the client's clean copy has it. What a change costs on
+    /// the wire then grows with the change, not with the document.
+    pub partial: bool,
 }
 
 /// Why the server refused a pushed document's changes. The response carries the server's copy so
@@ -99,6 +103,10 @@ pub enum RejectReason {
     KindMismatch,
     /// The document is not one this device can see.
     OutOfScope,
+    /// A change reuses a sequence number of this device's that the server already holds with
+    /// other content: the replica is behind its own history (restored from an older backup). It
+    /// continues under a fresh actor incarnation and rebases its edits on the snapshot.
+    ReusedSequence,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,8 +265,8 @@ mod tests {
             decode(&future),
             Err(DecodeError::UnsupportedVersion {
                 got: 9,
-                min: 1,
-                max: 1
+                min: MIN_PROTOCOL_VERSION,
+                max: PROTOCOL_VERSION
             })
         );
         let mut schema = bytes;

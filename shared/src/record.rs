@@ -199,8 +199,13 @@ pub struct Record {
     pub collections: BTreeMap<String, Items>,
 }
 
+/// The most one value may hold (a note, a description): 1 MiB. Larger values are refused where
+/// they are written, on the device and on the server.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
 /// A field-level difference between two records.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum FieldChange {
     Set {
         field: String,
@@ -212,6 +217,26 @@ pub enum FieldChange {
         field: String,
         value: Scalar,
     },
+}
+
+/// The first change writing a value longer than [`MAX_VALUE_BYTES`]: its field (`field` or
+/// `collection.field`) and the value's length.
+pub fn oversized(changes: &[FieldChange]) -> Option<(String, usize)> {
+    changes.iter().find_map(|c| {
+        let (name, value) = match c {
+            FieldChange::Set { field, value } => (field.clone(), value),
+            FieldChange::SetItem {
+                collection,
+                field,
+                value,
+                ..
+            } => (format!("{collection}.{field}"), value),
+        };
+        match value {
+            Scalar::Str(s) if s.len() > MAX_VALUE_BYTES => Some((name, s.len())),
+            _ => None,
+        }
+    })
 }
 
 impl FieldChange {
@@ -233,6 +258,80 @@ impl Record {
     }
     pub fn items(&self, collection: &str) -> Option<&Items> {
         self.collections.get(collection)
+    }
+
+    /// The part of this record at `paths` (registers by name, collection items' fields by
+    /// `(collection, item)` and name), as [`Record::overlay`] takes it.
+    pub fn only<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a (Option<(String, String)>, String)>,
+    ) -> Record {
+        let mut out = Record::default();
+        for (at, field) in paths {
+            // A path this record does not have stays absent (keys are never removed).
+            match at {
+                None => {
+                    if let Some(v) = self.fields.get(field) {
+                        out.set(field, v.clone());
+                    }
+                }
+                Some((collection, item)) => {
+                    let Some(value) = self
+                        .items(collection)
+                        .and_then(|i| i.get(item))
+                        .and_then(|i| i.get(field))
+                        .cloned()
+                    else {
+                        continue;
+                    };
+                    out.collections
+                        .entry(collection.clone())
+                        .or_default()
+                        .entry(item.clone())
+                        .or_default()
+                        .insert(field.clone(), value);
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes every register and item field of `part` over this record.
+    pub fn overlay(&mut self, part: &Record) {
+        for (k, v) in &part.fields {
+            self.fields.insert(k.clone(), v.clone());
+        }
+        for (name, items) in &part.collections {
+            let mine = self.collections.entry(name.clone()).or_default();
+            for (key, item) in items {
+                let into = mine.entry(key.clone()).or_default();
+                for (f, v) in item {
+                    into.insert(f.clone(), v.clone());
+                }
+            }
+        }
+    }
+
+    /// Applies field changes (the inverse of [`Record::diff`]).
+    pub fn apply(&mut self, changes: &[FieldChange]) {
+        for c in changes {
+            match c {
+                FieldChange::Set { field, value } => self.set(field, value.clone()),
+                FieldChange::SetItem {
+                    collection,
+                    item,
+                    field,
+                    value,
+                } => {
+                    self.collections
+                        .entry(collection.clone())
+                        .or_default()
+                        .entry(item.clone())
+                        .or_default()
+                        .insert(field.clone(), value.clone());
+                }
+            }
+        }
     }
 
     /// What `self` must change to become `to`. Items missing from `to` are not deletions

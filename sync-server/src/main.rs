@@ -254,11 +254,14 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let empty = store.is_empty()?;
+    let retention =
+        std::time::Duration::from_secs(settings.device_retention_days.saturating_mul(86_400));
     let mut service = SyncService::open(
         ServerConfig::new(server_author()),
         store,
         Box::new(SystemClock),
-    )?;
+    )?
+    .with_retention(retention);
     if let Some(v) = &settings.min_app_version {
         service = service.with_min_app_version(semver::Version::parse(v)?);
     }
@@ -323,16 +326,20 @@ fn main() -> Result<()> {
         std::thread::spawn(move || {
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(300));
-                let now = SystemClock.now();
-                if let Err(e) = svc.with_engine(|e| Ok(((), e.compact(now)?))) {
-                    tracing::warn!(error = %e, "sync.compaction_failed");
+                match svc.compact(retention) {
+                    Ok(n) if n > 0 => tracing::info!(documents = n, "sync.compacted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sync.compaction_failed"),
                 }
             }
         });
     }
     // The runtime starts after the set-up: the PostgreSQL client is blocking and must not be
     // created inside it.
+    // The store is blocking I/O run beside the workers (`block_in_place`): bound the threads
+    // that may stand in for them, so a burst never grows the process to hundreds of threads.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(32)
         .enable_all()
         .build()
         .context("starting the runtime")?;

@@ -55,7 +55,12 @@ pub struct SyncService {
     min_app_version: Option<semver::Version>,
     /// The log head after each committed critical section: wakes the ERPNext bridge.
     head: tokio::sync::watch::Sender<u64>,
+    /// How long a device's offline work on a document that left its scope is still accepted.
+    retention: std::time::Duration,
 }
+
+/// The default grace window and compaction retention: 30 days.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 /// How many live events a slow listener may fall behind before it is told to resync.
 const EVENT_BUFFER: usize = 4096;
@@ -95,6 +100,7 @@ impl SyncService {
             degraded: std::sync::atomic::AtomicBool::new(false),
             min_app_version: None,
             head,
+            retention: DEFAULT_RETENTION,
         })
     }
 
@@ -140,6 +146,13 @@ impl SyncService {
             .map(|a| events::replay(&g.engine, a))
             .unwrap_or_default();
         (missed, rx)
+    }
+
+    /// How long offline work on a document that left a device's scope is accepted (default 30
+    /// days, the same as the compaction retention).
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Refuses apps older than `min` (the admin's minimum supported version).
@@ -241,6 +254,31 @@ impl SyncService {
         self.with_engine(|e| Ok(((), e.insert_all(entities, now)?)))
     }
 
+    /// Compacts what every device still expected back has synced past: the horizon is the lowest
+    /// position of the devices seen within `retention` (durable, shared by all instances, read
+    /// under the store's cross-instance lock). A device away longer than that rebases its
+    /// offline edits onto the compacted copy. Returns how many documents were compacted.
+    pub fn compact(&self, retention: std::time::Duration) -> Result<usize, ServiceError> {
+        let now = self.clock.now();
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let since = shared::clock::Millis(now.0.saturating_sub(retention_ms));
+        let mut g = self.lock();
+        if self.is_poisoned() {
+            return Err(ServiceError::Poisoned);
+        }
+        self.critical_with_store(&mut g, None, |engine, store| {
+            let horizon = store.horizon(since)?.unwrap_or(u64::MAX);
+            let effects = engine
+                .compact(now, horizon)
+                .map_err(|e| ServiceError::Engine(e.to_string()))?;
+            let n = effects
+                .iter()
+                .filter(|e| matches!(e, ServerEffect::Compacted { .. }))
+                .count();
+            Ok((n, effects))
+        })
+    }
+
     /// Catches up on what other instances sharing the store committed (called when the store
     /// announces a change), publishing it to live listeners.
     pub fn catch_up(&self) -> Result<(), ServiceError> {
@@ -263,6 +301,19 @@ impl SyncService {
         pusher: Option<shared::ids::Role>,
         f: impl FnOnce(&mut ServerEngine) -> Result<(T, Vec<ServerEffect>), ServiceError>,
     ) -> Result<T, ServiceError> {
+        self.critical_with_store(g, pusher, |engine, _| f(engine))
+    }
+
+    /// [`Self::critical`] for work that also reads the store under its cross-instance lock.
+    fn critical_with_store<T>(
+        &self,
+        g: &mut Inner,
+        pusher: Option<shared::ids::Role>,
+        f: impl FnOnce(
+            &mut ServerEngine,
+            &mut dyn Store,
+        ) -> Result<(T, Vec<ServerEffect>), ServiceError>,
+    ) -> Result<T, ServiceError> {
         let result = self.critical_inner(g, pusher, f);
         if let Err(e) = g.store.end_exchange() {
             tracing::error!(error = %e, "store.unlock_failed");
@@ -276,7 +327,10 @@ impl SyncService {
         &self,
         g: &mut Inner,
         pusher: Option<shared::ids::Role>,
-        f: impl FnOnce(&mut ServerEngine) -> Result<(T, Vec<ServerEffect>), ServiceError>,
+        f: impl FnOnce(
+            &mut ServerEngine,
+            &mut dyn Store,
+        ) -> Result<(T, Vec<ServerEffect>), ServiceError>,
     ) -> Result<T, ServiceError> {
         let head = g.engine.head();
         let caught_up = g.store.begin_exchange(head);
@@ -324,7 +378,7 @@ impl SyncService {
                 .collect();
             self.publish(&g.engine, &open, None);
         }
-        let (out, effects) = f(&mut g.engine)?;
+        let (out, effects) = f(&mut g.engine, g.store.as_mut())?;
         if let Err(e) = g.store.persist(&effects) {
             self.poison();
             tracing::error!(error = %e, "sync.persist_failed");
@@ -332,7 +386,10 @@ impl SyncService {
         }
         // Published under the lock, after the write: listeners see acknowledged changes, in order.
         self.publish(&g.engine, &effects, pusher);
-        self.head.send_replace(g.engine.head());
+        // Only a moved head wakes the watchers (the ERPNext bridge): a read must not.
+        let head = g.engine.head();
+        self.head
+            .send_if_modified(|h| std::mem::replace(h, head) != head);
         Ok(out)
     }
 
@@ -385,7 +442,15 @@ impl SyncService {
             g.engine.register(device, who.author, who.subject);
             g.registered.insert(device, who);
         }
-        let resp = self.critical(&mut g, Some(who.author.role), |engine| {
+        let grace = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let resp = self.critical_with_store(&mut g, Some(who.author.role), |engine, store| {
+            // Documents this device held within the grace window may still receive its offline
+            // work, whatever this process remembers (restarts, other instances).
+            if !req.push.is_empty() {
+                let docs: Vec<shared::ids::DocId> = req.push.iter().map(|p| p.doc).collect();
+                let since = shared::clock::Millis(now.0.saturating_sub(grace));
+                engine.allow_pushes(device, store.held(device, &docs, since)?);
+            }
             engine
                 .sync(device, &req, now.date(), now)
                 .map_err(ServiceError::Refused)

@@ -47,6 +47,9 @@ pub struct Settings {
     pub min_app_version: Option<String>,
     /// The ERPNext bridge; off when absent.
     pub erpnext: Option<ErpSettings>,
+    /// Compaction keeps the history a device builds on for this many days after it was last
+    /// seen; a device away longer rebases its offline edits onto the compacted copy.
+    pub device_retention_days: u64,
 }
 
 /// Where ERPNext is (`APP_ERPNEXT__URL`, `APP_ERPNEXT__TOKEN`…).
@@ -89,7 +92,8 @@ impl Settings {
             .set_default("listen", "127.0.0.1:8480")?
             .set_default("data_dir", "sync-server-data")?
             .set_default("postgres_schema", "fsm")?
-            .set_default("sqlite_full_sync", true)?;
+            .set_default("sqlite_full_sync", true)?
+            .set_default("device_retention_days", 30)?;
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use shared::clock::Millis;
 use shared::ids::{DeviceId, DocId};
 use shared::record::EntityKind;
 use shared::sync::server::{ServerEffect, StoredDoc, StoredLog};
@@ -47,6 +48,17 @@ pub trait Store: Send {
     fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError>;
     /// The revoked token ids that have not expired at `now` (Unix seconds).
     fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError>;
+    /// The lowest log position of the devices seen at or after `seen_since`
+    /// ([`ServerEffect::DeviceCursor`]); `None` when no such device is recorded. Compaction never
+    /// goes past it.
+    fn horizon(&mut self, seen_since: Millis) -> Result<Option<u64>, StoreError>;
+    /// Which of `docs` the device holds, or released at or after `since` ([`ServerEffect::Held`]).
+    fn held(
+        &mut self,
+        device: DeviceId,
+        docs: &[DocId],
+        since: Millis,
+    ) -> Result<Vec<DocId>, StoreError>;
     /// Called before an exchange with the engine's head: a store shared by several server
     /// instances takes its cross-instance lock and returns what the others wrote after `head`
     /// (their log entries and the current bytes of the documents they touched). A store owned by
@@ -103,7 +115,13 @@ impl SqliteStore {
                  doc BLOB PRIMARY KEY, conflicts TEXT NOT NULL
              ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS device_cursors (
+                 device BLOB PRIMARY KEY, cursor INTEGER NOT NULL, seen INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS held (
+                 device BLOB NOT NULL, doc BLOB NOT NULL, until INTEGER, PRIMARY KEY (device, doc)
+             ) WITHOUT ROWID;",
         )?;
         Ok(Self { conn })
     }
@@ -165,6 +183,41 @@ impl Store for SqliteStore {
                              ON CONFLICT(doc) DO UPDATE SET conflicts = excluded.conflicts",
                         )?
                         .execute(params![blob(*doc), json])?;
+                    }
+                }
+                ServerEffect::DeviceCursor { device, cursor, at } => {
+                    tx.prepare_cached(
+                        "INSERT INTO device_cursors (device, cursor, seen) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(device) DO UPDATE SET cursor = excluded.cursor, seen = excluded.seen",
+                    )?
+                    .execute(params![blob(device.doc()), i64_of(*cursor), at.0])?;
+                }
+                ServerEffect::Held {
+                    device,
+                    held,
+                    released,
+                    reset,
+                    at,
+                } => {
+                    let d = blob(device.doc());
+                    if *reset {
+                        tx.prepare_cached(
+                            "UPDATE held SET until = ?2 WHERE device = ?1 AND until IS NULL",
+                        )?
+                        .execute(params![d, at.0])?;
+                    }
+                    let mut hold = tx.prepare_cached(
+                        "INSERT INTO held (device, doc, until) VALUES (?1, ?2, NULL)
+                         ON CONFLICT(device, doc) DO UPDATE SET until = NULL",
+                    )?;
+                    for doc in held {
+                        hold.execute(params![d, blob(*doc)])?;
+                    }
+                    let mut release = tx.prepare_cached(
+                        "UPDATE held SET until = ?3 WHERE device = ?1 AND doc = ?2 AND until IS NULL",
+                    )?;
+                    for doc in released {
+                        release.execute(params![d, blob(*doc), at.0])?;
                     }
                 }
             }
@@ -264,6 +317,36 @@ impl Store for SqliteStore {
             "INSERT OR IGNORE INTO revoked (jti, exp) VALUES (?1, ?2)",
             params![jti, exp],
         )? == 1)
+    }
+
+    fn horizon(&mut self, seen_since: Millis) -> Result<Option<u64>, StoreError> {
+        let min: Option<i64> = self.conn.query_row(
+            "SELECT min(cursor) FROM device_cursors WHERE seen >= ?1",
+            [seen_since.0],
+            |r| r.get(0),
+        )?;
+        Ok(min.map(|m| u64::try_from(m).unwrap_or(0)))
+    }
+
+    fn held(
+        &mut self,
+        device: DeviceId,
+        docs: &[DocId],
+        since: Millis,
+    ) -> Result<Vec<DocId>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM held WHERE device = ?1 AND doc = ?2
+                 AND (until IS NULL OR until >= ?3))",
+        )?;
+        let mut out = Vec::new();
+        for doc in docs {
+            if st.query_row(params![blob(device.doc()), blob(*doc), since.0], |r| {
+                r.get::<_, bool>(0)
+            })? {
+                out.push(*doc);
+            }
+        }
+        Ok(out)
     }
 
     fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError> {

@@ -72,7 +72,7 @@ fn contract(store: &mut dyn Store) {
             .unwrap();
         store.persist(&fx).unwrap();
     }
-    let fx = engine.compact(NOW).unwrap();
+    let fx = engine.compact(NOW, u64::MAX).unwrap();
     assert!(
         fx.iter()
             .any(|e| matches!(e, ServerEffect::Compacted { .. })),

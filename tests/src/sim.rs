@@ -1,6 +1,7 @@
 //! Deterministic sync simulation: technicians and a dispatcher edit offline while the network
-//! drops, duplicates and reorders messages, partitions devices and skews their clocks; then the
-//! network heals and every invariant is checked. One seed, one run: no sockets, no sleeps, no
+//! drops, duplicates and reorders messages, partitions devices and skews their clocks, the server
+//! restarts (forgetting every session), a second server instance shares its store and compacts
+//! under the durable horizon; then the network heals and every invariant is checked. One seed, one run: no sockets, no sleeps, no
 //! wall clock, so a failing seed replays exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +32,8 @@ struct Node {
     transport: Direct,
     offline: bool,
     late: Vec<SyncResponse>,
+    /// The server instance this device's requests reach (a balancer with sticky sessions).
+    instance: usize,
 }
 
 /// What a run saw, for reporting.
@@ -45,7 +48,12 @@ pub struct Outcome {
     pub compactions: usize,
     pub conflicts: usize,
     pub rejections: usize,
+    pub restarts: usize,
+    pub second_instance: usize,
 }
+
+/// Devices not seen for this long no longer hold compaction back (the server's retention).
+const RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// Knobs of a run.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +97,7 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let server_clock = Arc::new(FixedClock::new(monday_9am()));
     let mut config = ServerConfig::new(server_author());
-    config.compact_after = 6;
+    config.compact_after = 2;
     config.max_snapshots = 7; // several round trips for a first sync
     let hub = Hub::new(config, server_clock.clone());
     let spec = Spec {
@@ -129,6 +137,7 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
             transport,
             offline: false,
             late: Vec::new(),
+            instance: 0,
         });
     }
 
@@ -178,17 +187,24 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
             }
         } else if roll < 0.83 {
             if let Some((d, frame)) = requests.choose(&mut rng).cloned() {
-                hub.exchange(d, &frame);
+                hub.exchange_on(usize::from(rng.random_bool(0.5)), d, &frame);
             }
-        } else if roll < 0.90 {
+        } else if roll < 0.89 {
             nodes[n].offline = !nodes[n].offline;
-        } else if roll < 0.94 {
-            let eff = hub
-                .engine
-                .borrow_mut()
-                .compact(server_clock.now())
+        } else if roll < 0.93 {
+            let on = usize::from(rng.random_bool(0.5));
+            out.compactions += hub.compact(on, RETENTION_MS).map_err(|e| fail(seed, e))?;
+        } else if roll < 0.945 {
+            // The server process restarts: every session it held in memory is gone.
+            hub.restart(seed.wrapping_add(step as u64))
                 .map_err(|e| fail(seed, e))?;
-            out.compactions += eff.len() / 2;
+            out.restarts += 1;
+        } else if roll < 0.955 {
+            // A second instance starts (or restarts) on the same store; this device moves to it
+            // (the other instance's next exchange with it is a full resync).
+            hub.start_second().map_err(|e| fail(seed, e))?;
+            nodes[n].instance = 1 - nodes[n].instance;
+            out.second_instance += 1;
         } else if roll < 0.98 {
             // Device clocks drift both ways.
             let skew = rng.random_range(-3 * 3_600_000..3 * 3_600_000);
@@ -242,6 +258,7 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
     }
     settle(&mut nodes, seed)?;
     check(&hub, &nodes, &notes, seed)?;
+    hub.catch_up().map_err(|e| fail(seed, e))?;
     out.conflicts = hub.engine.borrow().conflicts().len();
     out.rejections = nodes
         .iter()
@@ -261,6 +278,7 @@ fn records(r: &Replica) -> Result<BTreeMap<DocId, Record>, ReplicaError> {
 }
 
 fn server_state(hub: &Hub) -> (u64, BTreeMap<DocId, Record>) {
+    let _ = hub.catch_up();
     let e = hub.engine.borrow();
     let docs = e
         .doc_ids()
@@ -294,6 +312,7 @@ fn settle(nodes: &mut [Node], seed: u64) -> Result<(), String> {
 }
 
 fn check(hub: &Hub, nodes: &[Node], notes: &[(DocId, String)], seed: u64) -> Result<(), String> {
+    hub.catch_up().map_err(|e| fail(seed, e))?;
     let engine = hub.engine.borrow();
     for (i, node) in nodes.iter().enumerate() {
         let held: BTreeSet<DocId> = node
@@ -396,10 +415,16 @@ fn exchange(
         out.dropped += 1;
         return Ok(());
     }
-    let mut answer = hub.exchange(node.author.device, &frame);
+    // The device's instance answers; a duplicate may reach the other one.
+    let mut answer = hub.exchange_on(node.instance, node.author.device, &frame);
     if rng.random_bool(faults.duplicate) {
         out.duplicated += 1;
-        let second = hub.exchange(node.author.device, &frame);
+        let other = if rng.random_bool(0.5) {
+            1 - node.instance
+        } else {
+            node.instance
+        };
+        let second = hub.exchange_on(other, node.author.device, &frame);
         if rng.random_bool(0.5) {
             answer = second;
         }

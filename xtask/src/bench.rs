@@ -313,6 +313,81 @@ pub(crate) fn core() -> Result<()> {
     }
     print!("{}", String::from_utf8_lossy(&out.stdout));
     let _ = JobStatus::Completed;
+    let held = replica
+        .doc_ids()?
+        .into_iter()
+        .find(|(_, k)| *k == EntityKind::Job)
+        .map(|(d, _)| d)
+        .context("the technician holds a job")?;
+    small_edit_on_large_doc(&hub, &mut replica, &transport, held)?;
+    Ok(())
+}
+
+/// `small_edit_on_large_doc_bytes`: what reaches a device holding a job with a 1 MB note when the
+/// office changes the job's priority (the answer's bytes, as the transport carries them).
+fn small_edit_on_large_doc(
+    hub: &Hub,
+    replica: &mut Replica,
+    transport: &tests::harness::Direct,
+    job: shared::ids::DocId,
+) -> Result<()> {
+    let now = hub.clock.now();
+    let big = "Relevé de fibre. ".repeat(1_000_000 / 17);
+    hub.on(0, |e| {
+        match e.edit(
+            job,
+            &[
+                FieldChange::SetItem {
+                    collection: "notes".into(),
+                    item: "releve".into(),
+                    field: "text".into(),
+                    value: Scalar::str(big),
+                },
+                FieldChange::SetItem {
+                    collection: "notes".into(),
+                    item: "releve".into(),
+                    field: "at".into(),
+                    value: Scalar::Int(now.0),
+                },
+            ],
+            now,
+        ) {
+            Ok(fx) => (Ok(()), fx),
+            Err(err) => (Err(err), Vec::new()),
+        }
+    })??;
+    replica.sync(&mut transport.clone())?;
+    let priority = match hub
+        .engine
+        .borrow()
+        .record(job)
+        .map(|r| r.get("priority").clone())
+    {
+        Some(Scalar::Str(p)) if p == "high" => "normal",
+        _ => "high",
+    };
+    hub.on(0, |e| {
+        match e.edit(
+            job,
+            &[FieldChange::Set {
+                field: "priority".into(),
+                value: Scalar::str(priority),
+            }],
+            now,
+        ) {
+            Ok(fx) => (Ok(()), fx),
+            Err(err) => (Err(err), Vec::new()),
+        }
+    })??;
+    let report = replica.sync(&mut transport.clone())?;
+    if replica.record(job)?.map(|r| r.get("priority").clone()) != Some(Scalar::str(priority)) {
+        bail!("the priority change did not arrive");
+    }
+    line(
+        "small_edit_on_large_doc_bytes",
+        report.bytes_received as f64,
+        "bytes",
+    );
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use shared::clock::{Clock, FixedClock};
 use shared::model::{AnyEntity, Priority};
 use shared::record::{FieldChange, Scalar};
@@ -110,4 +110,113 @@ pub(crate) fn run() -> Result<()> {
     );
     drop(rt);
     Ok(())
+}
+
+/// `bridge_idle_cpu_pct`: the real `sync-server demo` process (release, its own runtime and
+/// settings) with the bridge on against the double, measured for 60 s with nothing changing
+/// anywhere, after the initial export of the demo's documents. Also its thread count.
+pub(crate) fn idle() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let root = tests::app_driver::workspace();
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["build", "--release", "--locked", "-p", "sync-server"])
+        .status()?;
+    anyhow::ensure!(status.success(), "building sync-server failed");
+    let bin = tests::app_driver::target_dir()
+        .join("release")
+        .join("sync-server");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let erp = FrappeDouble::new("idle", "idle-secret");
+    let addr = rt.block_on(erp.start());
+    let client = ErpClient::new(&ErpConfig {
+        url: format!("http://{addr}"),
+        token: Secret::new("idle:idle-secret"),
+        timeout: Duration::from_secs(30),
+    })?;
+    rt.block_on(setup::run(&client, None))?;
+
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = Command::new(&bin)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path())
+        .env("APP_ERPNEXT__URL", format!("http://{addr}"))
+        .env("APP_ERPNEXT__TOKEN", "idle:idle-secret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = (|| {
+        let mut out = BufReader::new(child.stdout.take().context("child stdout")?);
+        let mut token = None;
+        let mut line_buf = String::new();
+        while token.is_none() {
+            line_buf.clear();
+            anyhow::ensure!(out.read_line(&mut line_buf)? > 0, "the demo exited");
+            if line_buf.starts_with("Dispatcher token:") {
+                line_buf.clear();
+                out.read_line(&mut line_buf)?;
+                token = Some(line_buf.trim().to_owned());
+            }
+        }
+        let token = token.context("no dispatcher token")?;
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        // The initial export is over once the bridge's counters stop moving.
+        let http = reqwest::blocking::Client::new();
+        let status = || -> Result<serde_json::Value> {
+            Ok(http
+                .get(format!("http://127.0.0.1:{port}/api/v1/erpnext/status"))
+                .bearer_auth(&token)
+                .send()?
+                .error_for_status()?
+                .json()?)
+        };
+        let started = Instant::now();
+        let mut last = serde_json::Value::Null;
+        let mut still_since = Instant::now();
+        loop {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "the initial export did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            let Ok(mut s) = status() else { continue };
+            if let Some(o) = s.as_object_mut() {
+                o.remove("wakeups");
+            }
+            let exported = s.get("created").and_then(serde_json::Value::as_u64) > Some(2_000);
+            if s != last {
+                last = s;
+                still_since = Instant::now();
+            } else if exported && still_since.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+        let pid = child.id();
+        let cpu0 = crate::bench_server::cpu_s(pid);
+        let t = Instant::now();
+        std::thread::sleep(Duration::from_secs(60));
+        let cpu = crate::bench_server::cpu_s(pid) - cpu0;
+        let pct = 100.0 * cpu / t.elapsed().as_secs_f64();
+        let threads = std::fs::read_to_string(format!("/proc/{pid}/status"))?
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().to_owned()))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        line("bridge_idle_cpu_pct", pct, "%");
+        line("bridge_idle_threads", threads, "threads");
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(rt);
+    result
 }

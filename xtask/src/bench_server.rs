@@ -76,7 +76,7 @@ struct Client {
 }
 
 /// User + system CPU seconds of a process (Linux, clock ticks at 100 Hz).
-fn cpu_s(pid: u32) -> f64 {
+pub(crate) fn cpu_s(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -132,6 +132,7 @@ pub(crate) fn run() -> Result<()> {
     }
     initial_sync_cpu()?;
     crate::bench_erp::run()?;
+    crate::bench_erp::idle()?;
 
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

@@ -26,7 +26,8 @@ pub mod views;
 
 pub use actions::parse_scalar;
 pub use replica::{
-    ConflictRow, EquipmentRow, JobRow, Replica, ReplicaError, ReplicaStatus, SearchHit,
+    ConflictRow, EquipmentRow, JobRow, RejectionRow, Replica, ReplicaError, ReplicaStatus,
+    SearchHit,
 };
 #[cfg(feature = "http")]
 pub use sync_client::http::HttpTransport;

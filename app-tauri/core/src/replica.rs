@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use shared::auth;
 use shared::clock::Clock;
 use shared::crdt::{self, CrdtError};
-use shared::ids::{Author, DocId, JobId};
+use shared::ids::{Actor, Author, DocId, JobId};
 use shared::merge::FieldConflict;
 use shared::model::{AnyEntity, DispatchJob, Entity, JobStatus, ModelError, Note};
 use shared::record::{EntityKind, Record};
@@ -22,7 +22,7 @@ pub(crate) mod materialize_api {
     pub(crate) use super::materialize::remove;
 }
 
-pub use query::{ConflictRow, EquipmentRow, JobRow, ReplicaStatus, SearchHit};
+pub use query::{ConflictRow, EquipmentRow, JobRow, RejectionRow, ReplicaStatus, SearchHit};
 
 /// What can go wrong in the replica. Each variant leaves the replica as it was.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +62,11 @@ pub(crate) struct StoredDoc {
 pub struct Replica {
     pub(crate) conn: Connection,
     pub(crate) author: Author,
+    /// The actor incarnation this replica writes under (see [`Actor`]); changes when the replica
+    /// finds itself behind its own history.
+    pub(crate) incarnation: u32,
     pub(crate) clock: Arc<dyn Clock>,
-    rng: StdRng,
+    pub(crate) rng: StdRng,
 }
 
 impl std::fmt::Debug for Replica {
@@ -131,13 +134,30 @@ impl Replica {
         // this limit only bounds the WAL if a device never syncs.
         conn.pragma_update(None, "wal_autocheckpoint", 8_000)?;
         conn.execute_batch(include_str!("replica/schema.sql"))?;
+        // Replicas made before refused edits were kept: add the column.
+        let has_refused: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('rejections') WHERE name = 'refused')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_refused {
+            conn.execute_batch(
+                "ALTER TABLE rejections ADD COLUMN refused TEXT NOT NULL DEFAULT '[]'",
+            )?;
+        }
         let rng = match seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
+        let incarnation: i64 = conn.query_row(
+            "SELECT coalesce((SELECT value FROM meta WHERE key = 'incarnation'), 0)",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Self {
             conn,
             author,
+            incarnation: u32::try_from(incarnation).unwrap_or(0),
             clock,
             rng,
         })
@@ -145,6 +165,14 @@ impl Replica {
 
     pub fn author(&self) -> Author {
         self.author
+    }
+
+    /// Who this replica's changes are written by.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            author: self.author,
+            incarnation: self.incarnation,
+        }
     }
 
     /// A fresh UUIDv7 for an entity created on this device.
@@ -212,6 +240,14 @@ impl Replica {
 
     /// Appends changes to a stored document without loading it, with the materialization the
     /// server computed for the same set of changes.
+    /// The materialized record stored beside a document's bytes.
+    pub(crate) fn stored_record(tx: &Connection, id: DocId) -> Result<Record, ReplicaError> {
+        let bytes: Vec<u8> = tx
+            .prepare_cached("SELECT record FROM docs WHERE id = ?1")?
+            .query_row([id_blob(id)], |r| r.get(0))?;
+        decode_record(&bytes)
+    }
+
     pub(crate) fn append_changes(
         tx: &Transaction<'_>,
         stored: &StoredDoc,
@@ -305,8 +341,18 @@ impl Replica {
         }
         let record = entity.to_record();
         AnyEntity::from_record(kind, id, &record)?;
+        if let Some((field, n)) = shared::record::oversized(&Record::default().diff(&record)) {
+            return Err(ModelError::new(
+                field,
+                format!(
+                    "holds {n} bytes, at most {}",
+                    shared::record::MAX_VALUE_BYTES
+                ),
+            )
+            .into());
+        }
         let now = self.clock.now();
-        let (doc, change) = crdt::create(kind, &self.author, now, &record).map_err(corrupt(id))?;
+        let (doc, change) = crdt::create(kind, self.actor(), now, &record).map_err(corrupt(id))?;
         let tx = self.conn.transaction()?;
         if Self::load_stored(&tx, id)?.is_some() {
             return Err(ReplicaError::Exists(id));
@@ -327,28 +373,44 @@ impl Replica {
         let kind = E::SCHEMA.kind;
         let now = self.clock.now();
         let author = self.author;
+        let actor = self.actor();
         let tx = self.conn.transaction()?;
         let stored = Self::load_stored(&tx, id)?
             .filter(|s| s.kind == kind)
             .ok_or(ReplicaError::NotFound { kind, id })?;
         let mut doc = crdt::load(&stored.bytes).map_err(corrupt(id))?;
-        let before = crdt::read(&doc, kind).record;
-        let mut entity = E::from_record(id, &before)?;
+        let stored_record = crdt::read(&doc, kind).record;
+        let mut entity = E::from_record(id, &stored_record)?;
+        // The edit is judged and written against the entity as it reads, in canonical form: a
+        // value spelled otherwise in the document (office data typed by hand: `9:30`, a trailing
+        // space) is not rewritten, nor counted as this edit's change, unless the edit changes it.
+        let mut before = entity.to_record();
         edit(&mut entity)?;
         let mut after = entity.to_record();
         // Registers the entity type does not model (deleted, a newer schema's fields) stay as they are.
-        for (k, v) in &before.fields {
+        for (k, v) in &stored_record.fields {
+            before.fields.entry(k.clone()).or_insert_with(|| v.clone());
             after.fields.entry(k.clone()).or_insert_with(|| v.clone());
         }
         let entity = E::from_record(id, &after)?;
+        let changes = before.diff(&after);
+        if let Some((field, n)) = shared::record::oversized(&changes) {
+            return Err(ModelError::new(
+                field,
+                format!(
+                    "holds {n} bytes, at most {}",
+                    shared::record::MAX_VALUE_BYTES
+                ),
+            )
+            .into());
+        }
         if let Some(d) = auth::check(kind, author.role, Some(&before), &after)
             .into_iter()
             .next()
         {
             return Err(d.into());
         }
-        let changes = before.diff(&after);
-        if let Some(change) = crdt::write(&mut doc, &author, now, &changes).map_err(corrupt(id))? {
+        if let Some(change) = crdt::write(&mut doc, actor, now, &changes).map_err(corrupt(id))? {
             Self::store_loaded(&tx, id, kind, stored.epoch, &doc)?;
             Self::queue(&tx, id, kind, stored.epoch, &change)?;
             tx.commit()?;
@@ -367,6 +429,7 @@ impl Replica {
     ) -> Result<(), ReplicaError> {
         let now = self.clock.now();
         let author = self.author;
+        let actor = self.actor();
         let tx = self.conn.transaction()?;
         let stored = Self::load_stored(&tx, id)?.ok_or(ReplicaError::NotFound {
             kind: EntityKind::Job,
@@ -387,15 +450,11 @@ impl Replica {
         {
             return Err(d.into());
         }
-        let change = shared::record::FieldChange::Set {
-            field: field.to_owned(),
-            value,
-        };
-        if let Some(change) = crdt::write(&mut doc, &author, now, &[change]).map_err(corrupt(id))? {
-            Self::store_loaded(&tx, id, kind, stored.epoch, &doc)?;
-            Self::queue(&tx, id, kind, stored.epoch, &change)?;
-            tx.commit()?;
-        }
+        // A decision is an edit that syncs like any other, whichever value it keeps.
+        let change = crdt::decide(&mut doc, actor, now, field, &value).map_err(corrupt(id))?;
+        Self::store_loaded(&tx, id, kind, stored.epoch, &doc)?;
+        Self::queue(&tx, id, kind, stored.epoch, &change)?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -223,7 +223,15 @@ impl Replica {
             });
         };
         let now = self.clock.now();
-        let author = self.author;
+        let actor = self.actor();
+        // A fresh incarnation, should this replica turn out to be behind its own history.
+        let fresh = loop {
+            let n = rand::RngCore::next_u32(&mut self.rng);
+            if n != 0 && n != actor.incarnation {
+                break n;
+            }
+        };
+        let mut writer = Writer { actor, fresh };
         let tx = self.conn.transaction()?;
         let mut out = Applied {
             more: resp.more,
@@ -231,13 +239,42 @@ impl Replica {
         };
 
         for rej in &resp.rejected {
-            out.rejected += 1;
-            let reason = format!("{:?}", rej.reason);
             match (&rej.reason, &rej.snapshot) {
+                // Not refusals: the edits are moved onto the server's copy and pushed again
+                // within the same sync.
                 (RejectReason::StaleEpoch { .. }, Some(snap)) => {
-                    rebase(&tx, &author, now, snap, 0)?;
+                    rebase(&tx, writer.actor, now, snap, 0, &[])?;
+                }
+                (RejectReason::ReusedSequence, Some(snap)) => {
+                    // Restored from an older backup: the server holds later changes of ours.
+                    // Continue under a fresh actor and re-apply the pending edits on its copy.
+                    writer.renew(&tx)?;
+                    rebase(&tx, writer.actor, now, snap, 0, &[])?;
                 }
                 (_, snap) => {
+                    out.rejected += 1;
+                    // What the refused edits changed is kept with the rejection (the note text,
+                    // the values), so nothing the user saved disappears without a trace.
+                    let refused: Vec<OutboxEntry> = outbox_of(&tx, Some(rej.doc))?
+                        .into_iter()
+                        .filter(|e| e.seq <= resp.acked_outbox)
+                        .collect();
+                    let refused = match Replica::load_stored(&tx, rej.doc)? {
+                        Some(local) if !refused.is_empty() => {
+                            // Changes too damaged to read back (a corrupt change) keep no values.
+                            own_edits(rej.doc, &local, refused.iter().map(|e| e.change.as_slice()))
+                                .unwrap_or_default()
+                        }
+                        _ => Vec::new(),
+                    };
+                    let reason = serde_json::to_string(&rej.reason)
+                        .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
+                    let refused = serde_json::to_string(&refused)
+                        .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
+                    tx.execute(
+                        "INSERT INTO rejections (doc, reason, at, refused) VALUES (?1, ?2, ?3, ?4)",
+                        params![id_blob(rej.doc), reason, now.0, refused],
+                    )?;
                     // The refused changes are those the request carried; edits made since stay
                     // and are moved onto the server's copy.
                     tx.execute(
@@ -248,7 +285,7 @@ impl Replica {
                         ],
                     )?;
                     match snap {
-                        Some(s) => rebase(&tx, &author, now, s, resp.acked_outbox)?,
+                        Some(s) => rebase(&tx, writer.actor, now, s, resp.acked_outbox, &[])?,
                         None => {
                             let later = outbox_of(&tx, Some(rej.doc))?;
                             if let (Some(stored), true) =
@@ -258,10 +295,6 @@ impl Replica {
                             }
                         }
                     }
-                    tx.execute(
-                        "INSERT INTO rejections (doc, reason, at) VALUES (?1, ?2, ?3)",
-                        params![id_blob(rej.doc), reason, now.0],
-                    )?;
                 }
             }
         }
@@ -276,7 +309,7 @@ impl Replica {
         }
         for snap in &resp.snapshots {
             out.snapshots += 1;
-            merge_snapshot(&tx, &author, now, snap)?;
+            merge_snapshot(&tx, &mut writer, now, snap)?;
             tx.prepare_cached("DELETE FROM resync_pending WHERE id = ?1")?
                 .execute([id_blob(snap.doc)])?;
             // Back in scope: an eviction still waiting from before no longer applies.
@@ -317,14 +350,17 @@ impl Replica {
                     })?;
                 }
                 out.changes += dc.changes.len() as u64;
-                Replica::append_changes(
-                    &tx,
-                    &stored,
-                    dc.doc,
-                    &dc.changes,
-                    &dc.record,
-                    &dc.conflicts,
-                )?;
+                let whole;
+                let record = if dc.partial {
+                    // Only what the changes touched came: lay it over the clean copy's record.
+                    let mut r = Replica::stored_record(&tx, dc.doc)?;
+                    r.overlay(&dc.record);
+                    whole = r;
+                    &whole
+                } else {
+                    &dc.record
+                };
+                Replica::append_changes(&tx, &stored, dc.doc, &dc.changes, record, &dc.conflicts)?;
                 continue;
             }
             let mut doc = crdt::load(&stored.bytes)
@@ -366,7 +402,27 @@ impl Replica {
             set_meta(&tx, "token", next.token)?;
         }
         tx.commit()?;
+        self.incarnation = writer.actor.incarnation;
         Ok(out)
+    }
+}
+
+/// Who writes the changes an answer makes this replica write (rebases): the replica's actor,
+/// switched to a fresh incarnation once if the replica turns out to be behind its own history.
+struct Writer {
+    actor: shared::ids::Actor,
+    fresh: u32,
+}
+
+impl Writer {
+    /// Continues under a fresh incarnation (kept in the replica's meta with the rest of the answer).
+    fn renew(&mut self, tx: &Transaction<'_>) -> Result<(), ReplicaError> {
+        if self.actor.incarnation != self.fresh {
+            tracing::warn!("sync.new_incarnation: continuing under a fresh actor");
+            self.actor.incarnation = self.fresh;
+            set_meta(tx, "incarnation", u64::from(self.fresh))?;
+        }
+        Ok(())
     }
 }
 
@@ -408,7 +464,7 @@ const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 /// makes a first sync fast); known ones are merged, or rebased when the server compacted them.
 fn merge_snapshot(
     tx: &Transaction<'_>,
-    author: &shared::ids::Author,
+    writer: &mut Writer,
     now: shared::clock::Millis,
     s: &Snapshot,
 ) -> Result<(), ReplicaError> {
@@ -423,44 +479,72 @@ fn merge_snapshot(
         }
         return store_snapshot(tx, s, true);
     };
-    if local.epoch != s.epoch || local.kind != s.kind {
-        return rebase(tx, author, now, s, 0);
+    if local.kind != s.kind || local.epoch < s.epoch {
+        return rebase(tx, writer.actor, now, s, 0, &[]);
     }
+    // An older epoch than ours: the server went back in time (restored from a backup).
+    let behind = local.epoch > s.epoch;
     let mut doc = crdt::load(&local.bytes)
         .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
     let mut theirs = load_snapshot(s)?;
+    // Changes this replica holds that the server's copy lacks, beyond the ones still waiting in
+    // the outbox: the server lost changes it had acknowledged (it was restored from an older
+    // backup). This replica's own are written again, under a fresh actor (the old sequence
+    // numbers may live on elsewhere); others' come back from their own devices.
+    let lacking = theirs.get_changes_added(&doc);
+    if !lacking.is_empty() || behind {
+        let waiting: HashSet<ChangeHash> = outbox_of(tx, Some(s.doc))?
+            .iter()
+            .filter_map(|e| crdt::decode_change(&e.change).ok().map(|c| c.hash()))
+            .collect();
+        let lost: Vec<&automerge::Change> = lacking
+            .iter()
+            .filter(|c| !waiting.contains(&c.hash()))
+            .collect();
+        if !lost.is_empty() || behind {
+            let author = writer.actor.author;
+            let own: Vec<Vec<u8>> = lost
+                .iter()
+                .filter(|c| {
+                    shared::ids::Author::from_actor_bytes(c.actor_id().to_bytes()) == Some(author)
+                })
+                .map(|c| c.raw_bytes().to_vec())
+                .collect();
+            tracing::warn!(
+                doc = %s.doc,
+                own = own.len(),
+                others = lost.len() - own.len(),
+                "sync.server_behind: re-sending acknowledged changes"
+            );
+            if !own.is_empty() {
+                writer.renew(tx)?;
+            }
+            return rebase(tx, writer.actor, now, s, 0, &own);
+        }
+    }
     doc.merge(&mut theirs)
         .map_err(|e| ReplicaError::BadSyncData(format!("snapshot {}: {e}", s.doc)))?;
     Replica::store_loaded(tx, s.doc, s.kind, s.epoch, &doc)
 }
 
-/// Moves local, unpushed edits of a document onto the server's compacted copy: the field changes
-/// they made (from the state they were based on) are written again on the snapshot, replacing the
-/// old outbox entries. Nothing the user saved is dropped.
-fn rebase(
-    tx: &Transaction<'_>,
-    author: &shared::ids::Author,
-    now: shared::clock::Millis,
-    s: &Snapshot,
-    after_seq: u64,
-) -> Result<(), ReplicaError> {
-    let pending: Vec<OutboxEntry> = outbox_of(tx, Some(s.doc))?
-        .into_iter()
-        .filter(|e| e.seq > after_seq)
-        .collect();
-    let local = Replica::load_stored(tx, s.doc)?;
-    let (Some(local), false) = (local, pending.is_empty()) else {
-        return replace(tx, s);
-    };
+/// The field changes `pending` made, judged against the state they were written on: only this
+/// device's own edits, never values it merely merged from others meanwhile (re-asserting those
+/// would overwrite newer edits made elsewhere).
+fn own_edits<'a>(
+    id: DocId,
+    local: &crate::replica::StoredDoc,
+    pending: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<shared::record::FieldChange>, ReplicaError> {
     let old = crdt::load(&local.bytes)
-        .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
+        .map_err(|e| ReplicaError::BadSyncData(format!("document {id}: {e}")))?;
     let mut mine: HashSet<ChangeHash> = HashSet::new();
+    let mut changes = Vec::new();
     let mut deps: Vec<ChangeHash> = Vec::new();
-    for e in &pending {
-        let c =
-            crdt::decode_change(&e.change).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
+    for bytes in pending {
+        let c = crdt::decode_change(bytes).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
         mine.insert(c.hash());
         deps.extend(c.deps().iter().copied());
+        changes.push(c);
     }
     deps.retain(|h| !mine.contains(h));
     deps.sort_unstable();
@@ -468,12 +552,44 @@ fn rebase(
     let base = old
         .fork_at(&deps)
         .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
-    let edits = crdt::read(&base, local.kind)
+    let mut made = base.fork();
+    crdt::apply(&mut made, changes).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
+    Ok(crdt::read(&base, local.kind)
         .record
-        .diff(&crdt::read(&old, local.kind).record);
+        .diff(&crdt::read(&made, local.kind).record))
+}
+
+/// Moves local, unpushed edits of a document onto the server's copy (compacted, or refused): the
+/// field changes they made (from the state they were based on) are written again on the
+/// snapshot, replacing the old outbox entries; `resend` adds changes of this replica's that the
+/// server lost. Nothing the user saved is dropped.
+fn rebase(
+    tx: &Transaction<'_>,
+    actor: shared::ids::Actor,
+    now: shared::clock::Millis,
+    s: &Snapshot,
+    after_seq: u64,
+    resend: &[Vec<u8>],
+) -> Result<(), ReplicaError> {
+    let pending: Vec<OutboxEntry> = outbox_of(tx, Some(s.doc))?
+        .into_iter()
+        .filter(|e| e.seq > after_seq)
+        .collect();
+    let local = Replica::load_stored(tx, s.doc)?;
+    let (Some(local), false) = (local, pending.is_empty() && resend.is_empty()) else {
+        return replace(tx, s);
+    };
+    let edits = own_edits(
+        s.doc,
+        &local,
+        resend
+            .iter()
+            .map(Vec::as_slice)
+            .chain(pending.iter().map(|e| e.change.as_slice())),
+    )?;
     let mut doc = load_snapshot(s)?;
     tx.execute("DELETE FROM outbox WHERE doc = ?1", [id_blob(s.doc)])?;
-    if let Some(change) = crdt::write(&mut doc, author, now, &edits)
+    if let Some(change) = crdt::write(&mut doc, actor, now, &edits)
         .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?
     {
         Replica::queue(tx, s.doc, s.kind, s.epoch, &change)?;

@@ -102,7 +102,31 @@ pub enum ServerEffect {
         doc: DocId,
         conflicts: Vec<FieldConflict>,
     },
+    /// The documents a device holds (or will once it applies this answer) changed: `held` are
+    /// new, `released` left it (told to evict). With `reset`, every other document recorded for
+    /// the device is released (the first answer of a process: what it recorded before is not
+    /// known here). Kept durably, so offline work on a document that left the device's scope is
+    /// still accepted within the grace window after a restart or on another instance
+    /// ([`ServerEngine::allow_pushes`]).
+    Held {
+        device: DeviceId,
+        held: Vec<DocId>,
+        released: Vec<DocId>,
+        reset: bool,
+        at: Millis,
+    },
+    /// The log position a device last said it had applied, and when. Kept durably and shared by
+    /// every instance: compaction never rebuilds a document past a device seen within the
+    /// retention window (see [`ServerEngine::compact`]), whatever restarts in between.
+    DeviceCursor {
+        device: DeviceId,
+        cursor: u64,
+        at: Millis,
+    },
 }
+
+/// How often a device's unchanged position is recorded again (its "last seen" time).
+const REPORT_AGAIN_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone)]
 enum Payload {
@@ -111,11 +135,33 @@ enum Payload {
     Snapshot,
 }
 
+/// A register (`None`) or a collection item's field (`Some((collection, item))`).
+type FieldPath = (Option<(String, String)>, String);
+
 #[derive(Debug, Clone)]
 struct LogEntry {
     doc: DocId,
     origin: Option<DeviceId>,
     payload: Payload,
+    /// What the commit that logged this entry changed in the materialized record; `None` when
+    /// unknown (entries rebuilt from the store, a document's creation): send the whole record.
+    touched: Option<std::sync::Arc<[FieldPath]>>,
+}
+
+fn touched(before: &Record, after: &Record) -> std::sync::Arc<[FieldPath]> {
+    before
+        .diff(after)
+        .into_iter()
+        .map(|c| match c {
+            FieldChange::Set { field, .. } => (None, field),
+            FieldChange::SetItem {
+                collection,
+                item,
+                field,
+                ..
+            } => (Some((collection, item)), field),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +214,11 @@ struct Session {
     pending: Vec<Known>,
     /// Documents this device was told to evict: it may still push edits it made before.
     evicted: Set<DocId>,
+    /// The position last recorded for this device ([`ServerEffect::DeviceCursor`]) and when.
+    reported: Option<(u64, Millis)>,
+    /// The documents last recorded as held ([`ServerEffect::Held`]); `None` before the first
+    /// answer of this process.
+    held: Option<Set<DocId>>,
 }
 
 /// How many unconfirmed answers a session remembers.
@@ -373,6 +424,7 @@ impl ServerEngine {
                 doc: l.doc,
                 origin: l.origin,
                 payload,
+                touched: None,
             },
         );
     }
@@ -421,6 +473,8 @@ impl ServerEngine {
                 confirmed: Known::default(),
                 pending: Vec::new(),
                 evicted: Set::default(),
+                reported: None,
+                held: None,
             },
         );
     }
@@ -579,9 +633,13 @@ impl ServerEngine {
         effects: &mut Vec<ServerEffect>,
     ) {
         let m = m.unwrap_or_else(|| crdt::read(&doc, kind));
-        let entity = AnyEntity::from_record(kind, id, &m.record).ok();
         let bytes = doc.save();
         let old = self.docs.remove(&id);
+        // A document that stopped being a valid entity (office data typed by hand) keeps its
+        // last valid reading for scopes: it never evicts anyone's pending work.
+        let entity = AnyEntity::from_record(kind, id, &m.record)
+            .ok()
+            .or_else(|| old.as_ref().and_then(|o| o.entity.clone()));
         if let Some(e) = old.as_ref().and_then(DocState::live) {
             self.index.edit(id, e, false);
         }
@@ -590,6 +648,7 @@ impl ServerEngine {
             .filter(|o| o.epoch == epoch)
             .map(|o| o.seqs.clone())
             .unwrap_or_default();
+        let changed = old.as_ref().map(|o| touched(&o.record, &m.record));
         for (change, origin) in changes {
             self.head += 1;
             seqs.push(self.head);
@@ -605,6 +664,7 @@ impl ServerEngine {
                     doc: id,
                     origin,
                     payload: Payload::Change(change),
+                    touched: changed.clone(),
                 },
             );
         }
@@ -721,6 +781,8 @@ impl ServerEngine {
         let mut changes: Vec<DocChanges> = Vec::new();
         if !known.docs.is_empty() {
             let mut at: Map<DocId, usize> = Map::default();
+            // Per document: the paths the changes touched (`None`: unknown, send it whole).
+            let mut paths: Vec<Option<std::collections::BTreeSet<&FieldPath>>> = Vec::new();
             let mut resnap: Set<DocId> = Set::default();
             for (_, e) in self.log.range(known.cursor + 1..) {
                 if !known.docs.contains(&e.doc)
@@ -743,14 +805,32 @@ impl ServerEngine {
                                 kind: state.kind,
                                 epoch: state.epoch,
                                 changes: Vec::new(),
-                                record: state.record.clone(),
+                                record: Record::default(),
                                 conflicts: state.conflicts.clone(),
+                                partial: true,
                             });
+                            paths.push(Some(std::collections::BTreeSet::new()));
                             changes.len() - 1
                         });
                         changes[i].changes.push(bytes.clone());
+                        match (&mut paths[i], &e.touched) {
+                            (Some(p), Some(t)) => p.extend(t.iter()),
+                            (p, _) => *p = None,
+                        }
                     }
                     Payload::Change(_) => {}
+                }
+            }
+            for (c, p) in changes.iter_mut().zip(&paths) {
+                let Some(state) = self.docs.get(&c.doc) else {
+                    continue;
+                };
+                match p {
+                    Some(p) => c.record = state.record.only(p.iter().copied()),
+                    None => {
+                        c.record = state.record.clone();
+                        c.partial = false;
+                    }
                 }
             }
             changes.retain(|c| !resnap.contains(&c.doc));
@@ -780,7 +860,43 @@ impl ServerEngine {
         let token = self.next_token;
         self.next_token += 1;
         let cursor = self.head;
+        // Where the device stands, recorded durably for compaction. A position past this
+        // server's head (a server restored from an older backup) counts as the head.
+        let position = req.cursor.min(self.head);
         if let Some(s) = self.sessions.get_mut(&device) {
+            // What the device holds, recorded durably when it changes.
+            let (held, released, reset) = match &s.held {
+                None => (docs.iter().copied().collect::<Vec<_>>(), Vec::new(), true),
+                Some(old) => (
+                    docs.iter().filter(|d| !old.contains(d)).copied().collect(),
+                    old.iter().filter(|d| !docs.contains(d)).copied().collect(),
+                    false,
+                ),
+            };
+            if reset || !held.is_empty() || !released.is_empty() {
+                let (mut held, mut released) = (held, released);
+                held.sort_unstable();
+                released.sort_unstable();
+                effects.push(ServerEffect::Held {
+                    device,
+                    held,
+                    released,
+                    reset,
+                    at: now,
+                });
+            }
+            s.held = Some(docs.clone());
+            let due = s.reported.is_none_or(|(c, at)| {
+                c != position || now.0.saturating_sub(at.0) >= REPORT_AGAIN_MS
+            });
+            if due {
+                s.reported = Some((position, now));
+                effects.push(ServerEffect::DeviceCursor {
+                    device,
+                    cursor: position,
+                    at: now,
+                });
+            }
             // Told to evict: the device may still push edits it made before it heard.
             s.evicted.extend(evict.iter().copied());
             for d in &snapshot_ids {
@@ -809,6 +925,15 @@ impl ServerEngine {
             full_resync,
         };
         Ok((resp, effects))
+    }
+
+    /// Lets a device push to documents the host knows it held within the grace window (from the
+    /// durable [`ServerEffect::Held`] records): offline work on a job that left its scope, after
+    /// a restart or through another instance, is still judged like any other write.
+    pub fn allow_pushes(&mut self, device: DeviceId, docs: impl IntoIterator<Item = DocId>) {
+        if let Some(s) = self.sessions.get_mut(&device) {
+            s.evicted.extend(docs);
+        }
     }
 
     /// Whether a push's changes build on history the server has, which proves the device held
@@ -931,10 +1056,25 @@ impl ServerEngine {
             .iter()
             .map(|c| (c.raw_bytes().to_vec(), Some(device)))
             .collect();
-        crdt::apply(&mut doc, fresh.clone()).map_err(|_| RejectReason::MissingDependencies)?;
+        crdt::apply(&mut doc, fresh.clone()).map_err(|e| match e {
+            crdt::CrdtError::Automerge(automerge::AutomergeError::DuplicateSeqNumber(..)) => {
+                RejectReason::ReusedSequence
+            }
+            _ => RejectReason::MissingDependencies,
+        })?;
         let after = crdt::read(&doc, push.kind);
         AnyEntity::from_record(push.kind, push.doc, &after.record)
             .map_err(|e| RejectReason::Invalid(e.to_string()))?;
+        let written = before.as_ref().map_or_else(
+            || Record::default().diff(&after.record),
+            |b| b.diff(&after.record),
+        );
+        if let Some((field, n)) = crate::record::oversized(&written) {
+            return Err(RejectReason::Invalid(format!(
+                "{field}: {n} bytes, at most {}",
+                crate::record::MAX_VALUE_BYTES
+            )));
+        }
 
         let mut compensation: Vec<FieldChange> = Vec::new();
         if !auth::check(push.kind, author.role, before.as_ref(), &after.record).is_empty() {
@@ -1094,14 +1234,23 @@ impl ServerEngine {
     }
 
     /// Compacts documents whose history is long, once every client holding one has synced past all
-    /// of it and no conflict is open on it. Returns the effects to persist.
-    pub fn compact(&mut self, now: Millis) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
+    /// of it and no conflict is open on it. `horizon` is the lowest position of every device the
+    /// host still expects back (from the durable [`ServerEffect::DeviceCursor`] records, across
+    /// restarts and instances): no document whose history goes past it is compacted, so a device
+    /// returning with offline edits finds the history they build on, and concurrent edits are
+    /// still seen as concurrent. Returns the effects to persist.
+    pub fn compact(
+        &mut self,
+        now: Millis,
+        horizon: u64,
+    ) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
         let due: Vec<DocId> = self
             .docs
             .iter()
             .filter(|(id, d)| {
                 d.seqs.len() >= self.config.compact_after as usize
                     && d.conflicts.is_empty()
+                    && d.last_seq() <= horizon
                     && self.sessions.values().all(|s| {
                         let holds = s.confirmed.docs.contains(id)
                             || s.pending.iter().any(|p| p.docs.contains(id));
@@ -1131,6 +1280,7 @@ impl ServerEngine {
                     doc: id,
                     origin: None,
                     payload: Payload::Snapshot,
+                    touched: None,
                 },
             );
             self.loaded.remove(&id);

@@ -147,6 +147,8 @@ pub struct BridgeStats {
     pub webhooks: u64,
     /// The outbound cursor (log position reconciled up to).
     pub cursor: u64,
+    /// How many times the running bridge woke up and looked for work (idle: one per poll).
+    pub wakeups: u64,
     pub last_error: Option<String>,
 }
 
@@ -544,7 +546,8 @@ impl Bridge {
         let mut pulled = false;
         let (ours, heads, head) = match &shadow {
             Some(sh) => {
-                let changes = sh.record.diff(&theirs_rec);
+                let changes =
+                    mapping::canonical_pull(kind, doc, &ours, &sh.record.diff(&theirs_rec))?;
                 if changes.is_empty() {
                     (ours, heads, head)
                 } else {
@@ -997,6 +1000,7 @@ impl Bridge {
         let mut backoff = Duration::from_secs(1);
         let mut next_poll = tokio::time::Instant::now();
         loop {
+            lock(&self.stats).wakeups += 1;
             let mut ok = true;
             if let Err(e) = self.push_pass().await {
                 ok = false;

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use shared::ids::DocId;
-use shared::record::{EntityKind, Items, Record, Scalar};
+use shared::model::AnyEntity;
+use shared::record::{EntityKind, FieldChange, Items, Record, Scalar};
 
 /// The custom field every mapped doctype carries: our document id.
 pub const ID_FIELD: &str = "fsm_id";
@@ -539,6 +540,53 @@ pub fn from_erp(map: &DocMap, doc: &Value, names: &dyn Names) -> Result<Record, 
         r.collections.insert(tm.collection.to_owned(), items);
     }
     Ok(r)
+}
+
+/// ERPNext's changes to a document, in our canonical form: applied to the document's current
+/// record, the entity must still be valid (a start typed `9h30`, an emptied priority are refused
+/// here, before anything is written, and the office sees them as an ERPNext issue); the values
+/// written are the entity's own spelling (`9:30` becomes `09:30`, a title loses its trailing
+/// space), so no later edit in the field has to rewrite a field it never touched.
+pub fn canonical_pull(
+    kind: EntityKind,
+    doc: DocId,
+    ours: &Record,
+    pulled: &[FieldChange],
+) -> Result<Vec<FieldChange>, MapError> {
+    let mut merged = ours.clone();
+    merged.apply(pulled);
+    let canonical = AnyEntity::from_record(kind, doc, &merged)
+        .map_err(|e| bad(&e.field, format!("ERPNext value refused: {}", e.problem)))?
+        .to_record();
+    Ok(pulled
+        .iter()
+        .map(|c| match c {
+            FieldChange::Set { field, value } => FieldChange::Set {
+                field: field.clone(),
+                value: canonical
+                    .fields
+                    .get(field)
+                    .cloned()
+                    .unwrap_or_else(|| value.clone()),
+            },
+            FieldChange::SetItem {
+                collection,
+                item,
+                field,
+                value,
+            } => FieldChange::SetItem {
+                collection: collection.clone(),
+                item: item.clone(),
+                field: field.clone(),
+                value: canonical
+                    .items(collection)
+                    .and_then(|i| i.get(item))
+                    .and_then(|i| i.get(field))
+                    .cloned()
+                    .unwrap_or_else(|| value.clone()),
+            },
+        })
+        .collect())
 }
 
 fn text_of_ref(v: &Value) -> Option<&str> {

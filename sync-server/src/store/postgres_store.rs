@@ -2,6 +2,7 @@
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
+use shared::clock::Millis;
 use shared::ids::{DeviceId, DocId};
 use shared::record::EntityKind;
 use shared::sync::server::{ServerEffect, StoredDoc, StoredLog};
@@ -70,7 +71,9 @@ impl PostgresStore {
              CREATE INDEX IF NOT EXISTS log_doc ON log(doc, seq);
              CREATE TABLE IF NOT EXISTS conflicts (doc BYTEA PRIMARY KEY, conflicts TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);"
+             CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);
+             CREATE TABLE IF NOT EXISTS device_cursors (device BYTEA PRIMARY KEY, cursor BIGINT NOT NULL, seen BIGINT NOT NULL);
+             CREATE TABLE IF NOT EXISTS held (device BYTEA NOT NULL, doc BYTEA NOT NULL, until BIGINT, PRIMARY KEY (device, doc));"
         ))?;
         Ok(Self {
             client,
@@ -188,6 +191,44 @@ impl Store for PostgresStore {
                             "INSERT INTO conflicts (doc, conflicts) VALUES ($1, $2)
                              ON CONFLICT (doc) DO UPDATE SET conflicts = EXCLUDED.conflicts",
                             &[&doc.as_bytes().as_slice(), &json],
+                        )?;
+                    }
+                }
+                ServerEffect::DeviceCursor { device, cursor, at } => {
+                    tx.execute(
+                        "INSERT INTO device_cursors (device, cursor, seen) VALUES ($1, $2, $3)
+                         ON CONFLICT (device) DO UPDATE SET cursor = EXCLUDED.cursor, seen = EXCLUDED.seen",
+                        &[&device.doc().as_bytes().as_slice(), &seq(*cursor), &at.0],
+                    )?;
+                }
+                ServerEffect::Held {
+                    device,
+                    held,
+                    released,
+                    reset,
+                    at,
+                } => {
+                    let d = device.doc().as_bytes().to_vec();
+                    if *reset {
+                        tx.execute(
+                            "UPDATE held SET until = $2 WHERE device = $1 AND until IS NULL",
+                            &[&d, &at.0],
+                        )?;
+                    }
+                    let held: Vec<Vec<u8>> = held.iter().map(|x| x.as_bytes().to_vec()).collect();
+                    if !held.is_empty() {
+                        tx.execute(
+                            "INSERT INTO held (device, doc, until) SELECT $1, unnest($2::bytea[]), NULL
+                             ON CONFLICT (device, doc) DO UPDATE SET until = NULL",
+                            &[&d, &held],
+                        )?;
+                    }
+                    let released: Vec<Vec<u8>> =
+                        released.iter().map(|x| x.as_bytes().to_vec()).collect();
+                    if !released.is_empty() {
+                        tx.execute(
+                            "UPDATE held SET until = $3 WHERE device = $1 AND doc = ANY($2) AND until IS NULL",
+                            &[&d, &released, &at.0],
                         )?;
                     }
                 }
@@ -343,6 +384,35 @@ impl Store for PostgresStore {
         tx.execute("SELECT pg_notify($1, 'revoked')", &[&self.channel])?;
         tx.commit()?;
         Ok(fresh)
+    }
+
+    fn horizon(&mut self, seen_since: Millis) -> Result<Option<u64>, StoreError> {
+        let min: Option<i64> = self
+            .client
+            .query_one(
+                "SELECT min(cursor) FROM device_cursors WHERE seen >= $1",
+                &[&seen_since.0],
+            )?
+            .get(0);
+        Ok(min.map(|m| u64::try_from(m).unwrap_or(0)))
+    }
+
+    fn held(
+        &mut self,
+        device: DeviceId,
+        docs: &[DocId],
+        since: Millis,
+    ) -> Result<Vec<DocId>, StoreError> {
+        let ids: Vec<Vec<u8>> = docs.iter().map(|d| d.as_bytes().to_vec()).collect();
+        self.client
+            .query(
+                "SELECT doc FROM held WHERE device = $1 AND doc = ANY($2)
+                 AND (until IS NULL OR until >= $3)",
+                &[&device.doc().as_bytes().as_slice(), &ids, &since.0],
+            )?
+            .into_iter()
+            .map(|r| id(r.get::<_, &[u8]>(0)))
+            .collect()
     }
 
     fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError> {

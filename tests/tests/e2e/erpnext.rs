@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shared::clock::{Clock, FixedClock};
 use shared::ids::{Author, DeviceId, DocId, JobId, Role, TechnicianId};
 use shared::model::{AnyEntity, DispatchJob, JobStatus, Priority};
-use shared::record::{EntityKind, Record, Scalar};
+use shared::record::{EntityKind, FieldChange, Record, Scalar};
 use shared::sync::server::ServerConfig;
 use sync_server::auth::Keys;
 use sync_server::erpnext::mapping::{self, Names};
@@ -721,4 +721,124 @@ fn bridge_contract_holds_against_real_erpnext() {
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(contract(&client)).unwrap();
+}
+
+#[test]
+fn an_idle_bridge_sleeps_until_there_is_work() {
+    let w = erp_world(Duration::from_secs(10));
+    w.push().unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    w.rt.spawn(Arc::clone(&w.bridge).run(stop_rx));
+    // Settled: the first pass and poll are done.
+    wait_for(|| (w.bridge.stats().wakeups >= 2).then_some(()));
+    let before = w.bridge.stats().wakeups;
+    let window = Duration::from_millis(1_500);
+    std::thread::sleep(window);
+    let woke = w.bridge.stats().wakeups - before;
+    // Polling every 300 ms: about five wake-ups in the window, never a spin.
+    assert!(
+        woke <= 8,
+        "an idle bridge woke {woke} times in {window:?} (poll every 300 ms)"
+    );
+    // Work still wakes it at once.
+    let job = w.data.jobs[0];
+    w.service
+        .with_engine(|e| {
+            Ok((
+                (),
+                e.edit(
+                    job.doc(),
+                    &[FieldChange::Set {
+                        field: "title".into(),
+                        value: Scalar::str("Réveil du pont"),
+                    }],
+                    monday_9am(),
+                )?,
+            ))
+        })
+        .unwrap();
+    let name = erp_name(&w, job.doc());
+    wait_for(|| {
+        let v = w.rt.block_on(w.client.get("Dispatch Job", &name)).ok()?;
+        (v.get("title").and_then(|t| t.as_str()) == Some("Réveil du pont")).then_some(())
+    });
+}
+
+#[test]
+fn invariant_office_data_typed_by_hand_never_blocks_or_evicts_field_work() {
+    let w = erp_world(Duration::from_secs(10));
+    w.push().unwrap();
+    let tech_id = w.data.technicians[0];
+    let (mut tech, mut tech_net) = w.replica(Role::Technician, Some(tech_id), 1);
+    tech.sync(&mut tech_net).unwrap();
+    let job = job_of(&tech, tech_id);
+    let name = erp_name(&w, job.doc());
+
+    // Office staff type in ERPNext's desk: an emptied description, a title with a trailing
+    // space, a start typed `9:30`.
+    w.erp
+        .edit(
+            "Dispatch Job",
+            &name,
+            json!({"description": "", "title": "Raccordement fibre ", "start_hhmm": "9:30"}),
+        )
+        .unwrap();
+    w.poll();
+    w.push().unwrap();
+    tech.sync(&mut tech_net).unwrap();
+    let server = w.server_records()[&job.doc()].1.clone();
+    assert_eq!(
+        server.get("start"),
+        &Scalar::str("09:30"),
+        "pulled in canonical form"
+    );
+    assert_eq!(server.get("title"), &Scalar::str("Raccordement fibre"));
+    // Every technician edit still goes through, and writes only what it changes.
+    tech.add_note(job, "Arrivé, client présent").unwrap();
+    tech.set_job_status(job, JobStatus::EnRoute).unwrap();
+    tech.sync(&mut tech_net).unwrap();
+    assert!(
+        tech.rejections().unwrap().is_empty(),
+        "{:?}",
+        tech.rejections().unwrap()
+    );
+    let Some(AnyEntity::Job(j)) = w.service.read(|e| e.entity(job.doc()).cloned()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(j.status, JobStatus::EnRoute);
+    assert!(j.notes.iter().any(|n| n.text == "Arrivé, client présent"));
+
+    // A start typed `9h30` is not a time: refused and parked for the office, while the
+    // technician's offline work (a note, a status) keeps its job on the device and arrives.
+    tech.add_note(job, "Fibre épissée").unwrap();
+    tech.set_job_status(job, JobStatus::OnSite).unwrap();
+    w.erp
+        .edit("Dispatch Job", &name, json!({"start_hhmm": "9h30"}))
+        .unwrap();
+    w.poll();
+    let _ = w.push();
+    let issues = w.bridge.issues().unwrap();
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.doc == job.doc() && i.message.contains("start")),
+        "parked as an ERPNext issue naming the field: {issues:?}"
+    );
+    assert_eq!(
+        w.server_records()[&job.doc()].1.get("start"),
+        &Scalar::str("09:30"),
+        "nothing invalid was written"
+    );
+    tech.sync(&mut tech_net).unwrap();
+    tech.sync(&mut tech_net).unwrap();
+    assert!(tech.rejections().unwrap().is_empty());
+    assert!(
+        tech.entity(job.doc()).unwrap().is_some(),
+        "the job stays on the device"
+    );
+    let Some(AnyEntity::Job(j)) = w.service.read(|e| e.entity(job.doc()).cloned()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(j.status, JobStatus::OnSite);
+    assert!(j.notes.iter().any(|n| n.text == "Fibre épissée"));
 }

@@ -40,7 +40,7 @@ fn an_offline_walk_to_completed_is_kept_whole() {
 }
 
 #[test]
-fn a_rejection_keeps_edits_made_after_the_request() {
+fn invariant_a_rejection_keeps_what_was_refused_and_the_edits_made_after_it() {
     let mut w = world();
     let job = JobId(my_job(&w));
     w.tech.add_note(job, "avant l'envoi").unwrap();
@@ -82,10 +82,21 @@ fn a_rejection_keeps_edits_made_after_the_request() {
         "the later note survived: {texts:?}"
     );
     assert_eq!(w.tech.pending().unwrap().len(), 1, "and is still queued");
+    let rejections = w.tech.rejections().unwrap();
+    assert_eq!(rejections.len(), 1, "the refusal is listed");
     assert_eq!(
-        w.tech.rejections().unwrap().len(),
-        1,
-        "the refusal is listed"
+        rejections[0].reason,
+        Some(RejectReason::Invalid("test".into())),
+        "with its typed reason"
+    );
+    assert!(
+        rejections[0].refused.iter().any(|c| matches!(
+            c,
+            FieldChange::SetItem { collection, field, value, .. }
+                if collection == "notes" && field == "text" && *value == Scalar::str("avant l'envoi")
+        )),
+        "and the refused note's text, to show and apply again: {:?}",
+        rejections[0].refused
     );
     w.tech.sync(&mut w.tech_net).unwrap();
     w.office.sync(&mut w.office_net).unwrap();

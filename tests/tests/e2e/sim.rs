@@ -3,7 +3,7 @@
 use tests::sim::{Faults, run};
 
 /// Seeds that once failed, kept so the bugs they found stay fixed.
-const REGRESSIONS: &[u64] = &[];
+const REGRESSIONS: &[u64] = &[50];
 
 fn seeds() -> impl Iterator<Item = u64> {
     // SIM_SEEDS widens the sweep locally (e.g. SIM_SEEDS=2000); CI runs the default.
@@ -16,7 +16,7 @@ fn seeds() -> impl Iterator<Item = u64> {
 }
 
 #[test]
-fn sim_replicas_converge_with_nothing_lost_under_faults() {
+fn sim_invariants_hold_under_faults_restarts_and_a_second_instance() {
     let mut totals = tests::sim::Outcome::default();
     for seed in seeds() {
         let o = run(seed, 250, Faults::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -28,6 +28,8 @@ fn sim_replicas_converge_with_nothing_lost_under_faults() {
         totals.compactions += o.compactions;
         totals.conflicts += o.conflicts;
         totals.denied_locally += o.denied_locally;
+        totals.restarts += o.restarts;
+        totals.second_instance += o.second_instance;
     }
     // The runs must have exercised what they claim to.
     assert!(totals.edits > 1000, "{totals:?}");
@@ -38,6 +40,10 @@ fn sim_replicas_converge_with_nothing_lost_under_faults() {
     assert!(totals.compactions > 0, "no compaction happened: {totals:?}");
     assert!(totals.conflicts > 0, "no conflict was produced: {totals:?}");
     assert!(totals.denied_locally > 0, "{totals:?}");
+    assert!(
+        totals.restarts > 10 && totals.second_instance > 10,
+        "restarts and a second instance were exercised: {totals:?}"
+    );
 }
 
 #[test]

@@ -50,6 +50,17 @@ pub struct ConflictRow {
     pub values: Vec<(String, Option<String>)>,
 }
 
+/// An edit the server refused, kept on the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectionRow {
+    pub doc: DocId,
+    /// Why (absent for rows stored before reasons were typed).
+    pub reason: Option<shared::protocol::RejectReason>,
+    /// What the refused edits changed, to show and apply again.
+    pub refused: Vec<shared::record::FieldChange>,
+    pub at: shared::clock::Millis,
+}
+
 /// What is on the device, for the status indicator.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReplicaStatus {
@@ -248,17 +259,29 @@ impl Replica {
         .collect()
     }
 
-    /// Edits the server refused: document id and reason.
-    pub fn rejections(&self) -> Result<Vec<(DocId, String)>, ReplicaError> {
+    /// Edits the server refused, oldest first, with what they changed.
+    pub fn rejections(&self) -> Result<Vec<RejectionRow>, ReplicaError> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT doc, reason FROM rejections ORDER BY id")?;
+            .prepare_cached("SELECT doc, reason, refused, at FROM rejections ORDER BY id")?;
         let rows = st.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })?;
         rows.map(|r| {
-            let (d, reason) = r?;
-            Ok((blob_id(&d)?, reason))
+            let (d, reason, refused, at) = r?;
+            Ok(RejectionRow {
+                doc: blob_id(&d)?,
+                // Rows from before reasons were stored typed read as unknown.
+                reason: serde_json::from_str(&reason).ok(),
+                refused: serde_json::from_str(&refused)
+                    .map_err(|e| ReplicaError::BadSyncData(format!("refused edits: {e}")))?,
+                at: shared::clock::Millis(at),
+            })
         })
         .collect()
     }

@@ -40,12 +40,15 @@ CREATE TABLE IF NOT EXISTS conflicts (
     PRIMARY KEY (doc, field)
 ) WITHOUT ROWID;
 
--- Edits the server refused, kept so the user sees what did not go through.
+-- Edits the server refused, kept so the user sees what did not go through and can apply it
+-- again: `reason` is the server's typed reason (JSON), `refused` the field changes the refused
+-- edits made (JSON list of `FieldChange`: the note text, the values).
 CREATE TABLE IF NOT EXISTS rejections (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    doc    BLOB NOT NULL,
-    reason TEXT NOT NULL,
-    at     INTEGER NOT NULL
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc     BLOB NOT NULL,
+    reason  TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    refused TEXT NOT NULL DEFAULT '[]'
 );
 
 -- Materialized tables for screens.

@@ -1,0 +1,665 @@
+//! The sync invariants beyond the happy path: a real `SyncService` over a real store, restarted,
+//! shared by two instances, compacted; devices that were offline through all of it come back.
+//! Run them all with `cargo test --workspace invariant`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app_tauri_core::{Replica, Transport, TransportError};
+use shared::clock::{Clock, FixedClock};
+use shared::ids::{Author, DocId, JobId, Role, TechnicianId};
+use shared::model::{AnyEntity, DispatchJob, JobStatus};
+use shared::protocol::{self, Message};
+use shared::sync::server::{ServerConfig, Subject};
+use sync_server::auth::Device;
+use sync_server::service::{ServiceError, SyncService};
+use sync_server::store::postgres_store::PostgresStore;
+use sync_server::store::{SqliteStore, Store};
+use tests::data::{Dataset, generate};
+use tests::harness::{device, monday_9am, replica, server_author};
+
+use crate::world::small_spec;
+
+/// A [`Clock`] the test and the service share.
+#[derive(Debug)]
+struct Shared(Arc<FixedClock>);
+impl Clock for Shared {
+    fn now(&self) -> shared::clock::Millis {
+        self.0.now()
+    }
+}
+
+/// A transport straight into a service, as the HTTP handler calls it.
+struct Into {
+    svc: Arc<SyncService>,
+    who: Device,
+}
+
+impl Transport for Into {
+    fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        match self.svc.exchange(self.who, &request) {
+            Ok(frame) => Ok(frame),
+            Err(ServiceError::Refused(r)) => Ok(protocol::encode(&Message::Refused(r))),
+            Err(e) => Err(TransportError::Server {
+                status: 503,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Where the server keeps its data: a SQLite file (restart = reopen it) or a PostgreSQL schema
+/// (several instances at once).
+enum Backing {
+    /// A folder and the database file in it the server opens.
+    Sqlite(tempfile::TempDir, &'static str),
+    Postgres(String),
+}
+
+fn sqlite() -> Backing {
+    Backing::Sqlite(tempfile::tempdir().unwrap(), "s.db")
+}
+
+fn pg_url() -> String {
+    #[allow(clippy::disallowed_methods)] // test configuration
+    let url = std::env::var("FSM_TEST_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
+    url
+}
+
+impl Backing {
+    fn store(&self) -> Box<dyn Store> {
+        match self {
+            Self::Sqlite(dir, file) => {
+                Box::new(SqliteStore::open(&dir.path().join(file), true).unwrap())
+            }
+            Self::Postgres(schema) => Box::new(
+                PostgresStore::connect(&pg_url(), schema).unwrap_or_else(|e| {
+                    panic!("PostgreSQL is required for this test (FSM_TEST_PG_URL or the local server): {e}")
+                }),
+            ),
+        }
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if let Self::Postgres(schema) = self {
+            let _ = PostgresStore::drop_schema(&pg_url(), schema);
+        }
+    }
+}
+
+/// A served world: the demo's small data set behind a real service, a technician and a
+/// dispatcher replica.
+struct Served {
+    backing: Backing,
+    clock: Arc<FixedClock>,
+    data: Dataset,
+    svc: Arc<SyncService>,
+    tech: Replica,
+    office: Replica,
+}
+
+fn config() -> ServerConfig {
+    let mut c = ServerConfig::new(server_author());
+    // Every document is due for compaction as soon as the horizon lets it.
+    c.compact_after = 1;
+    c
+}
+
+const TECH: u128 = 1;
+const OFFICE: u128 = 2;
+
+impl Served {
+    fn new(backing: Backing) -> Self {
+        let clock = Arc::new(FixedClock::new(monday_9am()));
+        let svc = Self::open(&backing, &clock);
+        let data = generate(11, small_spec(), clock.now().date());
+        svc.seed(&data.entities, clock.now()).unwrap();
+        let tech = replica(
+            Author::new(Role::Technician, device(TECH)),
+            clock.clone(),
+            1,
+        )
+        .unwrap();
+        let office = replica(
+            Author::new(Role::Dispatcher, device(OFFICE)),
+            clock.clone(),
+            2,
+        )
+        .unwrap();
+        let mut w = Self {
+            backing,
+            clock,
+            data,
+            svc,
+            tech,
+            office,
+        };
+        // Twice each: the second sync tells the server where each device stands.
+        for _ in 0..2 {
+            w.sync_tech();
+            w.sync_office();
+        }
+        w
+    }
+
+    fn open(backing: &Backing, clock: &Arc<FixedClock>) -> Arc<SyncService> {
+        Arc::new(
+            SyncService::open(
+                config(),
+                backing.store(),
+                Box::new(Shared(Arc::clone(clock))),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// The server process stops and starts again on the same store.
+    fn restart(&mut self) {
+        self.svc = Self::open(&self.backing, &self.clock);
+    }
+
+    /// A second server instance on the same store.
+    fn instance(&self) -> Arc<SyncService> {
+        Self::open(&self.backing, &self.clock)
+    }
+
+    /// Another device, synced once: a technician's second device or another dispatcher's.
+    fn another(&self, role: Role, n: u128) -> (Replica, Into) {
+        let mut r = replica(
+            Author::new(role, device(n)),
+            self.clock.clone(),
+            100 + n as u64,
+        )
+        .unwrap();
+        let subject = match role {
+            Role::Technician => Subject::Technician(self.technician()),
+            _ => Subject::Office,
+        };
+        let mut net = Into {
+            svc: Arc::clone(&self.svc),
+            who: Device {
+                author: r.author(),
+                subject,
+            },
+        };
+        r.sync(&mut net).unwrap();
+        (r, net)
+    }
+
+    fn technician(&self) -> TechnicianId {
+        self.data.technicians[0]
+    }
+
+    fn tech_net(&self, svc: &Arc<SyncService>) -> Into {
+        Into {
+            svc: Arc::clone(svc),
+            who: Device {
+                author: self.tech.author(),
+                subject: Subject::Technician(self.technician()),
+            },
+        }
+    }
+
+    fn office_net(&self, svc: &Arc<SyncService>) -> Into {
+        Into {
+            svc: Arc::clone(svc),
+            who: Device {
+                author: self.office.author(),
+                subject: Subject::Office,
+            },
+        }
+    }
+
+    fn sync_tech(&mut self) {
+        let mut net = self.tech_net(&self.svc);
+        self.tech.sync(&mut net).unwrap();
+    }
+
+    fn sync_office(&mut self) {
+        let mut net = self.office_net(&self.svc);
+        self.office.sync(&mut net).unwrap();
+    }
+
+    /// A scheduled job of the technician's.
+    fn my_job(&self) -> JobId {
+        self.tech
+            .doc_ids()
+            .unwrap()
+            .into_iter()
+            .find(|(d, _)| {
+                matches!(self.tech.entity(*d).unwrap(), Some(AnyEntity::Job(j)) if j.status == JobStatus::Scheduled)
+            })
+            .map(|(d, _)| JobId(d))
+            .unwrap()
+    }
+
+    fn compact(&self, svc: &SyncService, retention: Duration) -> usize {
+        svc.compact(retention).unwrap()
+    }
+
+    fn server_job(&self, job: JobId) -> DispatchJob {
+        match self.svc.read(|e| e.entity(job.doc()).cloned()).unwrap() {
+            Some(AnyEntity::Job(j)) => *j,
+            other => panic!("job {job:?} on the server: {other:?}"),
+        }
+    }
+
+    fn server_conflicts(&self, doc: DocId) -> Vec<String> {
+        self.svc
+            .read(|e| {
+                e.conflicts_of(doc)
+                    .iter()
+                    .map(|c| c.field.clone())
+                    .collect()
+            })
+            .unwrap()
+    }
+}
+
+const MONTH: Duration = Duration::from_secs(30 * 86_400);
+
+/// The technician completes a job offline while the office cancels it.
+fn complete_offline_while_cancelled(w: &mut Served) -> JobId {
+    let job = w.my_job();
+    for s in [JobStatus::EnRoute, JobStatus::OnSite, JobStatus::Completed] {
+        w.tech.set_job_status(job, s).unwrap();
+    }
+    w.office.set_job_status(job, JobStatus::Cancelled).unwrap();
+    w.sync_office();
+    job
+}
+
+fn assert_status_conflict_listed(w: &mut Served, job: JobId) {
+    w.sync_tech();
+    w.sync_office();
+    assert!(
+        w.tech.rejections().unwrap().is_empty(),
+        "nothing refused: {:?}",
+        w.tech.rejections().unwrap()
+    );
+    assert!(
+        w.server_conflicts(job.doc()).iter().any(|f| f == "status"),
+        "the completed-versus-cancelled clash is a listed conflict, not a silent win (server job: {:?})",
+        w.server_job(job).status
+    );
+    assert!(
+        w.office
+            .conflicts()
+            .unwrap()
+            .iter()
+            .any(|c| c.doc == job.doc() && c.field == "status"),
+        "the dispatcher's inbox lists it"
+    );
+}
+
+#[test]
+fn invariant_compaction_after_a_restart_keeps_the_history_an_offline_device_builds_on() {
+    let mut w = Served::new(sqlite());
+    let job = complete_offline_while_cancelled(&mut w);
+    w.restart();
+    let compacted = w.compact(&w.svc, MONTH);
+    assert!(
+        compacted > 0,
+        "documents every device has synced past are still compacted"
+    );
+    assert_status_conflict_listed(&mut w, job);
+}
+
+#[test]
+fn invariant_an_instance_never_compacts_past_a_device_connected_to_another() {
+    let schema = format!("fsm_inv_{}", std::process::id());
+    let _ = PostgresStore::drop_schema(&pg_url(), &schema);
+    let mut w = Served::new(Backing::Postgres(schema));
+    // The technician syncs with the first instance; the office works through a second one,
+    // which compacts.
+    let job = w.my_job();
+    for s in [JobStatus::EnRoute, JobStatus::OnSite, JobStatus::Completed] {
+        w.tech.set_job_status(job, s).unwrap();
+    }
+    let second = w.instance();
+    w.office.set_job_status(job, JobStatus::Cancelled).unwrap();
+    let mut office_net = w.office_net(&second);
+    w.office.sync(&mut office_net).unwrap();
+    // Where the office stands reaches the second instance with its next request.
+    w.office.sync(&mut office_net).unwrap();
+    let compacted = w.compact(&second, MONTH);
+    assert!(compacted > 0, "the second instance compacts what it may");
+    assert_status_conflict_listed(&mut w, job);
+}
+
+#[test]
+fn invariant_offline_notes_on_a_job_reassigned_away_survive_a_restart_and_compaction() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    w.tech
+        .add_note(job, "Boîtier remplacé, client absent")
+        .unwrap();
+    let other = w.data.technicians[1];
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.technician = Some(other);
+            Ok(())
+        })
+        .unwrap();
+    w.sync_office();
+    w.restart();
+    w.compact(&w.svc, MONTH);
+    w.sync_tech();
+    w.sync_tech();
+    assert!(
+        w.tech.rejections().unwrap().is_empty(),
+        "{:?}",
+        w.tech.rejections().unwrap()
+    );
+    let j = w.server_job(job);
+    assert_eq!(j.technician, Some(other));
+    assert!(
+        j.notes
+            .iter()
+            .any(|n| n.text == "Boîtier remplacé, client absent"),
+        "the offline note arrived"
+    );
+    assert!(
+        w.tech.entity(job.doc()).unwrap().is_none(),
+        "and the job then left the device"
+    );
+}
+
+#[test]
+fn invariant_a_device_away_longer_than_retention_still_pushes_its_work() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    w.tech.set_job_status(job, JobStatus::EnRoute).unwrap();
+    w.tech.add_note(job, "Parti chercher une échelle").unwrap();
+    // The office edits the same job; the device stays away past the retention, the server
+    // restarts and compacts the job.
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.description = "Code de porte 4521".into();
+            Ok(())
+        })
+        .unwrap();
+    w.sync_office();
+    w.clock.advance(2 * 3_600_000);
+    w.sync_office();
+    w.restart();
+    let retention = Duration::from_secs(3_600);
+    w.compact(&w.svc, retention);
+    let epoch = w.svc.read(|e| e.doc_bytes(job.doc()).map(|d| d.0)).unwrap();
+    assert_eq!(epoch, Some(1), "the job was compacted past the device");
+    w.sync_tech();
+    w.sync_office();
+    assert!(
+        w.tech.rejections().unwrap().is_empty(),
+        "{:?}",
+        w.tech.rejections().unwrap()
+    );
+    let j = w.server_job(job);
+    assert_eq!(j.status, JobStatus::EnRoute);
+    assert_eq!(j.description, "Code de porte 4521");
+    assert!(
+        j.notes
+            .iter()
+            .any(|n| n.text == "Parti chercher une échelle")
+    );
+    assert_eq!(
+        w.tech.record(job.doc()).unwrap(),
+        w.office.record(job.doc()).unwrap(),
+        "both replicas converge"
+    );
+}
+
+fn checklist(r: &Replica, job: JobId) -> Vec<(String, bool)> {
+    match r.entity(job.doc()).unwrap() {
+        Some(AnyEntity::Job(j)) => j.checklist.into_iter().map(|c| (c.key, c.done)).collect(),
+        other => panic!("job {job:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn invariant_a_rebase_reapplies_only_the_devices_own_edits() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    // The technician's tablet, beside the phone (`w.tech`).
+    let (mut tablet, mut tablet_net) = w.another(Role::Technician, 3);
+    let lines: Vec<String> = checklist(&w.tech, job).into_iter().map(|c| c.0).collect();
+    let (a, b) = (&lines[0], &lines[1]);
+
+    // The tablet ticks line A.
+    tablet.toggle_check(job, a).unwrap();
+    tablet.sync(&mut tablet_net).unwrap();
+    // The phone ticks line B and, while that sync is in flight, writes a note; the answer brings
+    // the tablet's tick.
+    w.tech.toggle_check(job, b).unwrap();
+    let step = w.tech.sync_frame().unwrap();
+    w.tech
+        .add_note(job, "Prise optique posée au salon")
+        .unwrap();
+    let mut net = w.tech_net(&w.svc);
+    let answer = net.exchange(step.frame.clone()).unwrap();
+    let mut report = app_tauri_core::SyncReport::default();
+    w.tech.sync_apply(&step, &answer, &mut report).unwrap();
+    assert_eq!(w.tech.pending().unwrap().len(), 1, "the note waits");
+    assert!(checklist(&w.tech, job).iter().any(|c| &c.0 == a && c.1));
+    // The tablet unticks A again. The phone stays away past the retention; the server restarts
+    // and compacts the job.
+    tablet.toggle_check(job, a).unwrap();
+    tablet.sync(&mut tablet_net).unwrap();
+    w.clock.advance(2 * 3_600_000);
+    tablet.sync(&mut tablet_net).unwrap();
+    // The server learns where a device stands from its next request: twice each.
+    w.sync_office();
+    w.sync_office();
+    w.restart();
+    w.compact(&w.svc, Duration::from_secs(3_600));
+    let epoch = w.svc.read(|e| e.doc_bytes(job.doc()).map(|d| d.0)).unwrap();
+    assert_eq!(epoch, Some(1), "the job was compacted past the phone");
+    w.sync_tech();
+    assert_eq!(w.tech.pending().unwrap().len(), 0);
+    let j = w.server_job(job);
+    let done = |k: &str| j.checklist.iter().find(|c| c.key == k).unwrap().done;
+    assert!(
+        !done(a),
+        "the tablet's newer untick stands: the phone only re-applied its own note"
+    );
+    assert!(done(b));
+    assert!(
+        j.notes
+            .iter()
+            .any(|n| n.text == "Prise optique posée au salon")
+    );
+}
+
+#[test]
+fn invariant_a_conflict_decision_syncs_and_opposite_decisions_are_a_conflict_again() {
+    let mut w = Served::new(sqlite());
+    let job = complete_offline_while_cancelled(&mut w);
+    assert_status_conflict_listed(&mut w, job);
+    let (mut second, mut second_net) = w.another(Role::Dispatcher, 4);
+    assert!(
+        second
+            .conflicts()
+            .unwrap()
+            .iter()
+            .any(|c| c.doc == job.doc())
+    );
+    // Offline, the first dispatcher keeps the value on screen; the second picks the other one.
+    let shown = w
+        .office
+        .conflicts()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.doc == job.doc() && c.field == "status")
+        .unwrap();
+    let other = shown
+        .values
+        .iter()
+        .map(|v| v.0.clone())
+        .find(|v| *v != shown.shown)
+        .unwrap();
+    w.office
+        .resolve_with(&job.doc().to_string(), "status", &shown.shown)
+        .unwrap();
+    assert_eq!(
+        w.office.pending().unwrap().len(),
+        1,
+        "keeping the shown value is a decision that syncs"
+    );
+    second
+        .resolve_with(&job.doc().to_string(), "status", &other)
+        .unwrap();
+    w.sync_office();
+    second.sync(&mut second_net).unwrap();
+    w.sync_office();
+    assert!(
+        w.server_conflicts(job.doc()).iter().any(|f| f == "status"),
+        "two opposite decisions are themselves a visible conflict (kept {:?}, other {other:?}, server {:?})",
+        shown.shown,
+        w.server_job(job).status
+    );
+}
+
+#[test]
+fn invariant_a_device_restored_from_its_own_older_backup_continues_under_a_fresh_actor() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, backup) = (dir.path().join("replica.db"), dir.path().join("backup.db"));
+    let author = w.tech.author();
+    let open =
+        |w: &Served| Replica::open(&path, author, Arc::clone(&w.clock) as Arc<dyn Clock>).unwrap();
+    // The phone's replica lives in a file; it syncs, and a backup of it is taken.
+    w.tech = open(&w);
+    w.sync_tech();
+    w.sync_tech();
+    w.tech = replica(
+        Author::new(Role::Dispatcher, device(99)),
+        w.clock.clone(),
+        9,
+    )
+    .unwrap();
+    std::fs::copy(&path, &backup).unwrap();
+    w.tech = open(&w);
+    // Work acknowledged by the server after the backup.
+    w.tech
+        .add_note(job, "Note envoyée après la sauvegarde")
+        .unwrap();
+    w.sync_tech();
+    assert_eq!(w.tech.pending().unwrap().len(), 0);
+    // The phone is restored from the backup (same device id) and works offline at once.
+    w.tech = replica(
+        Author::new(Role::Dispatcher, device(99)),
+        w.clock.clone(),
+        9,
+    )
+    .unwrap();
+    for f in ["replica.db-wal", "replica.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    std::fs::copy(&backup, &path).unwrap();
+    w.tech = open(&w);
+    w.tech
+        .add_note(job, "Note écrite après la restauration")
+        .unwrap();
+    w.sync_tech();
+    w.sync_tech();
+    assert_eq!(
+        w.tech.pending().unwrap().len(),
+        0,
+        "everything went through"
+    );
+    let j = w.server_job(job);
+    let texts: Vec<&str> = j.notes.iter().map(|n| n.text.as_str()).collect();
+    assert!(
+        texts.contains(&"Note envoyée après la sauvegarde")
+            && texts.contains(&"Note écrite après la restauration"),
+        "nothing lost on either side of the restore: {texts:?}"
+    );
+    w.sync_office();
+    assert_eq!(
+        w.tech.record(job.doc()).unwrap(),
+        w.office.record(job.doc()).unwrap(),
+        "and the replicas converge"
+    );
+}
+
+#[test]
+fn invariant_a_server_restored_from_an_older_backup_gets_acknowledged_work_back() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    // The nightly backup (SQLite's online copy, taken while serving).
+    let Backing::Sqlite(dir, _) = &w.backing else {
+        unreachable!()
+    };
+    let backup = dir.path().join("backup.db");
+    rusqlite::Connection::open(dir.path().join("s.db"))
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
+    // Acknowledged work after the backup, from the field and from the office.
+    w.tech
+        .add_note(job, "Câble tiré jusqu'au sous-sol")
+        .unwrap();
+    w.tech.set_job_status(job, JobStatus::EnRoute).unwrap();
+    w.sync_tech();
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.description = "Chien dans la cour".into();
+            Ok(())
+        })
+        .unwrap();
+    w.sync_office();
+    assert_eq!(
+        w.tech.pending().unwrap().len() + w.office.pending().unwrap().len(),
+        0
+    );
+    // The server's disk dies; it is restored from the backup.
+    let Backing::Sqlite(_, file) = &mut w.backing else {
+        unreachable!()
+    };
+    *file = "backup.db";
+    w.restart();
+    assert!(
+        w.server_job(job).notes.is_empty(),
+        "the restored server lacks the work"
+    );
+    // Both devices notice the server is behind what it acknowledged, and send it again.
+    for _ in 0..2 {
+        w.sync_tech();
+        w.sync_office();
+    }
+    let j = w.server_job(job);
+    assert!(
+        j.notes
+            .iter()
+            .any(|n| n.text == "Câble tiré jusqu'au sous-sol")
+    );
+    assert_eq!(j.status, JobStatus::EnRoute);
+    assert_eq!(j.description, "Chien dans la cour");
+    assert!(w.tech.rejections().unwrap().is_empty() && w.office.rejections().unwrap().is_empty());
+    // Later edits on both sides go through, and everyone converges.
+    w.tech.add_note(job, "Après la restauration").unwrap();
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.title = shared::model::Name::parse("Installation — restauré").unwrap();
+            Ok(())
+        })
+        .unwrap();
+    for _ in 0..2 {
+        w.sync_tech();
+        w.sync_office();
+    }
+    assert!(w.tech.rejections().unwrap().is_empty() && w.office.rejections().unwrap().is_empty());
+    let server = w.svc.read(|e| e.record(job.doc()).cloned()).unwrap();
+    assert_eq!(w.tech.record(job.doc()).unwrap(), server);
+    assert_eq!(w.office.record(job.doc()).unwrap(), server);
+    assert!(
+        w.server_job(job)
+            .notes
+            .iter()
+            .any(|n| n.text == "Après la restauration")
+    );
+}
