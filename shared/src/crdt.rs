@@ -330,11 +330,11 @@ mod tests {
         let tech = author(Role::Technician, 2);
         let mut rec = Record::default();
         rec.set("status", Scalar::str("on_site"));
-        let (mut a, _) = create(EntityKind::Job, &office, Millis(0), &rec).unwrap();
+        let (mut a, _) = create(EntityKind::Job, office, Millis(0), &rec).unwrap();
         let mut b = a.fork();
         write(
             &mut a,
-            &office,
+            office,
             Millis(1),
             &[FieldChange::Set {
                 field: "status".into(),
@@ -344,7 +344,7 @@ mod tests {
         .unwrap();
         write(
             &mut b,
-            &tech,
+            tech,
             Millis(1),
             &[
                 FieldChange::Set {
@@ -362,7 +362,7 @@ mod tests {
         .unwrap();
         write(
             &mut a,
-            &office,
+            office,
             Millis(2),
             &[FieldChange::SetItem {
                 collection: "notes".into(),

@@ -27,8 +27,11 @@ pub struct Hub {
     durable: Rc<RefCell<Durable>>,
     config: ServerConfig,
     /// Who each device is (from its token), and which instances have it registered.
-    devices: Rc<RefCell<std::collections::HashMap<DeviceId, (Author, Subject, [bool; 2])>>>,
+    devices: Rc<RefCell<std::collections::HashMap<DeviceId, Registered>>>,
 }
+
+/// A device as the hub knows it: its author, its scope and on which instances it is registered.
+type Registered = (Author, Subject, [bool; 2]);
 
 /// What a store keeps: documents, the log, where each device stands. Applies effects exactly as
 /// the SQLite and PostgreSQL stores do.

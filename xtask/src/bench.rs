@@ -269,7 +269,7 @@ pub(crate) fn core() -> Result<()> {
                 value: Scalar::Int(i64::from(i)),
             }]
         };
-        crdt::write(&mut doc, &author, clock.now(), &changes)?;
+        crdt::write(&mut doc, author, clock.now(), &changes)?;
     }
     let long = doc.save();
     let load = |bytes: &[u8]| -> Result<f64> {
@@ -284,7 +284,7 @@ pub(crate) fn core() -> Result<()> {
         Ok(best)
     };
     let record = crdt::read(&doc, EntityKind::Job).record;
-    let (compacted, _) = crdt::create(EntityKind::Job, &server_author(), clock.now(), &record)?;
+    let (compacted, _) = crdt::create(EntityKind::Job, server_author(), clock.now(), &record)?;
     let compacted = compacted.save();
     line("history_10k_uncompacted_load_ms", load(&long)?, "ms");
     line("history_10k_load_ms", load(&compacted)?, "ms");

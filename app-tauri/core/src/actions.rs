@@ -275,7 +275,7 @@ impl Replica {
         value: &str,
     ) -> Result<(), ReplicaError> {
         let id: DocId = parse_id(doc)?;
-        self.resolve_conflict(id, field, parse_scalar(value))
+        self.resolve_conflict(id, field, &parse_scalar(value))
     }
 
     /// Remembers a photo stored on the device, to upload.

@@ -425,7 +425,7 @@ impl Replica {
         &mut self,
         id: DocId,
         field: &str,
-        value: shared::record::Scalar,
+        value: &shared::record::Scalar,
     ) -> Result<(), ReplicaError> {
         let now = self.clock.now();
         let author = self.author;
@@ -451,7 +451,7 @@ impl Replica {
             return Err(d.into());
         }
         // A decision is an edit that syncs like any other, whichever value it keeps.
-        let change = crdt::decide(&mut doc, actor, now, field, &value).map_err(corrupt(id))?;
+        let change = crdt::decide(&mut doc, actor, now, field, value).map_err(corrupt(id))?;
         Self::store_loaded(&tx, id, kind, stored.epoch, &doc)?;
         Self::queue(&tx, id, kind, stored.epoch, &change)?;
         tx.commit()?;

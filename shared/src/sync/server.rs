@@ -540,7 +540,7 @@ impl ServerEngine {
     ) -> Result<Vec<ServerEffect>, crdt::CrdtError> {
         let id = entity.doc_id();
         let record = entity.to_record();
-        let (doc, change) = crdt::create(entity.kind(), &self.config.author, now, &record)?;
+        let (doc, change) = crdt::create(entity.kind(), self.config.author, now, &record)?;
         let mut effects = Vec::new();
         self.commit_doc(
             id,
@@ -1120,7 +1120,7 @@ impl ServerEngine {
         }
         let mut changes = logged;
         let mut materialized = Some(after);
-        if let Some(fix) = crdt::write(&mut doc, &self.config.author, now, &compensation)
+        if let Some(fix) = crdt::write(&mut doc, self.config.author, now, &compensation)
             .map_err(|e| RejectReason::CorruptChange(e.to_string()))?
         {
             changes.push((fix, None));
@@ -1266,7 +1266,7 @@ impl ServerEngine {
             let Some(state) = self.docs.get(&id) else {
                 continue;
             };
-            let (doc, _) = crdt::create(state.kind, &self.config.author, now, &state.record)?;
+            let (doc, _) = crdt::create(state.kind, self.config.author, now, &state.record)?;
             let bytes = doc.save();
             let seqs = state.seqs.clone();
             for s in seqs {

@@ -113,7 +113,7 @@ fn change_from_an_unknown_actor_is_rejected_and_the_server_is_unchanged() {
     let intruder = Author::new(Role::Dispatcher, device(66));
     let change = crdt::write(
         &mut doc,
-        &intruder,
+        intruder,
         monday_9am(),
         &[FieldChange::Set {
             field: "title".into(),
@@ -170,7 +170,7 @@ fn forbidden_reassignment_is_compensated_and_everyone_converges() {
         .connect(rogue, Subject::Technician(w.data.technicians[0]));
     let change = crdt::write(
         &mut doc,
-        &rogue,
+        rogue,
         monday_9am(),
         &[
             FieldChange::Set {

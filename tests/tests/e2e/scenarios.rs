@@ -129,7 +129,7 @@ fn documents_outside_the_scope_can_be_neither_read_nor_written() {
     let mut doc = automerge::Automerge::new();
     let change = crdt::write(
         &mut doc,
-        &w.tech.author(),
+        w.tech.author(),
         monday_9am(),
         &[FieldChange::Set {
             field: "status".into(),
