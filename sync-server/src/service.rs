@@ -59,6 +59,9 @@ pub struct SyncService {
     retention: std::time::Duration,
 }
 
+/// What a critical section returns: its result and the effects to persist.
+type Effects<T> = Result<(T, Vec<ServerEffect>), ServiceError>;
+
 /// The default grace window and compaction retention: 30 days.
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
@@ -309,10 +312,7 @@ impl SyncService {
         &self,
         g: &mut Inner,
         pusher: Option<shared::ids::Role>,
-        f: impl FnOnce(
-            &mut ServerEngine,
-            &mut dyn Store,
-        ) -> Result<(T, Vec<ServerEffect>), ServiceError>,
+        f: impl FnOnce(&mut ServerEngine, &mut dyn Store) -> Effects<T>,
     ) -> Result<T, ServiceError> {
         let result = self.critical_inner(g, pusher, f);
         if let Err(e) = g.store.end_exchange() {
@@ -327,10 +327,7 @@ impl SyncService {
         &self,
         g: &mut Inner,
         pusher: Option<shared::ids::Role>,
-        f: impl FnOnce(
-            &mut ServerEngine,
-            &mut dyn Store,
-        ) -> Result<(T, Vec<ServerEffect>), ServiceError>,
+        f: impl FnOnce(&mut ServerEngine, &mut dyn Store) -> Effects<T>,
     ) -> Result<T, ServiceError> {
         let head = g.engine.head();
         let caught_up = g.store.begin_exchange(head);

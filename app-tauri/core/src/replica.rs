@@ -98,6 +98,20 @@ pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
     postcard::to_allocvec(r).unwrap_or_default()
 }
 
+/// Refuses an edit writing a value over [`shared::record::MAX_VALUE_BYTES`], naming the field.
+fn within_size(changes: &[shared::record::FieldChange]) -> Result<(), ModelError> {
+    match shared::record::oversized(changes) {
+        Some((field, n)) => Err(ModelError::new(
+            field,
+            format!(
+                "holds {n} bytes, at most {}",
+                shared::record::MAX_VALUE_BYTES
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn decode_record(b: &[u8]) -> Result<Record, ReplicaError> {
     postcard::from_bytes(b)
         .map_err(|e| ReplicaError::BadSyncData(format!("stored record unreadable: {e}")))
@@ -341,16 +355,7 @@ impl Replica {
         }
         let record = entity.to_record();
         AnyEntity::from_record(kind, id, &record)?;
-        if let Some((field, n)) = shared::record::oversized(&Record::default().diff(&record)) {
-            return Err(ModelError::new(
-                field,
-                format!(
-                    "holds {n} bytes, at most {}",
-                    shared::record::MAX_VALUE_BYTES
-                ),
-            )
-            .into());
-        }
+        within_size(&Record::default().diff(&record))?;
         let now = self.clock.now();
         let (doc, change) = crdt::create(kind, self.actor(), now, &record).map_err(corrupt(id))?;
         let tx = self.conn.transaction()?;
@@ -394,16 +399,7 @@ impl Replica {
         }
         let entity = E::from_record(id, &after)?;
         let changes = before.diff(&after);
-        if let Some((field, n)) = shared::record::oversized(&changes) {
-            return Err(ModelError::new(
-                field,
-                format!(
-                    "holds {n} bytes, at most {}",
-                    shared::record::MAX_VALUE_BYTES
-                ),
-            )
-            .into());
-        }
+        within_size(&changes)?;
         if let Some(d) = auth::check(kind, author.role, Some(&before), &after)
             .into_iter()
             .next()
