@@ -22,19 +22,29 @@ use tests::harness::{monday_9am, server_author};
 
 use crate::bench::line;
 
-pub(crate) fn run() -> Result<()> {
+/// A runtime with `workers` threads serving a set-up Frappe double (key `bench`), and a client
+/// for it; the double's address is `client`'s.
+fn double(workers: usize) -> Result<(tokio::runtime::Runtime, FrappeDouble, String, ErpClient)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()?;
-    let erp = FrappeDouble::new("bench", "bench-secret");
-    let addr = rt.block_on(erp.start());
+    let erp = FrappeDouble::new(KEY, SECRET);
+    let url = format!("http://{}", rt.block_on(erp.start()));
     let client = ErpClient::new(&ErpConfig {
-        url: format!("http://{addr}"),
-        token: Secret::new("bench:bench-secret"),
+        url: url.clone(),
+        token: Secret::new(format!("{KEY}:{SECRET}")),
         timeout: Duration::from_secs(30),
     })?;
     rt.block_on(setup::run(&client, None))?;
+    Ok((rt, erp, url, client))
+}
+
+const KEY: &str = "bench";
+const SECRET: &str = "bench-secret";
+
+pub(crate) fn run() -> Result<()> {
+    let (rt, erp, _, client) = double(2)?;
     erp.set_latency(Latency::recorded());
 
     let dir = tempfile::tempdir()?;
@@ -129,18 +139,7 @@ pub(crate) fn idle() -> Result<()> {
         .join("release")
         .join("sync-server");
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let erp = FrappeDouble::new("idle", "idle-secret");
-    let addr = rt.block_on(erp.start());
-    let client = ErpClient::new(&ErpConfig {
-        url: format!("http://{addr}"),
-        token: Secret::new("idle:idle-secret"),
-        timeout: Duration::from_secs(30),
-    })?;
-    rt.block_on(setup::run(&client, None))?;
+    let (rt, _erp, url, _client) = double(1)?;
 
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -149,8 +148,8 @@ pub(crate) fn idle() -> Result<()> {
     let mut child = Command::new(&bin)
         .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(dir.path())
-        .env("APP_ERPNEXT__URL", format!("http://{addr}"))
-        .env("APP_ERPNEXT__TOKEN", "idle:idle-secret")
+        .env("APP_ERPNEXT__URL", &url)
+        .env("APP_ERPNEXT__TOKEN", format!("{KEY}:{SECRET}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
