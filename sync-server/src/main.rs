@@ -256,12 +256,10 @@ fn main() -> Result<()> {
     let empty = store.is_empty()?;
     let retention =
         std::time::Duration::from_secs(settings.device_retention_days.saturating_mul(86_400));
-    let mut service = SyncService::open(
-        ServerConfig::new(server_author()),
-        store,
-        Box::new(SystemClock),
-    )?
-    .with_retention(retention);
+    let mut config = ServerConfig::new(server_author());
+    config.push_grace_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut service =
+        SyncService::open(config, store, Box::new(SystemClock))?.with_retention(retention);
     if let Some(v) = &settings.min_app_version {
         service = service.with_min_app_version(semver::Version::parse(v)?);
     }

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub compact_after: u32,
     /// How many recently used documents stay loaded in memory (the rest are kept as bytes).
     pub loaded_docs: usize,
+    /// How long after a document left a device's scope its offline edits are still accepted.
+    pub push_grace_ms: i64,
 }
 
 impl ServerConfig {
@@ -73,6 +75,7 @@ impl ServerConfig {
             window: ScopeWindow::default(),
             max_snapshots: 10_000,
             loaded_docs: 2_048,
+            push_grace_ms: 30 * 86_400_000,
             compact_after: 256,
         }
     }
@@ -212,8 +215,12 @@ struct Session {
     /// Answers sent but not yet confirmed by a later request, newest last. More than one so a
     /// late duplicate request cannot make the server forget what the client really received.
     pending: Vec<Known>,
-    /// Documents this device was told to evict: it may still push edits it made before.
-    evicted: Set<DocId>,
+    /// Documents this device was told to evict, and when: it may still push edits it made
+    /// before, within `ServerConfig::push_grace_ms`.
+    evicted: Map<DocId, Millis>,
+    /// Documents the host found held within the grace window for the exchange under way
+    /// ([`ServerEngine::allow_pushes`]); cleared when it ends.
+    granted: Set<DocId>,
     /// The position last recorded for this device ([`ServerEffect::DeviceCursor`]) and when.
     reported: Option<(u64, Millis)>,
     /// The documents last recorded as held ([`ServerEffect::Held`]); `None` before the first
@@ -472,7 +479,8 @@ impl ServerEngine {
                 subject,
                 confirmed: Known::default(),
                 pending: Vec::new(),
-                evicted: Set::default(),
+                evicted: Map::default(),
+                granted: Set::default(),
                 reported: None,
                 held: None,
             },
@@ -726,16 +734,17 @@ impl ServerEngine {
 
         let mut effects = Vec::new();
         let mut rejected = Vec::new();
-        // What the device could see before this exchange: it may only write there (and to
-        // documents it creates, or was told to evict while it still had edits).
+        // What the device could see before this exchange: it may only write there, to
+        // documents it creates, and to documents it held within the grace window (told to evict
+        // while it still had edits, or known to the host from the durable `Held` records:
+        // `allow_pushes`). Knowing a document's history is not a permission.
         let mut visible_before: Option<Set<DocId>> = None;
         for push in &req.push {
             let visible = !self.docs.contains_key(&push.doc)
-                || self.holds(device, push.doc)
+                || self.holds(device, push.doc, now)
                 || visible_before
                     .get_or_insert_with(|| self.scope(subject, today))
-                    .contains(&push.doc)
-                || self.builds_on_known_history(push);
+                    .contains(&push.doc);
             if !visible {
                 rejected.push(Rejection {
                     doc: push.doc,
@@ -898,7 +907,10 @@ impl ServerEngine {
                 });
             }
             // Told to evict: the device may still push edits it made before it heard.
-            s.evicted.extend(evict.iter().copied());
+            for d in &evict {
+                s.evicted.entry(*d).or_insert(now);
+            }
+            s.granted.clear();
             for d in &snapshot_ids {
                 s.evicted.remove(d);
             }
@@ -932,39 +944,19 @@ impl ServerEngine {
     /// a restart or through another instance, is still judged like any other write.
     pub fn allow_pushes(&mut self, device: DeviceId, docs: impl IntoIterator<Item = DocId>) {
         if let Some(s) = self.sessions.get_mut(&device) {
-            s.evicted.extend(docs);
+            s.granted = docs.into_iter().collect();
         }
     }
 
-    /// Whether a push's changes build on history the server has, which proves the device held
-    /// the document (it may have been evicted on another instance, or before a restart).
-    fn builds_on_known_history(&mut self, push: &PushDoc) -> bool {
-        let Some(first) = push.changes.first() else {
-            return false;
-        };
-        let Ok(change) = crdt::decode_change(first) else {
-            return false;
-        };
-        if change.deps().is_empty() {
-            return false;
-        }
-        let Ok(doc) = self.checkout(push.doc) else {
-            return false;
-        };
-        let known = change
-            .deps()
-            .iter()
-            .all(|h| doc.get_change_by_hash(h).is_some());
-        self.keep_loaded(push.doc, doc);
-        known
-    }
-
-    /// Whether the device holds (or was just told to evict) a document.
-    fn holds(&self, device: DeviceId, doc: DocId) -> bool {
+    /// Whether the device holds a document, or was told to evict it within the grace window.
+    fn holds(&self, device: DeviceId, doc: DocId, now: Millis) -> bool {
         self.sessions.get(&device).is_some_and(|s| {
             s.confirmed.docs.contains(&doc)
                 || s.pending.iter().any(|p| p.docs.contains(&doc))
-                || s.evicted.contains(&doc)
+                || s.granted.contains(&doc)
+                || s.evicted
+                    .get(&doc)
+                    .is_some_and(|at| now.0.saturating_sub(at.0) <= self.config.push_grace_ms)
         })
     }
 

@@ -663,3 +663,88 @@ fn invariant_a_server_restored_from_an_older_backup_gets_acknowledged_work_back(
             .any(|n| n.text == "Après la restauration")
     );
 }
+
+#[test]
+fn attack_a_technician_writes_to_a_job_lost_a_month_ago() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    // The job goes to another technician; the device syncs and lets it go.
+    let other = w.data.technicians[1];
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.technician = Some(other);
+            Ok(())
+        })
+        .unwrap();
+    w.sync_office();
+    w.sync_tech();
+    w.sync_tech();
+    assert!(w.tech.entity(job.doc()).unwrap().is_none());
+    // A month later, the device pushes a change built on the job's history (which it knows
+    // from its old copy): knowing a document's history is not a permission.
+    w.clock.advance(31 * 86_400_000);
+    let (epoch, bytes) = w
+        .svc
+        .read(|e| e.doc_bytes(job.doc()).map(|(ep, b)| (ep, b.to_vec())))
+        .unwrap()
+        .unwrap();
+    let mut doc = shared::crdt::load(&bytes).unwrap();
+    let change = shared::crdt::write(
+        &mut doc,
+        w.tech.author(),
+        w.clock.now(),
+        &[
+            shared::record::FieldChange::SetItem {
+                collection: "notes".into(),
+                item: "intrus".into(),
+                field: "text".into(),
+                value: shared::record::Scalar::str("écrit un mois plus tard"),
+            },
+            shared::record::FieldChange::SetItem {
+                collection: "notes".into(),
+                item: "intrus".into(),
+                field: "at".into(),
+                value: shared::record::Scalar::Int(w.clock.now().0),
+            },
+        ],
+    )
+    .unwrap()
+    .unwrap();
+    let at = w.tech.sync_point().unwrap();
+    let req = shared::protocol::SyncRequest {
+        hello: shared::protocol::ClientHello {
+            author: w.tech.author(),
+            app_version: "0.1.0".into(),
+        },
+        cursor: at.cursor,
+        token: at.token,
+        outbox_upto: 1,
+        push: vec![shared::protocol::PushDoc {
+            doc: job.doc(),
+            kind: shared::record::EntityKind::Job,
+            epoch,
+            changes: vec![change],
+        }],
+    };
+    let mut net = w.tech_net(&w.svc);
+    let answer = net
+        .exchange(protocol::encode(&Message::Request(req)))
+        .unwrap();
+    let Ok(Message::Response(resp)) = protocol::decode(&answer) else {
+        panic!("no answer")
+    };
+    assert!(
+        resp.rejected.iter().any(|r| r.doc == job.doc()
+            && r.reason == shared::protocol::RejectReason::OutOfScope
+            && r.snapshot.is_none()),
+        "refused, without a copy of the job: {:?}",
+        resp.rejected
+    );
+    assert!(
+        !w.server_job(job)
+            .notes
+            .iter()
+            .any(|n| n.text == "écrit un mois plus tard"),
+        "nothing was written"
+    );
+}

@@ -220,8 +220,8 @@ fn offline_notes_on_a_reassigned_job_survive_a_server_that_forgot_the_device() {
         .unwrap();
     w.office.sync(&mut w.office_net).unwrap();
     // The server restarts (or the device reaches another instance): it no longer knows what
-    // the device holds, and the job is out of its scope. The note still builds on history the
-    // server has, which proves the device held the job.
+    // the device holds, and the job is out of its scope. The store recorded that the device
+    // held the job (`Held`), so the note is still accepted.
     let author = w.tech.author();
     w.tech_net = w.hub.connect(
         author,
