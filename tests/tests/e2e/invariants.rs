@@ -259,6 +259,19 @@ impl Served {
     }
 }
 
+/// The office gives `job` to the second technician and syncs; returns who has it now.
+fn reassign_away(w: &mut Served, job: JobId) -> TechnicianId {
+    let other = w.data.technicians[1];
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.technician = Some(other);
+            Ok(())
+        })
+        .unwrap();
+    w.sync_office();
+    other
+}
+
 const MONTH: Duration = Duration::from_secs(30 * 86_400);
 
 /// The technician completes a job offline while the office cancels it.
@@ -337,14 +350,7 @@ fn invariant_offline_notes_on_a_job_reassigned_away_survive_a_restart_and_compac
     w.tech
         .add_note(job, "Boîtier remplacé, client absent")
         .unwrap();
-    let other = w.data.technicians[1];
-    w.office
-        .update::<DispatchJob>(job.doc(), |j| {
-            j.technician = Some(other);
-            Ok(())
-        })
-        .unwrap();
-    w.sync_office();
+    let other = reassign_away(&mut w, job);
     w.restart();
     w.compact(&w.svc, MONTH);
     w.sync_tech();
@@ -669,14 +675,7 @@ fn attack_a_technician_writes_to_a_job_lost_a_month_ago() {
     let mut w = Served::new(sqlite());
     let job = w.my_job();
     // The job goes to another technician; the device syncs and lets it go.
-    let other = w.data.technicians[1];
-    w.office
-        .update::<DispatchJob>(job.doc(), |j| {
-            j.technician = Some(other);
-            Ok(())
-        })
-        .unwrap();
-    w.sync_office();
+    reassign_away(&mut w, job);
     w.sync_tech();
     w.sync_tech();
     assert!(w.tech.entity(job.doc()).unwrap().is_none());
