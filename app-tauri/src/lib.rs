@@ -40,16 +40,44 @@ impl std::fmt::Debug for AppState {
 /// `--data-dir DIR` on the command line (several installs side by side: tests, a dispatcher with
 /// two profiles).
 fn data_dir_arg() -> Option<PathBuf> {
+    arg_value("--data-dir")
+}
+
+/// `NAME VALUE` or `NAME=VALUE` on the command line.
+fn arg_value(name: &str) -> Option<PathBuf> {
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
-        if a == "--data-dir" {
+        if a == name {
             return args.next().map(PathBuf::from);
         }
-        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--data-dir=")) {
+        if let Some(v) = a
+            .to_str()
+            .and_then(|s| s.strip_prefix(name))
+            .and_then(|s| s.strip_prefix('='))
+        {
             return Some(PathBuf::from(v));
         }
     }
     None
+}
+
+/// How the app reaches its server: a private CA bundle (`--ca-file PEM`, or `server-ca.pem` in
+/// the data folder, which a device-management profile can place), and `--allow-insecure-http`
+/// for development against a plain-HTTP server on another machine.
+fn net_settings(dir: &std::path::Path) -> Result<app_tauri_core::device::NetSettings, String> {
+    let ca = arg_value("--ca-file").or_else(|| {
+        let p = dir.join("server-ca.pem");
+        p.exists().then_some(p)
+    });
+    let ca_pem = ca
+        .map(|p| {
+            std::fs::read(&p).map_err(|e| format!("cannot read the CA bundle {}: {e}", p.display()))
+        })
+        .transpose()?;
+    Ok(app_tauri_core::device::NetSettings {
+        ca_pem,
+        allow_plain_http: std::env::args_os().any(|a| a == "--allow-insecure-http"),
+    })
 }
 
 /// Registers plugins, commands, state and the sync task on `builder`, and builds the app.
@@ -73,8 +101,9 @@ pub fn create_app<R: Runtime>(
         Some(d) => d,
         None => app.path().app_local_data_dir()?,
     };
-    let device = Device::open(&dir, Arc::new(app_tauri_core::device::SystemClock))
+    let mut device = Device::open(&dir, Arc::new(app_tauri_core::device::SystemClock))
         .map_err(|e| format!("cannot open the local data in {}: {e}", dir.display()))?;
+    device.set_net(net_settings(&dir)?);
     let device = Arc::new(Mutex::new(device));
     let sync = sync_task::start(app.handle().clone(), &device);
     // A login link opened from a text or email (`fsm://login?token=…`) goes to the login screen,

@@ -154,13 +154,11 @@ fn live_stream(device: &Arc<Mutex<Device>>, handle: &SyncHandle) {
             std::thread::sleep(BACKOFF_MIN);
             continue;
         };
-        let Ok(client) = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // The stream stays open; keep-alives arrive every 15 s.
-            .timeout(None)
-            .build()
-        else {
-            return;
+        let net = lock(device).net().clone();
+        // The stream stays open (keep-alives arrive every 15 s): no overall timeout.
+        let Ok(client) = app_tauri_core::http_client(&net, &creds.server, None) else {
+            std::thread::sleep(PERIOD);
+            continue;
         };
         let resp = client
             .get(format!("{}/api/v1/events", creds.server))

@@ -33,6 +33,20 @@ pub enum CrdtError {
 pub struct Materialized {
     pub record: Record,
     pub conflicts: Vec<FieldConflict>,
+    /// What the document holds outside its schema, which the reading leaves out.
+    pub strays: Vec<Stray>,
+}
+
+/// Something a document holds that no reading shows: data hidden from every screen, which a push
+/// may not add.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stray {
+    #[error("`{0}` is not part of the schema")]
+    UnknownKey(String),
+    #[error("`{0}` holds an object or raw bytes where a value belongs")]
+    Object(String),
+    #[error("`{0}` holds {1} bytes, at most {max}", max = crate::record::MAX_VALUE_BYTES)]
+    Oversized(String, usize),
 }
 
 pub fn actor_id(actor: impl Into<Actor>) -> ActorId {
@@ -182,6 +196,40 @@ pub fn decide(
         .ok_or_else(|| CrdtError::CorruptDocument("the decision wrote no change".into()))
 }
 
+/// Opens a decision on a register: `values` written as concurrent values of the same key by two
+/// incarnations of `author` (who must not write elsewhere concurrently), so the field's policy
+/// lists them as a conflict until someone decides. Returns the changes' bytes, applied to `doc`.
+pub fn open_decision(
+    doc: &mut Automerge,
+    author: Author,
+    at: Millis,
+    field: &str,
+    values: [&Scalar; 2],
+) -> Result<Vec<Vec<u8>>, CrdtError> {
+    let heads = doc.get_heads();
+    let mut out = Vec::with_capacity(2);
+    for (incarnation, value) in [0u32, 1].into_iter().zip(values) {
+        let mut fork = doc.fork_at(&heads)?;
+        out.push(decide(
+            &mut fork,
+            Actor {
+                author,
+                incarnation,
+            },
+            at,
+            field,
+            value,
+        )?);
+    }
+    apply(
+        doc,
+        out.iter()
+            .map(|c| decode_change(c))
+            .collect::<Result<Vec<_>, _>>()?,
+    )?;
+    Ok(out)
+}
+
 pub fn heads_hex(doc: &Automerge) -> Vec<String> {
     doc.get_heads().iter().map(ToString::to_string).collect()
 }
@@ -227,10 +275,31 @@ pub fn write_concurrent(
     Ok(Some(change))
 }
 
-fn candidates(doc: &Automerge, obj: &ObjId, key: &str) -> Vec<Candidate> {
-    doc.get_all(obj, key)
-        .unwrap_or_default()
-        .iter()
+/// The concurrent values at a key, reporting each object or oversized value (a losing value is
+/// hidden from the reading as much as an unknown key is).
+fn candidates(
+    doc: &Automerge,
+    obj: &ObjId,
+    key: &str,
+    stray: &mut dyn FnMut(Stray),
+) -> Vec<Candidate> {
+    let all = doc.get_all(obj, key).unwrap_or_default();
+    for (v, _) in &all {
+        match v {
+            Value::Object(_) => stray(Stray::Object(key.to_owned())),
+            Value::Scalar(s) => match s.as_ref() {
+                ScalarValue::Str(t) if t.len() > crate::record::MAX_VALUE_BYTES => {
+                    stray(Stray::Oversized(key.to_owned(), t.len()));
+                }
+                // Read as nothing: bytes no screen shows.
+                ScalarValue::Bytes(_) | ScalarValue::Unknown { .. } => {
+                    stray(Stray::Object(key.to_owned()));
+                }
+                _ => {}
+            },
+        }
+    }
+    all.iter()
         .map(|(v, id)| {
             let author = match id {
                 automerge::ObjId::Id(_, actor, _) => Author::from_actor_bytes(actor.to_bytes()),
@@ -244,20 +313,32 @@ fn candidates(doc: &Automerge, obj: &ObjId, key: &str) -> Vec<Candidate> {
 /// Reads a document through its merge policies.
 pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
     let mut out = Materialized::default();
+    let mut strays = Vec::new();
     let sch = schema(kind);
     for key in doc.keys(ROOT) {
         if let Some(coll) = sch.collection(&key) {
             let Some(coll_id) = map_at(doc, &ROOT, &key) else {
+                strays.push(Stray::Object(key.clone()));
                 continue;
             };
             let mut items = Items::new();
             for item_key in doc.keys(&coll_id) {
                 let Some(item_id) = map_at(doc, &coll_id, &item_key) else {
+                    strays.push(Stray::Object(format!("{key}[{item_key}]")));
                     continue;
                 };
                 let mut item = std::collections::BTreeMap::new();
                 for f in doc.keys(&item_id) {
-                    let res = resolve(coll.policy, &candidates(doc, &item_id, &f));
+                    let found = candidates(doc, &item_id, &f, &mut |s| {
+                        strays.push(match s {
+                            Stray::Object(_) => Stray::Object(format!("{key}[{item_key}].{f}")),
+                            Stray::Oversized(_, n) => {
+                                Stray::Oversized(format!("{key}[{item_key}].{f}"), n)
+                            }
+                            other => other,
+                        })
+                    });
+                    let res = resolve(coll.policy, &found);
                     if let Some(values) = res.conflict {
                         out.conflicts.push(FieldConflict {
                             field: format!("{key}[{item_key}].{f}"),
@@ -271,7 +352,8 @@ pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
             }
             out.record.collections.insert(key, items);
         } else if let Some(spec) = field_spec(kind, &key) {
-            let res = resolve(spec.policy, &candidates(doc, &ROOT, &key));
+            let found = candidates(doc, &ROOT, &key, &mut |s| strays.push(s));
+            let res = resolve(spec.policy, &found);
             if let Some(values) = res.conflict {
                 out.conflicts.push(FieldConflict {
                     field: key.clone(),
@@ -280,9 +362,12 @@ pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
                 });
             }
             out.record.fields.insert(key, res.value);
+        } else {
+            // Left out of the reading; the server refuses a push that adds one.
+            strays.push(Stray::UnknownKey(key));
         }
-        // Keys this schema version does not know are left alone (a newer app may have written them).
     }
+    out.strays = strays;
     out
 }
 

@@ -151,9 +151,23 @@ impl Role {
             _ => return None,
         })
     }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Technician => "technician",
+            Role::Dispatcher => "dispatcher",
+            Role::Admin => "admin",
+            Role::Server => "server",
+        }
+    }
     /// Office roles edit schedules and assignments.
     pub fn is_office(self) -> bool {
         matches!(self, Role::Dispatcher | Role::Admin)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -75,6 +75,13 @@ pub fn resolve(policy: Policy, candidates: &[Candidate]) -> Resolution {
         Policy::DeviceWins => by_rank(candidates, device_rank),
         Policy::OfficeWins => by_rank(candidates, office_rank),
         Policy::JobStatus => job_status(candidates),
+        Policy::Deletion => {
+            let mut r = by_rank(candidates, office_rank);
+            if r.conflict.is_some() {
+                r.value = Scalar::Bool(false);
+            }
+            r
+        }
     }
 }
 
@@ -199,6 +206,24 @@ mod tests {
             (s("tech"), who(Role::Technician, 1)),
         ];
         assert_eq!(resolve(Policy::OfficeWins, &cands).value, s("erp"));
+    }
+
+    #[test]
+    fn an_undecided_deletion_keeps_the_document_visible() {
+        let open = vec![
+            (Scalar::Bool(false), who(Role::Server, 0x5e)),
+            (Scalar::Bool(true), who(Role::Server, 0x5e)),
+        ];
+        let r = resolve(Policy::Deletion, &open);
+        assert_eq!(r.value, Scalar::Bool(false), "shown until decided");
+        assert_eq!(r.conflict.map(|c| c.len()), Some(2));
+        // Otherwise a deletion is settled like any office field.
+        let office = vec![
+            (Scalar::Bool(true), who(Role::Dispatcher, 2)),
+            (Scalar::Bool(false), who(Role::Server, 0x5e)),
+        ];
+        let r = resolve(Policy::Deletion, &office);
+        assert_eq!((r.value, r.conflict), (Scalar::Bool(true), None));
     }
 
     #[test]

@@ -81,9 +81,10 @@ impl ModelError {
 /// Registers every entity has, whatever its kind.
 pub const COMMON_FIELDS: &[FieldSpec] = &[
     // The ERPNext `name` once ERPNext has assigned one.
-    f("erp_name", Policy::OfficeWins, Writers::Office),
+    // Written by the ERPNext bridge only: it acts on names it wrote or read itself.
+    f("erp_name", Policy::OfficeWins, Writers::Server),
     // Soft deletion: documents are never removed from the CRDT, only marked.
-    f("deleted", Policy::OfficeWins, Writers::Office),
+    f("deleted", Policy::Deletion, Writers::Office),
 ];
 
 /// An entity kind with its schema and record mapping.

@@ -109,6 +109,10 @@ pub enum Policy {
     OfficeWins,
     /// The job status state machine: compatible progress merges, impossible pairs are conflicts.
     JobStatus,
+    /// A document's deletion: ranked like [`Policy::OfficeWins`]; while a deletion is undecided
+    /// (field work arrived on a deleted document) the document stays visible, so the office
+    /// can decide and the technician sees what happened.
+    Deletion,
 }
 
 impl Policy {
@@ -117,6 +121,7 @@ impl Policy {
             Policy::DeviceWins => "device wins",
             Policy::OfficeWins => "dispatcher wins",
             Policy::JobStatus => "state machine",
+            Policy::Deletion => "dispatcher decides",
         }
     }
 }
@@ -124,6 +129,8 @@ impl Policy {
 /// Who may write a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writers {
+    /// The server only: values it wrote or read from ERPNext itself, never a device's.
+    Server,
     /// Office roles and the server only.
     Office,
     /// Technicians too.
@@ -133,6 +140,7 @@ pub enum Writers {
 impl Writers {
     pub fn allows(self, role: Role) -> bool {
         match self {
+            Writers::Server => role == Role::Server,
             Writers::Office => role != Role::Technician,
             Writers::Field => true,
         }
@@ -154,6 +162,10 @@ pub struct CollectionSpec {
     pub name: &'static str,
     pub policy: Policy,
     pub writers: Writers,
+    /// The item fields a device may change once the item exists (a checklist line's `done`);
+    /// every other field is written once, when the item is added. The server (ERPNext's office)
+    /// may correct any of them.
+    pub mutable: &'static [&'static str],
 }
 
 /// The schema of one entity kind.
@@ -181,11 +193,17 @@ pub(crate) const fn f(name: &'static str, policy: Policy, writers: Writers) -> F
         writers,
     }
 }
-pub(crate) const fn c(name: &'static str, policy: Policy, writers: Writers) -> CollectionSpec {
+pub(crate) const fn c(
+    name: &'static str,
+    policy: Policy,
+    writers: Writers,
+    mutable: &'static [&'static str],
+) -> CollectionSpec {
     CollectionSpec {
         name,
         policy,
         writers,
+        mutable,
     }
 }
 
@@ -310,6 +328,24 @@ impl Record {
                 }
             }
         }
+    }
+
+    /// The item fields this record has that `canonical` (the same entity written back by its
+    /// model) does not: data no reading of the entity shows. As `collection[item].field`.
+    pub fn unknown_item_fields(&self, canonical: &Record) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, items) in &self.collections {
+            let known = canonical.collections.get(name);
+            for (key, item) in items {
+                let known = known.and_then(|k| k.get(key));
+                for field in item.keys() {
+                    if !known.is_some_and(|k| k.contains_key(field)) {
+                        out.push(format!("{name}[{key}].{field}"));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Applies field changes (the inverse of [`Record::diff`]).

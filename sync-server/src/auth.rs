@@ -28,6 +28,10 @@ pub struct Claims {
     /// The token's own id, for revocation and single use.
     pub jti: String,
     pub kind: TokenKind,
+    /// When the session began (the login), carried across refreshes: a session never outlives
+    /// its role's maximum age. Absent in tokens from before it existed: `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<i64>,
 }
 
 /// A verified session token.
@@ -35,6 +39,10 @@ pub struct Claims {
 pub struct Session {
     pub device: Device,
     pub jti: String,
+    /// When this token was issued (Unix seconds).
+    pub iat: i64,
+    /// When the session began (its login).
+    pub auth: i64,
     pub exp: i64,
 }
 
@@ -69,12 +77,48 @@ pub enum AuthError {
     Invalid,
     #[error("a technician token must name its technician")]
     NoTechnician,
+    #[error("this session has reached its maximum age: log in again")]
+    TooOld,
 }
 
-/// The signing keys (HS256 from one secret).
+/// How long sessions last (seconds): each token `ttl_s`, refreshed while the device is in use;
+/// a session, refreshes included, at most its role's maximum age after the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub ttl_s: i64,
+    pub technician_max_s: i64,
+    pub dispatcher_max_s: i64,
+    pub admin_max_s: i64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        const DAY: i64 = 86_400;
+        Self {
+            ttl_s: 30 * DAY,
+            // A technician's phone may stay offline for weeks: half a year, then a new link.
+            technician_max_s: 180 * DAY,
+            dispatcher_max_s: 90 * DAY,
+            admin_max_s: 14 * DAY,
+        }
+    }
+}
+
+impl Lifetimes {
+    pub fn max_age(&self, role: Role) -> i64 {
+        match role {
+            Role::Technician => self.technician_max_s,
+            Role::Dispatcher | Role::Server => self.dispatcher_max_s,
+            Role::Admin => self.admin_max_s,
+        }
+    }
+}
+
+/// The signing keys (HS256 from one secret) and the session lifetimes.
 pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    lifetimes: Lifetimes,
 }
 
 impl std::fmt::Debug for Keys {
@@ -88,7 +132,48 @@ impl Keys {
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            lifetimes: Lifetimes::default(),
         }
+    }
+
+    pub fn with_lifetimes(mut self, lifetimes: Lifetimes) -> Self {
+        self.lifetimes = lifetimes;
+        self
+    }
+
+    pub fn lifetimes(&self) -> Lifetimes {
+        self.lifetimes
+    }
+
+    /// Issues a session token for a session that began at `auth_s`: valid for the token
+    /// lifetime, never past the role's maximum age. Returns the token and its expiry; refused
+    /// once the session is that old.
+    pub fn issue_session(
+        &self,
+        device: DeviceId,
+        role: Role,
+        tech: Option<TechnicianId>,
+        now_s: i64,
+        auth_s: i64,
+    ) -> Result<(String, i64), AuthError> {
+        let end = auth_s.saturating_add(self.lifetimes.max_age(role));
+        let exp = now_s.saturating_add(self.lifetimes.ttl_s).min(end);
+        if exp <= now_s {
+            return Err(AuthError::TooOld);
+        }
+        let claims = Claims {
+            sub: device.to_string(),
+            role,
+            tech: tech.map(|t| t.to_string()),
+            iat: now_s,
+            exp,
+            jti: new_jti(),
+            kind: TokenKind::Session,
+            auth: Some(auth_s),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| AuthError::Invalid)?;
+        Ok((token, exp))
     }
 
     /// Issues a session token valid for `ttl_s` seconds from `now_s` (Unix seconds).
@@ -108,6 +193,7 @@ impl Keys {
             exp: now_s + ttl_s,
             jti: new_jti(),
             kind: TokenKind::Session,
+            auth: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::Invalid)
@@ -128,6 +214,7 @@ impl Keys {
             exp: now_s + ttl_s,
             jti: new_jti(),
             kind: TokenKind::Magic,
+            auth: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::Invalid)
@@ -161,10 +248,12 @@ impl Keys {
     /// Revocation is the caller's check.
     pub fn verify_session(&self, token: &str) -> Result<Session, AuthError> {
         let c = self.claims(token, TokenKind::Session)?;
-        let (jti, exp) = (c.jti.clone(), c.exp);
+        let (jti, exp, iat, auth) = (c.jti.clone(), c.exp, c.iat, c.auth.unwrap_or(c.iat));
         Ok(Session {
             device: Self::device(c)?,
             jti,
+            iat,
+            auth,
             exp,
         })
     }

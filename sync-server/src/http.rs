@@ -112,7 +112,7 @@ impl ApiError {
 /// A valid, unrevoked session token.
 fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
     let s = state.keys.verify_session(bearer(headers)?)?;
-    if state.sync.is_revoked(&s.jti) {
+    if state.sync.is_session_revoked(&s) {
         return Err(AuthError::Invalid.into());
     }
     Ok(s)
@@ -123,9 +123,6 @@ fn now_s() -> i64 {
     use shared::clock::Clock;
     crate::SystemClock.now().0 / 1000
 }
-
-/// How long a device session lasts; refreshing extends it (offline devices refresh when back).
-const SESSION_TTL_S: i64 = 30 * 86_400;
 
 #[derive(Serialize)]
 struct TokenAnswer {
@@ -177,6 +174,22 @@ async fn magic(
     if !(1..=72).contains(&hours) {
         return Err(ApiError::bad_request("`hours` must be between 1 and 72"));
     }
+    // Only for a technician who exists and is active: a link for anyone else would let its
+    // holder sync as no one, or as someone who has left.
+    let service = Arc::clone(&state.sync);
+    let active = tokio::task::spawn_blocking(move || {
+        service.read(|e| match e.entity(tech.doc()) {
+            Some(shared::model::AnyEntity::Technician(t)) => t.active,
+            _ => false,
+        })
+    })
+    .await
+    .map_err(|_| ServiceError::Poisoned)??;
+    if !active {
+        return Err(ApiError::bad_request(
+            "no active technician has this id: login links are only for active technicians",
+        ));
+    }
     let now = now_s();
     let token = state.keys.issue_magic(tech, now, hours * 3600)?;
     let link = Some(format!("fsm://login?token={token}"));
@@ -218,21 +231,21 @@ async fn exchange(
         });
     }
     let now = now_s();
-    let token = state.keys.issue(
-        device,
-        Role::Technician,
-        Some(m.technician),
-        now,
-        SESSION_TTL_S,
-    )?;
+    let (token, expires_at) =
+        state
+            .keys
+            .issue_session(device, Role::Technician, Some(m.technician), now, now)?;
+    tracing::info!(technician = %m.technician, %device, "auth.link_redeemed");
     Ok(Json(TokenAnswer {
         token,
-        expires_at: now + SESSION_TTL_S,
+        expires_at,
         link: None,
     }))
 }
 
-/// `POST /api/v1/auth/refresh`: a new session for the same device; the old token is revoked.
+/// `POST /api/v1/auth/refresh`: a new session for the same device. The old token is revoked
+/// first, atomically in the store: of concurrent refreshes with one token, exactly one gets a
+/// new token and the others 401, so a stolen copy refreshed in parallel cannot fork the session.
 async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -242,50 +255,86 @@ async fn refresh(
         Subject::Technician(t) => Some(t),
         Subject::Office => None,
     };
-    let now = now_s();
-    let token = state.keys.issue(
+    let service = Arc::clone(&state.sync);
+    let (jti, exp) = (who.jti.clone(), who.exp);
+    let first_use = tokio::task::spawn_blocking(move || service.revoke(&jti, exp))
+        .await
+        .map_err(|_| ServiceError::Poisoned)??;
+    if !first_use {
+        return Err(AuthError::Invalid.into());
+    }
+    let (token, expires_at) = state.keys.issue_session(
         who.device.author.device,
         who.device.author.role,
         tech,
-        now,
-        SESSION_TTL_S,
+        now_s(),
+        who.auth,
     )?;
-    let service = Arc::clone(&state.sync);
-    tokio::task::spawn_blocking(move || service.revoke(&who.jti, who.exp))
-        .await
-        .map_err(|_| ServiceError::Poisoned)??;
     Ok(Json(TokenAnswer {
         token,
-        expires_at: now + SESSION_TTL_S,
+        expires_at,
         link: None,
     }))
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RevokeRequest {
-    /// The token to revoke (a session or a login link).
-    token: String,
+    /// One token (a session or a login link).
+    token: Option<String>,
+    /// Every session of this device so far (a lost phone).
+    device: Option<String>,
+    /// Every session of this technician so far, on every device (someone who left).
+    technician: Option<String>,
 }
 
-/// `POST /api/v1/auth/revoke`: an admin revokes a token (a lost phone, a link sent by mistake).
+/// `POST /api/v1/auth/revoke`: an admin revokes one token, every session of a device, or every
+/// session of a technician. Revoked sessions get 401 at once, and their live streams end.
 async fn revoke(
     State(state): State<AppState>,
     Authed(who): Authed,
     Json(req): Json<RevokeRequest>,
 ) -> Result<StatusCode, ApiError> {
+    use crate::revocation::Revocation;
     if who.device.author.role != Role::Admin {
         return Err(ApiError::forbidden("only an admin revokes tokens"));
     }
-    let (jti, exp) = match (
-        state.keys.verify_session(&req.token),
-        state.keys.verify_magic(&req.token),
-    ) {
-        (Ok(s), _) => (s.jti, s.exp),
-        (_, Ok(m)) => (m.jti, m.exp),
-        _ => return Err(ApiError::bad_request("not a valid token of this server")),
+    let now = now_s();
+    // Kept until nothing it covers can still be valid.
+    let until = now + state.keys.lifetimes().ttl_s.max(72 * 3600);
+    let id = |s: &str, what: &str| {
+        s.parse::<DocId>()
+            .map_err(|_| ApiError::bad_request(format!("`{what}` is not an id")))
     };
+    let (what, exp) = match (&req.token, &req.device, &req.technician) {
+        (Some(t), None, None) => match (state.keys.verify_session(t), state.keys.verify_magic(t)) {
+            (Ok(s), _) => (Revocation::Token(s.jti), s.exp),
+            (_, Ok(m)) => (Revocation::Token(m.jti), m.exp),
+            _ => return Err(ApiError::bad_request("not a valid token of this server")),
+        },
+        (None, Some(d), None) => (
+            Revocation::Device {
+                device: DeviceId(id(d, "device")?),
+                upto: now,
+            },
+            until,
+        ),
+        (None, None, Some(t)) => (
+            Revocation::Technician {
+                technician: TechnicianId(id(t, "technician")?),
+                upto: now,
+            },
+            until,
+        ),
+        _ => {
+            return Err(ApiError::bad_request(
+                "name exactly one of `token`, `device` or `technician`",
+            ));
+        }
+    };
+    tracing::info!(revoked = %what.key(), by = %who.device.author.device, "auth.revoked");
     let service = Arc::clone(&state.sync);
-    tokio::task::spawn_blocking(move || service.revoke(&jti, exp))
+    tokio::task::spawn_blocking(move || service.revoke_key(&what, exp))
         .await
         .map_err(|_| ServiceError::Poisoned)??;
     Ok(StatusCode::NO_CONTENT)
@@ -322,6 +371,18 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     let authed = session(&state, &headers)?;
     let expires_in = u64::try_from(authed.exp - now_s()).unwrap_or(0);
     let who = authed.device;
+    // The stream also ends as soon as its session is revoked.
+    let revoked = {
+        let (service, mut changes) = (Arc::clone(&state.sync), state.sync.revocations());
+        async move {
+            while changes.changed().await.is_ok() {
+                if service.is_session_revoked(&authed) {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        }
+    };
     if !who.author.role.is_office() {
         return Err(ApiError {
             status: StatusCode::FORBIDDEN,
@@ -359,11 +420,13 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         };
         std::future::ready(ev)
     });
-    // The stream ends when the token expires: the app refreshes and reconnects with Last-Event-ID.
+    // The stream ends when the token expires (the app refreshes and reconnects with
+    // Last-Event-ID) or is revoked.
     let until_expiry = tokio::time::sleep(std::time::Duration::from_secs(expires_in));
+    let end = futures_util::future::select(Box::pin(until_expiry), Box::pin(revoked));
     let stream = replay
         .chain(live)
-        .take_until(until_expiry)
+        .take_until(end)
         .map(Ok::<_, std::convert::Infallible>);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
@@ -529,11 +592,36 @@ fn photo_error(e: crate::photos::PhotoError) -> ApiError {
 /// `201` when stored, `200` when it was already there (a retried upload).
 async fn put_photo(
     State(state): State<AppState>,
-    Authed(_who): Authed,
+    Authed(who): Authed,
     axum::extract::Path(sha): axum::extract::Path<String>,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Result<StatusCode, ApiError> {
     let store = photo_store(&state)?;
+    store.check_name(&sha).map_err(photo_error)?;
+    // Before the body is read: only a photo a job of this device's names, and within its
+    // daily allowance.
+    let service = Arc::clone(&state.sync);
+    let (device, wanted) = (who.device, sha.clone());
+    let wanted = tokio::task::spawn_blocking(move || service.wants_photo(device, &wanted))
+        .await
+        .map_err(|_| ServiceError::Poisoned)??;
+    if !wanted {
+        return Err(ApiError::forbidden(
+            "no job of this device names this photo: sync first, then upload",
+        ));
+    }
+    let body = axum::body::to_bytes(request.into_body(), crate::photos::MAX_PHOTO)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the photo could not be read: {e}")))?;
+    if !store.allow(who.device.author.device, body.len(), now_s()) {
+        return Err(ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "upload_quota",
+            message:
+                "this device uploaded its daily allowance of photos; the rest waits until tomorrow"
+                    .into(),
+        });
+    }
     let stored = tokio::task::spawn_blocking(move || store.put(&sha, &body))
         .await
         .map_err(|_| photo_error(std::io::Error::other("photo task stopped").into()))?
@@ -567,10 +655,67 @@ async fn get_photo(
 }
 
 /// All routes.
+/// Requests one device may make: a burst (a sync after a day offline, then its photos), then a
+/// steady rate. Past it: 429 with `Retry-After`.
+const RATE_BURST: u32 = 120;
+const RATE_PER_S: u32 = 20;
+/// A request body that stops arriving for this long is dropped.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// No request (but the live stream) takes longer than this.
+const REQUEST_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+type Limiter = governor::DefaultKeyedRateLimiter<DeviceId>;
+
+#[derive(Clone)]
+struct RateLimit {
+    keys: Arc<crate::auth::Keys>,
+    per_device: Arc<Limiter>,
+}
+
+/// Per-device rate limits, for requests with a valid session (others are refused or verified
+/// by their handler before any work).
+async fn rate_limit(
+    State(limit): State<RateLimit>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use governor::clock::Clock as _;
+    let device = bearer(req.headers())
+        .ok()
+        .and_then(|t| limit.keys.verify_session(t).ok())
+        .map(|s| s.device.author.device);
+    if let Some(device) = device
+        && let Err(not_until) = limit.per_device.check_key(&device)
+    {
+        if limit.per_device.len() > 100_000 {
+            limit.per_device.retain_recent();
+        }
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        let secs = wait.as_secs() + 1;
+        let mut resp = ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: format!("too many requests from this device: retry in {secs} s"),
+        }
+        .into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    next.run(req).await
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let quota =
+        governor::Quota::per_second(std::num::NonZeroU32::MIN.saturating_add(RATE_PER_S - 1))
+            .allow_burst(std::num::NonZeroU32::MIN.saturating_add(RATE_BURST - 1));
+    let limit = RateLimit {
+        keys: Arc::clone(&state.keys),
+        per_device: Arc::new(governor::RateLimiter::keyed(quota)),
+    };
+    let requests = Router::new()
         .route("/api/v1/sync", post(sync))
-        .route("/api/v1/events", get(events))
         .route(
             "/api/v1/auth/magic",
             post(magic).layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),
@@ -603,5 +748,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_MAX,
+        ));
+    // The live stream lasts as long as its session.
+    let stream = Router::new()
+        .route("/api/v1/events", get(events))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    requests
+        .merge(stream)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_IDLE))
+        .layer(axum::middleware::from_fn_with_state(limit, rate_limit))
         .with_state(state)
 }

@@ -19,9 +19,11 @@ pub mod erpnext;
 pub mod events;
 pub mod http;
 pub mod photos;
+pub mod revocation;
 pub mod service;
 pub mod settings;
 pub mod store;
+pub mod tls;
 
 pub use http::router;
 
@@ -44,15 +46,93 @@ pub struct ErpEdge {
     pub webhook_secret: Option<settings::Secret>,
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Connection limits of the HTTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Connections served at once; the next ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A client must send its request headers within this time (also while a kept-alive
+    /// connection waits for its next request): slow or silent clients are dropped.
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_read_timeout: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, with the default limits.
+pub async fn serve<L>(
+    listener: L,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+{
+    serve_with(listener, router(state), ServeLimits::default(), shutdown).await
+}
+
+/// Serves `app` on `listener` (plain TCP, or [`tls::TlsListener`]) until `shutdown` resolves:
+/// HTTP/1.1 with a header-read deadline and a cap on connections. On shutdown, connections
+/// finish their requests (for up to 30 s).
+pub async fn serve_with<L>(
+    mut listener: L,
+    app: axum::Router,
+    limits: ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = Box::pin(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (io, _) = tokio::select! {
+            c = listener.accept() => c,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::trace!("connection ended: {e}");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), slots.acquire_many(all)).await;
+    Ok(())
 }
 
 /// The system clock, for the binary. Libraries take a `Clock`.

@@ -5,6 +5,10 @@
 //! * `sync-server serve --data DIR [--listen ADDR] [--postgres URL]` — needs `APP_JWT_SECRET`
 //!   (32+ bytes); `--postgres` keeps the data in PostgreSQL (schema `fsm`) instead of SQLite.
 //! * `sync-server token --data DIR --role technician|dispatcher|admin [--technician ID] [--days N]`
+//!   (signed with `APP_JWT_SECRET`; `--demo` for the demo's own secret)
+//! * `sync-server revoke --data DIR --device ID | --technician ID` — every session so far of a
+//!   device (a lost phone) or of a technician (someone who left); a running server applies it
+//!   within 30 seconds.
 //! * `sync-server erpnext setup` — creates the custom doctypes and fields the bridge maps (and the
 //!   webhooks, when `erpnext.webhook_url` and `erpnext.webhook_secret` are set) in the ERPNext of
 //!   `APP_ERPNEXT__URL` / `APP_ERPNEXT__TOKEN`. Safe to run again.
@@ -50,6 +54,10 @@ struct Args {
     /// A PostgreSQL connection string: store there instead of the embedded SQLite.
     postgres: Option<String>,
     postgres_schema: Option<String>,
+    /// `revoke --device`.
+    device: Option<DeviceId>,
+    /// `token --demo`: sign with the demo's own secret.
+    demo: bool,
 }
 
 fn parse() -> Result<Args> {
@@ -72,6 +80,8 @@ fn parse() -> Result<Args> {
         days: 30,
         postgres: None,
         postgres_schema: None,
+        device: None,
+        demo: false,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -97,6 +107,11 @@ fn parse() -> Result<Args> {
             "--postgres" => a.postgres = Some(value()?),
             "--postgres-schema" => a.postgres_schema = Some(value()?),
             "--days" => a.days = value()?.parse().context("--days takes a number")?,
+            "--device" => {
+                let id = value()?.parse().context("--device takes a device id")?;
+                a.device = Some(DeviceId(id));
+            }
+            "--demo" => a.demo = true,
             other => bail!("unknown option `{other}`"),
         }
     }
@@ -109,7 +124,7 @@ fn secret(settings: &Settings, store: &mut dyn Store, demo_mode: bool) -> Result
     }
     if !demo_mode {
         bail!(
-            "set APP_JWT_SECRET or `jwt_secret` in the settings file (32 bytes or more) to sign device tokens"
+            "set APP_JWT_SECRET or `jwt_secret` in the settings file (32 bytes or more) to sign device tokens (for the demo's data: `token --demo`)"
         );
     }
     // Demo only: a random secret kept with the demo data, so printed tokens survive restarts.
@@ -135,12 +150,18 @@ fn token(keys: &Keys, role: Role, tech: Option<TechnicianId>, days: i64) -> Resu
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn erp_config(e: &ErpSettings) -> ErpConfig {
-    ErpConfig {
+fn erp_config(e: &ErpSettings) -> Result<ErpConfig> {
+    let ca_pem = e
+        .ca_file
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    Ok(ErpConfig {
         url: e.url.clone(),
         token: e.token.clone(),
         timeout: std::time::Duration::from_secs(e.timeout_s.max(1)),
-    }
+        ca_pem,
+    })
 }
 
 /// `sync-server erpnext setup`.
@@ -151,7 +172,7 @@ fn erpnext_command(args: &Args, settings: &Settings) -> Result<()> {
     let e = settings.erpnext.as_ref().context(
         "set APP_ERPNEXT__URL and APP_ERPNEXT__TOKEN (api_key:api_secret), or [erpnext] in the settings file",
     )?;
-    let client = ErpClient::new(&erp_config(e))?;
+    let client = ErpClient::new(&erp_config(e)?)?;
     let webhook = match (&e.webhook_url, &e.webhook_secret) {
         (Some(url), Some(secret)) => Some(setup::WebhookTarget {
             url: url.clone(),
@@ -182,6 +203,28 @@ fn erpnext_command(args: &Args, settings: &Settings) -> Result<()> {
         "Done: {} created, {} already present.",
         report.created.len(),
         report.existing.len()
+    );
+    Ok(())
+}
+
+/// `sync-server revoke`: every session so far of a device or of a technician.
+fn revoke_command(args: &Args, settings: &Settings, store: &mut dyn Store) -> Result<()> {
+    use sync_server::revocation::Revocation;
+    let now = SystemClock.now().0 / 1000;
+    let what = match (args.device, args.technician) {
+        (Some(device), None) => Revocation::Device { device, upto: now },
+        (None, Some(technician)) => Revocation::Technician {
+            technician,
+            upto: now,
+        },
+        _ => bail!("usage: sync-server revoke --device ID | --technician ID"),
+    };
+    // Kept until no session it covers can still be valid.
+    let until = now + settings.lifetimes().ttl_s.max(72 * 3600);
+    store.revoke(&what.key(), until)?;
+    println!(
+        "Revoked {}; a running server applies it within 30 seconds.",
+        what.key()
     );
     Ok(())
 }
@@ -219,17 +262,22 @@ fn main() -> Result<()> {
         return erpnext_command(&args, &settings);
     }
     let demo_mode = args.command == "demo";
-    if !matches!(args.command.as_str(), "demo" | "serve" | "token") {
+    if !matches!(args.command.as_str(), "demo" | "serve" | "token" | "revoke") {
         println!(
-            "usage: sync-server demo|serve|token|erpnext setup [--data DIR] [--listen ADDR] [--role R] [--technician ID] [--days N]"
+            "usage: sync-server demo|serve|token|revoke|erpnext setup [--data DIR] [--listen ADDR] [--role R] [--technician ID] [--device ID] [--days N] [--demo]"
         );
         return Ok(());
     }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    let pg_ca = settings
+        .postgres_ca_file
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
     let mut store: Box<dyn Store> = match &settings.postgres_url {
         Some(url) => Box::new(
-            PostgresStore::connect(url.expose(), &settings.postgres_schema)
+            PostgresStore::connect_with(url.expose(), &settings.postgres_schema, pg_ca.as_deref())
                 .context("connecting to PostgreSQL")?,
         ),
         None => Box::new(
@@ -240,11 +288,18 @@ fn main() -> Result<()> {
             .context("opening the store")?,
         ),
     };
-    let keys = Arc::new(Keys::from_secret(&secret(
-        &settings,
-        store.as_mut(),
-        demo_mode || args.command == "token",
-    )?));
+    if args.command == "revoke" {
+        return revoke_command(&args, &settings, store.as_mut());
+    }
+    // The demo's secret signs only for the demo, or for `token --demo`: never a silent fallback.
+    let keys = Arc::new(
+        Keys::from_secret(&secret(
+            &settings,
+            store.as_mut(),
+            demo_mode || (args.command == "token" && args.demo),
+        )?)
+        .with_lifetimes(settings.lifetimes()),
+    );
     if args.command == "token" {
         let role = args.role.context("--role is required")?;
         if role == Role::Technician && args.technician.is_none() {
@@ -266,14 +321,15 @@ fn main() -> Result<()> {
     let service = Arc::new(service);
     if let Some(url) = &settings.postgres_url {
         // Other instances on the same schema: catch up as soon as one of them commits.
-        let (url, schema, svc) = (
+        let (url, schema, svc, ca) = (
             url.expose().to_owned(),
             settings.postgres_schema.clone(),
             Arc::clone(&service),
+            pg_ca.clone(),
         );
         std::thread::spawn(move || {
             loop {
-                let r = PostgresStore::listen(&url, &schema, || {
+                let r = PostgresStore::listen(&url, &schema, ca.as_deref(), || {
                     tracing::debug!("store.notified");
                     if let Err(e) = svc.catch_up() {
                         tracing::warn!(error = %e, "store.catch_up_failed");
@@ -317,6 +373,18 @@ fn main() -> Result<()> {
         );
         println!("\nData in {}; Ctrl-C stops.", settings.data_dir.display());
     }
+    // Revocations made from the command line (or another instance): read again every 30 s.
+    {
+        let svc = Arc::clone(&service);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                if let Err(e) = svc.reload_revocations() {
+                    tracing::warn!(error = %e, "auth.revocations_not_reloaded");
+                }
+            }
+        });
+    }
     // Compaction keeps documents and the log bounded by state, not history: every few minutes,
     // documents with a long history that every holder has synced past are rebuilt.
     {
@@ -346,7 +414,7 @@ fn main() -> Result<()> {
         Some(e) => {
             let bridge = Bridge::new(
                 Arc::clone(&service),
-                ErpClient::new(&erp_config(e))?,
+                ErpClient::new(&erp_config(e)?)?,
                 BridgeOptions {
                     concurrency: e.concurrency.max(1),
                     poll_interval: std::time::Duration::from_secs(e.poll_interval_s.max(1)),
@@ -370,16 +438,39 @@ fn main() -> Result<()> {
         erp,
         photos: Some(Arc::new(photos)),
     };
+    // TLS served here when a certificate is configured; otherwise plain HTTP, for a reverse
+    // proxy that ends TLS in front (or the demo on loopback).
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) if !demo_mode => Some(
+            sync_server::tls::Reloading::open(sync_server::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .context("loading the TLS certificate")?,
+        ),
+        _ => None,
+    };
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
-        tracing::info!(addr = %settings.listen, "server.listening");
-        sync_server::serve(listener, state, async move {
+        let shutdown = async move {
             let _ = tokio::signal::ctrl_c().await;
             let _ = stop_tx.send(true);
-        })
-        .await?;
+        };
+        match tls {
+            Some(tls) => {
+                tls.watch(std::time::Duration::from_secs(60));
+                let config = tls.server_config().context("TLS settings")?;
+                tracing::info!(addr = %settings.listen, tls = true, "server.listening");
+                let listener = sync_server::tls::TlsListener::new(listener, config)?;
+                sync_server::serve(listener, state, shutdown).await?;
+            }
+            None => {
+                tracing::info!(addr = %settings.listen, tls = false, "server.listening");
+                sync_server::serve(listener, state, shutdown).await?;
+            }
+        }
         anyhow::Ok(())
     })
 }

@@ -25,10 +25,15 @@ pub enum PhotoError {
     Io(#[from] std::io::Error),
 }
 
+/// What one device may upload in a day: a long day of installs is a few hundred photos.
+pub const DAILY_BYTES_PER_DEVICE: usize = 2 * 1024 * 1024 * 1024;
+
 /// The content-addressed photo folder.
 #[derive(Debug)]
 pub struct PhotoStore {
     dir: PathBuf,
+    /// Bytes uploaded per device on the current day (Unix day number), in this process.
+    uploaded: std::sync::Mutex<std::collections::HashMap<shared::ids::DeviceId, (i64, usize)>>,
 }
 
 /// Whether `put` stored new bytes or already had them.
@@ -43,7 +48,34 @@ impl PhotoStore {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
+            uploaded: Default::default(),
         })
+    }
+
+    /// Counts an upload of `bytes` by `device` at `now_s`; `false` (nothing counted) past its
+    /// daily allowance.
+    pub fn allow(&self, device: shared::ids::DeviceId, bytes: usize, now_s: i64) -> bool {
+        let day = now_s.div_euclid(86_400);
+        let Ok(mut m) = self.uploaded.lock() else {
+            return false;
+        };
+        if m.len() > 10_000 {
+            m.retain(|_, (d, _)| *d == day);
+        }
+        let used = m.entry(device).or_insert((day, 0));
+        if used.0 != day {
+            *used = (day, 0);
+        }
+        if used.1.saturating_add(bytes) > DAILY_BYTES_PER_DEVICE {
+            return false;
+        }
+        used.1 += bytes;
+        true
+    }
+
+    /// Checks a photo's name (a SHA-256 in lowercase hex).
+    pub fn check_name(&self, sha: &str) -> Result<(), PhotoError> {
+        self.path(sha).map(drop)
     }
 
     fn path(&self, sha: &str) -> Result<PathBuf, PhotoError> {

@@ -40,9 +40,13 @@ struct Inner {
 /// The sync service: one engine, one store, one lock.
 pub struct SyncService {
     inner: Mutex<Inner>,
-    /// Revoked token ids (sessions revoked, magic links used), mirrored from the store. Apart
-    /// from the engine lock, so checking a token never waits for a sync.
-    revoked: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// What is revoked (sessions, used magic links, every session of a device or technician),
+    /// mirrored from the store. Apart from the engine lock, so checking a token never waits
+    /// for a sync.
+    revoked: std::sync::RwLock<crate::revocation::Revoked>,
+    /// Moves on every revocation seen (here or from another instance): live streams look again
+    /// whether their session is still valid.
+    revocations: tokio::sync::watch::Sender<u64>,
     /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
     /// acknowledged until a restart rebuilds it from the store.
     poisoned: std::sync::atomic::AtomicBool,
@@ -57,6 +61,33 @@ pub struct SyncService {
     head: tokio::sync::watch::Sender<u64>,
     /// How long a device's offline work on a document that left its scope is still accepted.
     retention: std::time::Duration,
+}
+
+/// The account a device id is bound to, as stored: `technician/<id>`, `dispatcher/office`…
+fn account_key(who: &Device) -> String {
+    match who.subject {
+        shared::sync::server::Subject::Technician(t) => {
+            format!("{}/{t}", who.author.role.as_str())
+        }
+        shared::sync::server::Subject::Office => format!("{}/office", who.author.role.as_str()),
+    }
+}
+
+/// The binding as versions before the typed form stored it (read once, then rewritten).
+fn legacy_account_key(who: &Device) -> String {
+    let subject = match who.subject {
+        shared::sync::server::Subject::Technician(t) => {
+            format!("Technician(TechnicianId({}))", t.doc())
+        }
+        shared::sync::server::Subject::Office => "Office".to_owned(),
+    };
+    let role = match who.author.role {
+        shared::ids::Role::Technician => "Technician",
+        shared::ids::Role::Dispatcher => "Dispatcher",
+        shared::ids::Role::Admin => "Admin",
+        shared::ids::Role::Server => "Server",
+    };
+    format!("{role}/{subject}")
 }
 
 /// What a critical section returns: its result and the effects to persist.
@@ -82,7 +113,7 @@ impl SyncService {
         clock: Box<dyn Clock>,
     ) -> Result<Self, anyhow::Error> {
         let (docs, log) = store.load()?;
-        let revoked = store.revoked(clock.now().0 / 1000)?.into_iter().collect();
+        let revoked = crate::revocation::Revoked::from_keys(store.revoked(clock.now().0 / 1000)?);
         let engine = ServerEngine::restore(config, docs, log, rand::random::<u64>())?;
         let head = tokio::sync::watch::channel(engine.head()).0;
         tracing::info!(
@@ -99,6 +130,7 @@ impl SyncService {
             clock,
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             revoked: std::sync::RwLock::new(revoked),
+            revocations: tokio::sync::watch::channel(0).0,
             poisoned: std::sync::atomic::AtomicBool::new(false),
             degraded: std::sync::atomic::AtomicBool::new(false),
             min_app_version: None,
@@ -169,8 +201,19 @@ impl SyncService {
         self.clock.now()
     }
 
+    /// Whether a single token id is revoked (a used login link).
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.read().map_or(true, |r| r.contains(jti))
+        self.revoked.read().map_or(true, |r| r.token(jti))
+    }
+
+    /// Whether a session is revoked: by itself, by its device or by its technician.
+    pub fn is_session_revoked(&self, s: &crate::auth::Session) -> bool {
+        self.revoked.read().map_or(true, |r| r.covers(s))
+    }
+
+    /// Moves whenever something is revoked.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
     }
 
     fn poison(&self) {
@@ -182,24 +225,49 @@ impl SyncService {
         self.poisoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn set_revoked(&self, jtis: impl IntoIterator<Item = String>, replace: bool) {
+    fn set_revoked(&self, keys: impl IntoIterator<Item = String>, replace: bool) {
         if let Ok(mut r) = self.revoked.write() {
+            let before = r.clone();
             if replace {
-                r.clear();
+                *r = crate::revocation::Revoked::default();
             }
-            r.extend(jtis);
+            for k in keys {
+                r.add(crate::revocation::Revocation::parse(&k));
+            }
+            if *r != before {
+                self.revocations.send_modify(|n| *n += 1);
+            }
         }
     }
 
     /// Revokes a token id until `exp`. `Ok(false)`: it was already revoked (a used magic link).
     pub fn revoke(&self, jti: &str, exp: i64) -> Result<bool, ServiceError> {
+        self.revoke_key(&crate::revocation::Revocation::Token(jti.to_owned()), exp)
+    }
+
+    /// Stores a revocation, kept until `exp` (when nothing it covers can be valid any more).
+    pub fn revoke_key(
+        &self,
+        what: &crate::revocation::Revocation,
+        exp: i64,
+    ) -> Result<bool, ServiceError> {
         let mut g = self.lock();
         if self.is_poisoned() {
             return Err(ServiceError::Poisoned);
         }
-        let fresh = g.store.revoke(jti, exp)?;
-        self.set_revoked([jti.to_owned()], false);
+        let key = what.key();
+        let fresh = g.store.revoke(&key, exp)?;
+        self.set_revoked([key], false);
         Ok(fresh)
+    }
+
+    /// Reads the revocations again (made by the command line, or by another instance).
+    pub fn reload_revocations(&self) -> Result<(), ServiceError> {
+        let mut g = self.lock();
+        let now_s = self.clock.now().0 / 1000;
+        let revoked = g.store.revoked(now_s)?;
+        self.set_revoked(revoked, true);
+        Ok(())
     }
 
     pub fn is_ready(&self) -> bool {
@@ -375,7 +443,22 @@ impl SyncService {
                 .collect();
             self.publish(&g.engine, &open, None);
         }
-        let (out, effects) = f(&mut g.engine, g.store.as_mut())?;
+        // A panic in the engine (a bug reached by one request) fails that request only: the
+        // engine, maybe half-updated, is rebuilt from the store, which holds everything ever
+        // acknowledged; nothing of the failed request was persisted.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&mut g.engine, g.store.as_mut())
+        }));
+        let (out, effects) = match run {
+            Ok(r) => r?,
+            Err(_) => {
+                tracing::error!("sync.engine_panicked");
+                self.rebuild(g)?;
+                return Err(ServiceError::Engine(
+                    "an internal error stopped this request; nothing of it was applied".into(),
+                ));
+            }
+        };
         if let Err(e) = g.store.persist(&effects) {
             self.poison();
             tracing::error!(error = %e, "sync.persist_failed");
@@ -388,6 +471,37 @@ impl SyncService {
         self.head
             .send_if_modified(|h| std::mem::replace(h, head) != head);
         Ok(out)
+    }
+
+    /// Whether this device may upload the photo or signature with this SHA-256: a job it may
+    /// write names it.
+    pub fn wants_photo(&self, who: Device, sha256: &str) -> Result<bool, ServiceError> {
+        let now = self.clock.now();
+        self.read(|e| e.wants_photo(who.author.device, who.subject, now.date(), now, sha256))
+    }
+
+    /// Rebuilds the engine from the store, as a restart would (devices register again).
+    fn rebuild(&self, g: &mut Inner) -> Result<(), ServiceError> {
+        let config = g.engine.config().clone();
+        let rebuilt = g
+            .store
+            .load()
+            .map_err(ServiceError::from)
+            .and_then(|(docs, log)| {
+                ServerEngine::restore(config, docs, log, rand::random::<u64>())
+                    .map_err(|e| ServiceError::Storage(StoreError::Corrupt(e.to_string())))
+            });
+        match rebuilt {
+            Ok(engine) => {
+                g.engine = engine;
+                g.registered.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.poison();
+                Err(e)
+            }
+        }
     }
 
     /// One sync exchange for an authenticated device: frame in, frame out. The answer is only
@@ -430,10 +544,15 @@ impl SyncService {
             // A device id is bound to the account that first used it, in the store (so across
             // instances and restarts): another account presenting it is refused.
             let key = format!("device:{device}");
-            let account = format!("{:?}/{:?}", who.author.role, who.subject);
+            let account = account_key(&who);
             match g.store.meta(&key)? {
-                Some(bound) if bound != account => return Err(ServiceError::DeviceBound),
-                Some(_) => {}
+                Some(bound) if bound == account => {}
+                // Written by an earlier version as Rust debug text: the same account is
+                // accepted and the binding rewritten in the typed form.
+                Some(bound) if bound == legacy_account_key(&who) => {
+                    g.store.set_meta(&key, &account)?;
+                }
+                Some(_) => return Err(ServiceError::DeviceBound),
                 None => g.store.set_meta(&key, &account)?,
             }
             g.engine.register(device, who.author, who.subject);

@@ -38,6 +38,9 @@ pub struct Settings {
     pub postgres_url: Option<Secret>,
     /// The PostgreSQL schema; server instances sharing it serve clients together.
     pub postgres_schema: String,
+    /// PEM certificates trusted besides the system's for PostgreSQL's TLS (`sslmode` in the
+    /// connection string says how much is checked, as with libpq).
+    pub postgres_ca_file: Option<PathBuf>,
     /// Signs device tokens; 32 bytes or more.
     pub jwt_secret: Option<Secret>,
     /// SQLite `synchronous=FULL`: acknowledged changes also survive a power cut (default). Off,
@@ -50,6 +53,17 @@ pub struct Settings {
     /// Compaction keeps the history a device builds on for this many days after it was last
     /// seen; a device away longer rebases its offline edits onto the compacted copy.
     pub device_retention_days: u64,
+    /// Serve HTTPS with this certificate chain (PEM), reloaded when the file changes. Without
+    /// it the server speaks plain HTTP, for a reverse proxy that ends TLS in front of it.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM); required with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Each session token lasts this many days; apps refresh it while in use.
+    pub session_days: i64,
+    /// A session, refreshes included, ends this many days after its login, per role.
+    pub session_max_days_technician: i64,
+    pub session_max_days_dispatcher: i64,
+    pub session_max_days_admin: i64,
 }
 
 /// Where ERPNext is (`APP_ERPNEXT__URL`, `APP_ERPNEXT__TOKEN`…).
@@ -70,6 +84,8 @@ pub struct ErpSettings {
     pub concurrency: usize,
     #[serde(default = "default_timeout_s")]
     pub timeout_s: u64,
+    /// PEM certificates trusted besides the system's, for an ERPNext behind a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_poll_s() -> u64 {
@@ -83,6 +99,17 @@ fn default_timeout_s() -> u64 {
 }
 
 impl Settings {
+    /// The session lifetimes, in seconds.
+    pub fn lifetimes(&self) -> crate::auth::Lifetimes {
+        const DAY: i64 = 86_400;
+        crate::auth::Lifetimes {
+            ttl_s: self.session_days * DAY,
+            technician_max_s: self.session_max_days_technician * DAY,
+            dispatcher_max_s: self.session_max_days_dispatcher * DAY,
+            admin_max_s: self.session_max_days_admin * DAY,
+        }
+    }
+
     /// Loads the layers; `env` is the process environment (passed in, so tests can set it).
     pub fn load(
         file: Option<&Path>,
@@ -93,7 +120,11 @@ impl Settings {
             .set_default("data_dir", "sync-server-data")?
             .set_default("postgres_schema", "fsm")?
             .set_default("sqlite_full_sync", true)?
-            .set_default("device_retention_days", 30)?;
+            .set_default("device_retention_days", 30)?
+            .set_default("session_days", 30)?
+            .set_default("session_max_days_technician", 180)?
+            .set_default("session_max_days_dispatcher", 90)?
+            .set_default("session_max_days_admin", 14)?;
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }
@@ -118,6 +149,24 @@ impl Settings {
         {
             return Err(config::ConfigError::Message(
                 "erpnext.token must be `api_key:api_secret`".into(),
+            ));
+        }
+        if [
+            settings.session_days,
+            settings.session_max_days_technician,
+            settings.session_max_days_dispatcher,
+            settings.session_max_days_admin,
+        ]
+        .iter()
+        .any(|d| !(1..=3650).contains(d))
+        {
+            return Err(config::ConfigError::Message(
+                "session lifetimes are between 1 and 3650 days".into(),
+            ));
+        }
+        if settings.tls_cert.is_some() != settings.tls_key.is_some() {
+            return Err(config::ConfigError::Message(
+                "tls_cert and tls_key go together".into(),
             ));
         }
         if let Some(v) = &settings.min_app_version {

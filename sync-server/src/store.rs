@@ -14,6 +14,7 @@ use shared::ids::{DeviceId, DocId};
 use shared::record::EntityKind;
 use shared::sync::server::{ServerEffect, StoredDoc, StoredLog};
 
+pub mod pg_tls;
 pub mod postgres_store;
 
 /// What can go wrong with a store.
@@ -25,6 +26,8 @@ pub enum StoreError {
     Postgres(#[from] postgres::Error),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
 }
 
 /// Documents and log entries as a store holds them: what an engine is rebuilt from.

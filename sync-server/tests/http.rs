@@ -17,9 +17,15 @@ use sync_server::store::SqliteStore;
 use sync_server::{AppState, SystemClock, demo};
 
 const MONDAY_9AM: Millis = Millis(1_795_424_400_000);
+const SECRET: &[u8] = b"http test secret, thirty-two bytes or more";
+
+#[path = "http/attack.rs"]
+mod attack;
 
 struct TestServer {
     url: String,
+    /// The service behind the endpoint, to look at what it holds (attacks go over HTTP).
+    svc: Arc<SyncService>,
     keys: Arc<Keys>,
     data: demo::Dataset,
     // Keeps the server running for the test's duration.
@@ -41,6 +47,7 @@ fn start() -> TestServer {
 }
 
 fn start_with(min_app_version: Option<&str>) -> TestServer {
+    sync_server::tls::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -70,16 +77,14 @@ fn start_with(min_app_version: Option<&str>) -> TestServer {
     };
     let data = demo::generate(5, spec, MONDAY_9AM.date());
     service.seed(&data.entities, MONDAY_9AM).unwrap();
-    let keys = Arc::new(Keys::from_secret(
-        b"http test secret, thirty-two bytes or more",
-    ));
+    let keys = Arc::new(Keys::from_secret(SECRET));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let state = AppState {
-        sync: service,
+        sync: service.clone(),
         keys: keys.clone(),
         erp: None,
         photos: Some(Arc::new(
@@ -91,6 +96,7 @@ fn start_with(min_app_version: Option<&str>) -> TestServer {
     }));
     TestServer {
         url,
+        svc: service,
         keys,
         data,
         _rt: rt,
@@ -621,12 +627,52 @@ fn photos_upload_by_their_hash_once_and_only_with_a_token() {
         r.send().unwrap().status().as_u16()
     };
     assert_eq!(put(None, &bytes, &url), 401, "no token, no upload");
-    // Bytes that do not hash to the name (a corrupted upload) are refused and not kept.
-    assert_eq!(put(Some(&tech), b"truncated", &url), 400);
     let get = |token: &str| {
         let r = http.get(&url).bearer_auth(token).send().unwrap();
         (r.status().as_u16(), r.bytes().unwrap().to_vec())
     };
+    assert_eq!(get(&office).0, 404);
+    assert_eq!(
+        put(Some(&tech), &bytes, &url),
+        403,
+        "a photo no job of the device's names"
+    );
+    // The job names it once the device's edit has synced.
+    let job = s
+        .svc
+        .read(|e| {
+            e.scope(
+                shared::sync::server::Subject::Technician(s.data.technicians[0]),
+                MONDAY_9AM.date(),
+            )
+            .into_iter()
+            .find(|d| e.kind(*d) == Some(EntityKind::Job))
+        })
+        .unwrap()
+        .unwrap();
+    let item = |field: &str, value: shared::record::Scalar| shared::record::FieldChange::SetItem {
+        collection: "photos".into(),
+        item: "p1".into(),
+        field: field.into(),
+        value,
+    };
+    s.svc
+        .with_engine(|e| {
+            let effects = e.edit(
+                job,
+                &[
+                    item("file_name", shared::record::Scalar::str("ont.jpg")),
+                    item("sha256", shared::record::Scalar::str(&sha)),
+                    item("taken_at", shared::record::Scalar::Int(MONDAY_9AM.0)),
+                    item("caption", shared::record::Scalar::Null),
+                ],
+                MONDAY_9AM,
+            )?;
+            Ok(((), effects))
+        })
+        .unwrap();
+    // Bytes that do not hash to the name (a corrupted upload) are refused and not kept.
+    assert_eq!(put(Some(&tech), b"truncated", &url), 400);
     assert_eq!(get(&office).0, 404);
     assert_eq!(put(Some(&tech), &bytes, &url), 201);
     assert_eq!(

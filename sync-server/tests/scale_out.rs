@@ -24,6 +24,7 @@ fn pg_url() -> String {
 
 #[test]
 fn two_instances_on_one_postgres_serve_clients_together() {
+    sync_server::tls::install_crypto();
     let schema = format!("fsm_scale_{}", std::process::id());
     PostgresStore::drop_schema(&pg_url(), &schema).unwrap();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

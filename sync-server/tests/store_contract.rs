@@ -207,7 +207,7 @@ fn postgres_commits_are_announced_to_listeners() {
     let (tx, rx) = std::sync::mpsc::channel();
     let (u, s) = (url.clone(), schema.clone());
     std::thread::spawn(move || {
-        let _ = PostgresStore::listen(&u, &s, || {
+        let _ = PostgresStore::listen(&u, &s, None, || {
             let _ = tx.send(());
         });
     });
@@ -224,4 +224,28 @@ fn postgres_commits_are_announced_to_listeners() {
     drop(store);
     PostgresStore::drop_schema(&url, &schema).unwrap();
     assert!(got.is_ok(), "the commit was not announced");
+}
+
+#[test]
+fn postgres_over_tls_honours_sslmode() {
+    #[allow(clippy::disallowed_methods)] // test configuration
+    let url = std::env::var("FSM_TEST_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
+    let schema = format!("fsm_tls_{}", std::process::id());
+    // Encrypted, the certificate unchecked (libpq's `require`): this machine's PostgreSQL has
+    // a self-signed certificate.
+    let mut store = PostgresStore::connect(&format!("{url} sslmode=require"), &schema)
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL with TLS is needed for this test and is not reachable at `{url}` ({e}); start it with ssl=on or set FSM_TEST_PG_URL")
+        });
+    assert!(store.encrypted().unwrap(), "the connection is TLS");
+    let mut plain = PostgresStore::connect(&format!("{url} sslmode=disable"), &schema).unwrap();
+    assert!(!plain.encrypted().unwrap());
+    drop((store, plain));
+    // `verify-full` checks the certificate: a self-signed one nobody trusts is refused.
+    let err = PostgresStore::connect(&format!("{url} sslmode=verify-full"), &schema)
+        .err()
+        .expect("an untrusted certificate is refused");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    PostgresStore::drop_schema(&url, &schema).unwrap();
 }

@@ -444,6 +444,7 @@ impl DemoServer {
 
     /// A one-time login link for `technician`, as the office would send it.
     pub async fn magic_link(&self, technician: &str) -> Result<String> {
+        sync_server::tls::install_crypto();
         let body = reqwest::Client::new()
             .post(format!("{}/api/v1/auth/magic", self.url))
             .bearer_auth(&self.dispatcher_token)

@@ -118,6 +118,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl FrappeDouble {
     /// A fresh site: the standard doctypes exist, no custom doctypes yet.
     pub fn new(api_key: &str, api_secret: &str) -> Self {
+        sync_server::tls::install_crypto();
         Self {
             inner: Arc::new(Inner {
                 site: Mutex::new(Site::new()),

@@ -163,6 +163,7 @@ pub(crate) fn run() -> Result<()> {
 fn load(port: u16, server_pid: u32) -> Result<()> {
     let data = demo::generate(SEED, spec(), SystemClock.now().date());
     let keys = Keys::from_secret(SECRET);
+    sync_server::tls::install_crypto();
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(256)

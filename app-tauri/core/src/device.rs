@@ -72,6 +72,7 @@ impl From<DeviceError> for CommandError {
             },
             DeviceError::Transport(t) => match t {
                 TransportError::Unreachable(_) => ErrorKind::Offline,
+                TransportError::Insecure(_) => ErrorKind::Server,
                 TransportError::Replica(_) => ErrorKind::Storage,
                 _ => ErrorKind::Server,
             },
@@ -149,23 +150,71 @@ pub fn parse_credential(input: &str) -> Result<Credential, DeviceError> {
 }
 
 /// Checks and normalizes a server address typed by the user.
-pub fn parse_server(input: &str) -> Result<String, DeviceError> {
+pub fn parse_server(input: &str, allow_plain_http: bool) -> Result<String, DeviceError> {
     let s = input.trim().trim_end_matches('/');
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-        .ok_or_else(|| {
-            DeviceError::BadCredential(
-                "the server address must start with https:// (or http:// on a local network)"
-                    .into(),
-            )
-        })?;
-    if rest.is_empty() || rest.contains(char::is_whitespace) {
+    let (plain, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => {
+            return Err(DeviceError::BadCredential(
+                "the server address must start with https://".into(),
+            ));
+        }
+    };
+    let host = host_of(rest).ok_or_else(|| {
+        DeviceError::BadCredential("the server address is not a valid address".into())
+    })?;
+    if plain && !allow_plain_http && !is_loopback(host) {
         return Err(DeviceError::BadCredential(
-            "the server address is not a valid address".into(),
+            "plain http:// is refused: your session and your customers' data would cross the \
+             network unencrypted. Use the server's https:// address (http:// works only to this \
+             device itself, or with the development setting)"
+                .into(),
         ));
     }
     Ok(s.to_owned())
+}
+
+/// The host of `authority[/path]`, without port; `None` if there is none or it holds credentials
+/// or spaces.
+fn host_of(rest: &str) -> Option<&str> {
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains(['@', ' ', '\t']) {
+        return None;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Whether a host names this device itself (nothing crosses a network).
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// How the app reaches its server. HTTPS is verified against the platform's trust store, plus a
+/// private deployment's CA bundle when one is configured; plain HTTP only to this device itself,
+/// unless the development setting allows it.
+#[derive(Clone, Default)]
+pub struct NetSettings {
+    /// PEM certificates trusted besides the platform's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Development only: allow `http://` to other machines.
+    pub allow_plain_http: bool,
+}
+
+impl std::fmt::Debug for NetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetSettings")
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("allow_plain_http", &self.allow_plain_http)
+            .finish()
+    }
 }
 
 /// How sync is going, for the status indicator.
@@ -186,6 +235,7 @@ struct Active {
 pub struct Device {
     dir: PathBuf,
     clock: Arc<dyn Clock>,
+    net: NetSettings,
     secrets: SecretStore,
     active: Option<Active>,
     sync: SyncState,
@@ -204,10 +254,18 @@ impl Device {
     /// Opens the device state in `dir`, logged in if a login was saved.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, DeviceError> {
         std::fs::create_dir_all(dir)?;
+        // The replica holds customers' names, addresses and phone numbers: the folder is the
+        // user's alone (the session key beside it is `0600` too).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         let secrets = SecretStore::new(dir);
         let mut device = Self {
             dir: dir.to_owned(),
             clock,
+            net: NetSettings::default(),
             secrets,
             active: None,
             sync: SyncState::default(),
@@ -220,13 +278,24 @@ impl Device {
         Ok(device)
     }
 
+    /// Sets how the server is reached (a private CA, the development setting). The saved
+    /// login's address is checked again at each sync.
+    pub fn set_net(&mut self, net: NetSettings) {
+        self.net = net;
+    }
+
+    pub fn net(&self) -> &NetSettings {
+        &self.net
+    }
+
     fn activate(&mut self, creds: Credentials) -> Result<(), DeviceError> {
         let path = self.dir.join(format!("replica-{}.sqlite", creds.device));
-        let replica = Replica::open(
+        let mut replica = Replica::open(
             &path,
             Author::new(creds.role, creds.device),
             Arc::clone(&self.clock),
         )?;
+        replica.set_technician(creds.technician);
         self.active = Some(Active { creds, replica });
         Ok(())
     }
@@ -249,7 +318,7 @@ impl Device {
     /// Logs in with a session token (already exchanged if it came from a magic link). The login
     /// is saved only once it is known to be well formed; the caller syncs next, which proves it.
     pub fn login_with_token(&mut self, server: &str, token: &str) -> Result<(), DeviceError> {
-        let server = parse_server(server)?;
+        let server = parse_server(server, self.net.allow_plain_http)?;
         let c = claims(token)?;
         if c.kind.as_deref() == Some("magic") {
             return Err(DeviceError::BadCredential(
@@ -521,25 +590,26 @@ mod http_login {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use super::{Credential, Device, DeviceError, lock, parse_credential, parse_server};
+    use super::{
+        Credential, Device, DeviceError, NetSettings, lock, parse_credential, parse_server,
+    };
+    use crate::sync_client::http::{client as http_client, failed};
     use crate::{HttpTransport, SyncReport, TransportError};
 
     /// Trades a magic link for a session token (`POST /api/v1/auth/exchange`).
     pub fn exchange_magic(
+        net: &NetSettings,
         server: &str,
         magic: &str,
         device: shared::ids::DeviceId,
         timeout: Duration,
     ) -> Result<String, DeviceError> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let client = http_client(net, server, Some(timeout))?;
         let resp = client
             .post(format!("{server}/api/v1/auth/exchange"))
             .json(&serde_json::json!({ "magic": magic, "device": device.to_string() }))
             .send()
-            .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
+            .map_err(failed)?;
         let status = resp.status();
         let body: serde_json::Value = resp.json().unwrap_or_default();
         let message = body
@@ -568,12 +638,13 @@ mod http_login {
         credential: &str,
         timeout: Duration,
     ) -> Result<SyncReport, DeviceError> {
-        let server = parse_server(server)?;
+        let net = lock(device).net().clone();
+        let server = parse_server(server, net.allow_plain_http)?;
         let token = match parse_credential(credential)? {
             Credential::Session(t) => t,
             Credential::Magic(m) => {
                 let id = lock(device).install_id()?;
-                exchange_magic(&server, &m, id, timeout)?
+                exchange_magic(&net, &server, &m, id, timeout)?
             }
         };
         lock(device).login_with_token(&server, &token)?;
@@ -595,14 +666,16 @@ mod http_login {
             .credentials()
             .cloned()
             .ok_or(DeviceError::NotLoggedIn)?;
-        let mut transport = HttpTransport::new(&creds.server, &creds.token, timeout)?;
+        let net = lock(device).net().clone();
+        let mut transport = HttpTransport::with_net(&net, &creds.server, &creds.token, timeout)?;
         let report = super::sync_shared(device, &mut transport)?;
-        upload_photos(device, &creds, timeout)?;
+        upload_photos(device, &net, &creds, timeout)?;
         Ok(report)
     }
 
     fn upload_photos(
         device: &Mutex<Device>,
+        net: &NetSettings,
         creds: &super::Credentials,
         timeout: Duration,
     ) -> Result<(), DeviceError> {
@@ -610,10 +683,7 @@ mod http_login {
         if waiting.is_empty() {
             return Ok(());
         }
-        let client = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let client = http_client(net, &creds.server, Some(timeout))?;
         for (sha, file) in waiting {
             let bytes = lock(device).photo_bytes(&file)?;
             let resp = client
@@ -621,7 +691,7 @@ mod http_login {
                 .bearer_auth(&creds.token)
                 .body(bytes)
                 .send()
-                .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
+                .map_err(failed)?;
             if resp.status().is_success() {
                 lock(device).replica()?.photo_uploaded(&sha)?;
             } else {
@@ -633,5 +703,21 @@ mod http_login {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_is_the_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("fsm");
+        Device::open(&dir, Arc::new(SystemClock)).expect("open");
+        let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "others can read the replica: {mode:o}");
     }
 }

@@ -30,5 +30,5 @@ pub use replica::{
     SearchHit,
 };
 #[cfg(feature = "http")]
-pub use sync_client::http::HttpTransport;
+pub use sync_client::http::{HttpTransport, client as http_client};
 pub use sync_client::{SyncReport, SyncStep, Transport, TransportError};

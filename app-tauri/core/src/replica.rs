@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use shared::auth;
 use shared::clock::Clock;
 use shared::crdt::{self, CrdtError};
-use shared::ids::{Actor, Author, DocId, JobId};
+use shared::ids::{Actor, Author, DocId, JobId, TechnicianId};
 use shared::merge::FieldConflict;
 use shared::model::{AnyEntity, DispatchJob, Entity, JobStatus, ModelError, Note};
 use shared::record::{EntityKind, Record};
@@ -67,6 +67,9 @@ pub struct Replica {
     pub(crate) incarnation: u32,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: StdRng,
+    /// The technician this replica writes for, if any: the author of its notes (the server
+    /// writes the session's technician there anyway).
+    pub(crate) technician: Option<TechnicianId>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -174,6 +177,7 @@ impl Replica {
             incarnation: u32::try_from(incarnation).unwrap_or(0),
             clock,
             rng,
+            technician: None,
         })
     }
 
@@ -346,14 +350,13 @@ impl Replica {
     pub fn create(&mut self, entity: &AnyEntity) -> Result<DocId, ReplicaError> {
         let id = entity.doc_id();
         let kind = entity.kind();
-        if !auth::may_create(kind, self.author.role) {
-            return Err(auth::Denied::Create {
-                kind,
-                role: self.author.role,
-            }
-            .into());
-        }
         let record = entity.to_record();
+        if let Some(d) = auth::check(kind, self.author.role, None, &record)
+            .into_iter()
+            .next()
+        {
+            return Err(d.into());
+        }
         AnyEntity::from_record(kind, id, &record)?;
         within_size(&Record::default().diff(&record))?;
         let now = self.clock.now();
@@ -477,6 +480,11 @@ impl Replica {
         })
     }
 
+    /// Names the technician this replica writes for (the author of its notes).
+    pub fn set_technician(&mut self, technician: Option<TechnicianId>) {
+        self.technician = technician;
+    }
+
     /// Appends a note to a job.
     pub fn add_note(&mut self, job: JobId, text: &str) -> Result<DispatchJob, ReplicaError> {
         let text = text.trim();
@@ -485,11 +493,12 @@ impl Replica {
         }
         let key = self.new_id().to_string();
         let at = self.clock.now();
+        let author = self.technician;
         self.update::<DispatchJob>(job.doc(), |j| {
             j.notes.push(Note {
                 key,
                 text: text.to_owned(),
-                author: None,
+                author,
                 at,
             });
             Ok(())

@@ -25,6 +25,10 @@ pub trait Transport {
 pub enum TransportError {
     #[error("server unreachable: {0}")]
     Unreachable(String),
+    /// The server could not be trusted (a certificate or host name that does not verify, a
+    /// plain-HTTP address): nothing was sent. A real failure, not being offline.
+    #[error("the server's identity could not be verified, nothing was sent: {0}")]
+    Insecure(String),
     #[error("server refused the sync: {0}")]
     Refused(SyncRefusal),
     /// An HTTP-level refusal (401 bad token, 426 app too old, 503 server unavailable…).
@@ -601,6 +605,91 @@ fn rebase(
 #[cfg(feature = "http")]
 pub(crate) mod http {
     use super::{Transport, TransportError};
+    use crate::device::NetSettings;
+
+    /// A client for the server at `base`: its address is checked again (a login saved by an
+    /// older version may hold a plain one), and HTTPS is verified by rustls (the same stack on
+    /// desktop, Android and iOS) against the platform's roots plus the configured CA bundle.
+    /// `timeout: None` for a stream that stays open.
+    pub fn client(
+        net: &NetSettings,
+        base: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<reqwest::blocking::Client, TransportError> {
+        crate::device::parse_server(base, net.allow_plain_http)
+            .map_err(|e| TransportError::Insecure(e.to_string()))?;
+        // rustls' cryptography is ring's on every platform: one process-wide choice, and
+        // installing it again is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut b = reqwest::blocking::Client::builder()
+            .user_agent(concat!("fsm-app/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(timeout);
+        if let Some(pem) = &net.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                TransportError::Insecure(format!("the CA bundle is not readable: {}", chain(&e)))
+            })?;
+            if certs.is_empty() {
+                return Err(TransportError::Insecure(
+                    "the CA bundle holds no certificate".into(),
+                ));
+            }
+            b = b.tls_certs_merge(certs);
+        }
+        b.build().map_err(|e| TransportError::Insecure(chain(&e)))
+    }
+
+    /// An error with its causes, in one line (reqwest's own text is only "error sending
+    /// request"; the cause says "invalid peer certificate: UnknownIssuer").
+    fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            let t = c.to_string();
+            if !out.contains(&t) {
+                out.push_str(": ");
+                out.push_str(&t);
+            }
+            cur = c.source();
+        }
+        out
+    }
+
+    /// Whether a failure is TLS refusing the server (anywhere in its causes). The connector
+    /// wraps rustls' error in types of its own, so its text is read too.
+    fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(c) = cur {
+            if c.downcast_ref::<rustls::Error>().is_some()
+                || c.downcast_ref::<std::io::Error>()
+                    .and_then(std::io::Error::get_ref)
+                    .is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
+            {
+                return true;
+            }
+            cur = c.source();
+        }
+        let text = chain(e);
+        TLS_REFUSALS.iter().any(|m| text.contains(m))
+    }
+
+    /// How rustls words a refused server.
+    const TLS_REFUSALS: &[&str] = &[
+        "invalid peer certificate",
+        "peer is incompatible",
+        "peer misbehaved",
+        "received fatal alert",
+    ];
+
+    /// A request that failed before any answer: untrusted, or unreachable.
+    pub(crate) fn failed(e: reqwest::Error) -> TransportError {
+        let e = e.without_url();
+        if is_tls(&e) {
+            TransportError::Insecure(chain(&e))
+        } else {
+            TransportError::Unreachable(chain(&e))
+        }
+    }
 
     /// Request bodies larger than this are sent gzipped.
     const GZIP_ABOVE: usize = 16 * 1024;
@@ -621,18 +710,28 @@ pub(crate) mod http {
     }
 
     impl HttpTransport {
-        /// `base` is the server's address, e.g. `http://127.0.0.1:8480`.
+        /// `base` is the server's address, e.g. `https://sync.example.net`, reached with the
+        /// default [`NetSettings`].
         pub fn new(
             base: &str,
             token: &str,
             timeout: std::time::Duration,
         ) -> Result<Self, TransportError> {
-            let client = reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .user_agent(concat!("fsm-app/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-            Ok(Self::with_client(client, base, token))
+            Self::with_net(&NetSettings::default(), base, token, timeout)
+        }
+
+        /// The same, with a private CA or the development setting.
+        pub fn with_net(
+            net: &NetSettings,
+            base: &str,
+            token: &str,
+            timeout: std::time::Duration,
+        ) -> Result<Self, TransportError> {
+            Ok(Self::with_client(
+                client(net, base, Some(timeout))?,
+                base,
+                token,
+            ))
         }
 
         /// Shares one connection pool between several transports (many devices in one process:
@@ -670,14 +769,9 @@ pub(crate) mod http {
             } else {
                 request
             };
-            let resp = req
-                .body(body)
-                .send()
-                .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
+            let resp = req.body(body).send().map_err(failed)?;
             let status = resp.status();
-            let body = resp
-                .bytes()
-                .map_err(|e| TransportError::Unreachable(e.without_url().to_string()))?;
+            let body = resp.bytes().map_err(failed)?;
             if status.is_success() {
                 return Ok(body.to_vec());
             }

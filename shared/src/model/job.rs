@@ -303,13 +303,13 @@ impl Entity for DispatchJob {
             f("signature", DeviceWins, Field),
         ],
         collections: &[
-            c("notes", DeviceWins, Field),
-            c("checklist", DeviceWins, Field),
-            c("materials", DeviceWins, Field),
-            c("equipment_items", DeviceWins, Field),
-            c("photos", DeviceWins, Field),
-            c("time_log", DeviceWins, Field),
-            c("diagnostics", DeviceWins, Field),
+            c("notes", DeviceWins, Field, &[]),
+            c("checklist", DeviceWins, Field, &["done"]),
+            c("materials", DeviceWins, Field, &["quantity"]),
+            c("equipment_items", DeviceWins, Field, &[]),
+            c("photos", DeviceWins, Field, &["caption"]),
+            c("time_log", DeviceWins, Field, &["ended"]),
+            c("diagnostics", DeviceWins, Field, &[]),
         ],
     };
     fn doc_id(&self) -> DocId {

@@ -24,15 +24,21 @@ pub struct SyncPoint {
 /// At most this many documents are pushed in one request; the rest follow in the next ones.
 pub const MAX_PUSH_DOCS: usize = 2_000;
 
+/// At most this many changes are pushed in one request (a week offline is a few thousand).
+pub const MAX_PUSH_CHANGES: usize = 20_000;
+
 /// Builds the request for the outbox (in outbox order), grouping changes by document so each
 /// document's changes stay in causal order. It takes the longest prefix of the outbox that touches
-/// at most [`MAX_PUSH_DOCS`] documents, so `outbox_upto` acknowledges exactly what was sent.
+/// at most [`MAX_PUSH_DOCS`] documents and holds at most [`MAX_PUSH_CHANGES`] changes, so
+/// `outbox_upto` acknowledges exactly what was sent.
 pub fn build_request(hello: ClientHello, at: SyncPoint, outbox: &[OutboxEntry]) -> SyncRequest {
     let mut push: Vec<PushDoc> = Vec::new();
     let mut index: std::collections::HashMap<(DocId, u32), usize> = Default::default();
     let mut upto = 0;
-    for e in outbox {
-        if !index.contains_key(&(e.doc, e.epoch)) && push.len() == MAX_PUSH_DOCS {
+    for (n, e) in outbox.iter().enumerate() {
+        if n == MAX_PUSH_CHANGES
+            || (!index.contains_key(&(e.doc, e.epoch)) && push.len() == MAX_PUSH_DOCS)
+        {
             break;
         }
         upto = e.seq;
@@ -125,5 +131,26 @@ mod tests {
         let next = build_request(hello, SyncPoint::default(), &rest);
         assert_eq!(next.push.len(), 10);
         assert_eq!(next.outbox_upto, 2 * n);
+    }
+
+    #[test]
+    fn a_long_offline_outbox_is_pushed_in_requests_of_bounded_changes() {
+        let hello = ClientHello {
+            author: Author::new(Role::Technician, DeviceId(DocId::from_u128(1))),
+            app_version: "t".into(),
+        };
+        let n = MAX_PUSH_CHANGES as u64 + 5;
+        let outbox: Vec<OutboxEntry> = (1..=n).map(|s| entry(s, 7)).collect();
+        let req = build_request(hello.clone(), SyncPoint::default(), &outbox);
+        assert_eq!(req.push.len(), 1);
+        assert_eq!(req.push[0].changes.len(), MAX_PUSH_CHANGES);
+        assert_eq!(req.outbox_upto, MAX_PUSH_CHANGES as u64);
+        let rest: Vec<OutboxEntry> = outbox
+            .into_iter()
+            .filter(|e| e.seq > req.outbox_upto)
+            .collect();
+        let next = build_request(hello, SyncPoint::default(), &rest);
+        assert_eq!(next.push[0].changes.len(), 5);
+        assert_eq!(next.outbox_upto, n);
     }
 }

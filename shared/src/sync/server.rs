@@ -13,7 +13,7 @@ use chrono::{Duration, NaiveDate};
 use crate::auth;
 use crate::clock::Millis;
 use crate::crdt;
-use crate::ids::{Author, DeviceId, DocId, LocationId, TechnicianId};
+use crate::ids::{Author, DeviceId, DocId, LocationId, Role, TechnicianId};
 use crate::merge::FieldConflict;
 use crate::model::AnyEntity;
 use crate::protocol::{
@@ -320,6 +320,71 @@ pub struct ServerEngine {
     loaded: Map<DocId, (Automerge, u64)>,
     loaded_order: std::collections::VecDeque<(DocId, u64)>,
     loaded_clock: u64,
+}
+
+/// What a technician reads on a job the office deleted while they were working on it.
+const DELETED_NOTE: &str = "Ce travail a été supprimé au bureau (ou dans ERPNext) pendant que vous \
+    le faisiez. Rien n'est perdu : le bureau décide de le restaurer ou de l'archiver.";
+
+/// Who pushes, and when.
+#[derive(Debug, Clone, Copy)]
+struct Pusher {
+    device: DeviceId,
+    author: Author,
+    subject: Subject,
+    now: Millis,
+    today: NaiveDate,
+}
+
+/// What a document holds outside what its entity reads: keys, objects and oversized values the
+/// reading leaves out, and item fields the entity does not have.
+fn stray_paths(m: &crdt::Materialized, entity: &AnyEntity) -> Vec<String> {
+    let mut out: Vec<String> = m.strays.iter().map(ToString::to_string).collect();
+    out.extend(
+        m.record
+            .unknown_item_fields(&entity.to_record())
+            .into_iter()
+            .map(|p| format!("`{p}` is not part of the schema")),
+    );
+    out
+}
+
+/// The compensating changes that undo one refused part of a push, back to `before` (the server's
+/// state). A new item that may not exist cannot be undone by a change: the push is refused.
+fn restore(
+    denied: &auth::Denied,
+    before: &Record,
+    after: &Record,
+    out: &mut Vec<FieldChange>,
+) -> Result<(), RejectReason> {
+    match denied.target() {
+        auth::Target::Document => {}
+        auth::Target::Field(field) => {
+            if after.get(field) != before.get(field) {
+                out.push(FieldChange::Set {
+                    field: field.to_owned(),
+                    value: before.get(field).clone(),
+                });
+            }
+        }
+        auth::Target::Item { collection, item } => {
+            let Some(old) = before.items(collection).and_then(|i| i.get(item)) else {
+                return Err(RejectReason::Invalid(denied.to_string()));
+            };
+            let now = after.items(collection).and_then(|i| i.get(item));
+            for (field, value) in old {
+                if now.and_then(|n| n.get(field)) != Some(value) {
+                    out.push(FieldChange::SetItem {
+                        collection: collection.to_owned(),
+                        item: item.to_owned(),
+                        field: field.clone(),
+                        value: value.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Applied {
@@ -732,6 +797,16 @@ impl ServerEngine {
             });
         }
 
+        let pushed: usize = req.push.iter().map(|p| p.changes.len()).sum();
+        if pushed > crate::sync::client::MAX_PUSH_CHANGES {
+            return Err(SyncRefusal::TooLarge {
+                what: format!(
+                    "{pushed} changes pushed at once, at most {}",
+                    crate::sync::client::MAX_PUSH_CHANGES
+                ),
+            });
+        }
+
         let mut effects = Vec::new();
         let mut rejected = Vec::new();
         // What the device could see before this exchange: it may only write there, to
@@ -739,8 +814,21 @@ impl ServerEngine {
         // while it still had edits, or known to the host from the durable `Held` records:
         // `allow_pushes`). Knowing a document's history is not a permission.
         let mut visible_before: Option<Set<DocId>> = None;
-        for push in &req.push {
-            let visible = !self.docs.contains_key(&push.doc)
+        // Documents this request creates, applied first: a job's new equipment line may name
+        // equipment created in the same request.
+        let mut created: Set<DocId> = Set::default();
+        let mut order: Vec<&PushDoc> = req.push.iter().collect();
+        order.sort_by_key(|p| self.docs.contains_key(&p.doc));
+        let who = Pusher {
+            device,
+            author,
+            subject,
+            now,
+            today,
+        };
+        for push in order {
+            let new = !self.docs.contains_key(&push.doc);
+            let visible = new
                 || self.holds(device, push.doc, now)
                 || visible_before
                     .get_or_insert_with(|| self.scope(subject, today))
@@ -753,8 +841,13 @@ impl ServerEngine {
                 });
                 continue;
             }
-            match self.apply_push(device, author, push, now) {
-                Ok(applied) => effects.extend(applied.effects),
+            match self.apply_push(&who, push, &mut visible_before, &created) {
+                Ok(applied) => {
+                    if new && self.docs.contains_key(&push.doc) {
+                        created.insert(push.doc);
+                    }
+                    effects.extend(applied.effects);
+                }
                 Err(reason) => rejected.push(Rejection {
                     doc: push.doc,
                     reason,
@@ -939,6 +1032,35 @@ impl ServerEngine {
         Ok((resp, effects))
     }
 
+    /// Whether a job this device may write (in its scope, or held within the grace window)
+    /// names a photo or signature by this SHA-256: what a device may upload.
+    pub fn wants_photo(
+        &self,
+        device: DeviceId,
+        subject: Subject,
+        today: NaiveDate,
+        now: Millis,
+        sha256: &str,
+    ) -> bool {
+        let names = |d: &DocId| match self.docs.get(d).and_then(DocState::live) {
+            Some(AnyEntity::Job(j)) => {
+                j.photos.iter().any(|p| p.sha256 == sha256)
+                    || j.signature
+                        .as_ref()
+                        .is_some_and(|s| s.image_sha256 == sha256)
+            }
+            _ => false,
+        };
+        let held = self.sessions.get(&device).into_iter().flat_map(|s| {
+            s.confirmed
+                .docs
+                .iter()
+                .chain(s.evicted.keys())
+                .filter(|d| self.holds(device, **d, now))
+        });
+        held.chain(self.scope(subject, today).iter()).any(names)
+    }
+
     /// Lets a device push to documents the host knows it held within the grace window (from the
     /// durable [`ServerEffect::Held`] records): offline work on a job that left its scope, after
     /// a restart or through another instance, is still judged like any other write.
@@ -984,11 +1106,18 @@ impl ServerEngine {
 
     fn apply_push(
         &mut self,
-        device: DeviceId,
-        author: Author,
+        who: &Pusher,
         push: &PushDoc,
-        now: Millis,
+        visible_before: &mut Option<Set<DocId>>,
+        created: &Set<DocId>,
     ) -> Result<Applied, RejectReason> {
+        let Pusher {
+            device,
+            author,
+            subject,
+            now,
+            today,
+        } = *who;
         let existing = self.docs.get(&push.doc);
         let existing_epoch = existing.map(|s| s.epoch);
         if let Some(state) = existing {
@@ -1044,6 +1173,7 @@ impl ServerEngine {
             deps.dedup();
             deps
         };
+        let heads_before = doc.get_heads();
         let logged: Vec<(Vec<u8>, Option<DeviceId>)> = fresh
             .iter()
             .map(|c| (c.raw_bytes().to_vec(), Some(device)))
@@ -1055,41 +1185,73 @@ impl ServerEngine {
             _ => RejectReason::MissingDependencies,
         })?;
         let after = crdt::read(&doc, push.kind);
-        AnyEntity::from_record(push.kind, push.doc, &after.record)
+        let entity = AnyEntity::from_record(push.kind, push.doc, &after.record)
             .map_err(|e| RejectReason::Invalid(e.to_string()))?;
-        let written = before.as_ref().map_or_else(
-            || Record::default().diff(&after.record),
-            |b| b.diff(&after.record),
-        );
-        if let Some((field, n)) = crate::record::oversized(&written) {
-            return Err(RejectReason::Invalid(format!(
-                "{field}: {n} bytes, at most {}",
-                crate::record::MAX_VALUE_BYTES
-            )));
+        // Nothing hidden: no key outside the schema, no object or bytes where a value belongs, no
+        // oversized value, not even as a losing concurrent value (what the server's copy already
+        // held, from before these checks, is not this push's doing).
+        let mut strays = stray_paths(&after, &entity);
+        if !strays.is_empty() {
+            let old = doc
+                .fork_at(&heads_before)
+                .map_err(|_| RejectReason::MissingDependencies)?;
+            let old = crdt::read(&old, push.kind);
+            let held: Set<String> = AnyEntity::from_record(push.kind, push.doc, &old.record)
+                .map(|e| stray_paths(&old, &e))
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            strays.retain(|s| !held.contains(s));
+            if !strays.is_empty() {
+                return Err(RejectReason::Invalid(strays.join("; ")));
+            }
+        }
+        // A device names only documents it can see, of the right kind: its writes never widen
+        // its scope.
+        if let Subject::Technician(_) = subject {
+            for r in auth::references(push.kind, before.as_ref(), &after.record) {
+                let right_kind = self
+                    .docs
+                    .get(&r.doc)
+                    .is_some_and(|d| d.kind == r.kind && d.live().is_some());
+                let seen_by_device = created.contains(&r.doc)
+                    || self.holds(device, r.doc, now)
+                    || visible_before
+                        .get_or_insert_with(|| self.scope(subject, today))
+                        .contains(&r.doc);
+                if !(right_kind && seen_by_device) {
+                    return Err(RejectReason::Invalid(format!(
+                        "`{}` names no {} this device can see",
+                        r.path,
+                        r.kind.as_str()
+                    )));
+                }
+            }
         }
 
         let mut compensation: Vec<FieldChange> = Vec::new();
         if !auth::check(push.kind, author.role, before.as_ref(), &after.record).is_empty() {
-            // Judge the change against the state its author saw, not against concurrent edits the
-            // server merged meanwhile; then restore what it was not allowed to change.
             match &before {
                 None => {
                     for denied in auth::check(push.kind, author.role, None, &after.record) {
-                        compensation.push(match denied.target() {
-                            // Not allowed to create this kind at all: the document is withdrawn.
-                            None => FieldChange::Set {
-                                field: "deleted".into(),
-                                value: Scalar::Bool(true),
-                            },
-                            // Allowed, but with a field it may not set: that field is cleared.
-                            Some(f) => FieldChange::Set {
+                        match denied.target() {
+                            // Allowed to create, with a field it may not set: that field is
+                            // left blank.
+                            auth::Target::Field(f) => compensation.push(FieldChange::Set {
                                 field: f.to_owned(),
-                                value: Scalar::Null,
-                            },
-                        });
+                                value: auth::blank(f),
+                            }),
+                            // A kind it may not create: nothing is stored.
+                            auth::Target::Document | auth::Target::Item { .. } => {
+                                return Err(RejectReason::Invalid(denied.to_string()));
+                            }
+                        }
                     }
                 }
                 Some(before) => {
+                    // Judge the change against the state its author saw, not against concurrent
+                    // edits the server merged meanwhile; then restore what it was not allowed to
+                    // change.
                     let mut base = doc
                         .fork_at(&base_heads)
                         .map_err(|_| RejectReason::MissingDependencies)?;
@@ -1097,25 +1259,63 @@ impl ServerEngine {
                     crdt::apply(&mut base, fresh).map_err(|_| RejectReason::MissingDependencies)?;
                     let made = crdt::read(&base, push.kind).record;
                     for denied in auth::check(push.kind, author.role, Some(&seen_state), &made) {
-                        let Some(field) = denied.target() else {
-                            continue;
-                        };
-                        if after.record.get(field) != before.get(field) {
-                            compensation.push(FieldChange::Set {
-                                field: field.to_owned(),
-                                value: before.get(field).clone(),
-                            });
-                        }
+                        restore(&denied, before, &after.record, &mut compensation)?;
                     }
                 }
             }
         }
+        // Field work that lands on a document deleted meanwhile (by the office, or in ERPNext)
+        // is not left inside a deleted document nobody sees: the deletion becomes a decision for
+        // the office (restore, or archive the work), the document stays visible until then,
+        // and a note on the job tells the technician.
+        let restored: Set<String> = compensation.iter().map(|c| c.target().to_owned()).collect();
+        let work_on_deleted = author.role == Role::Technician
+            && before.as_ref().is_some_and(|b| {
+                b.get("deleted") == &Scalar::Bool(true)
+                    && b.diff(&after.record)
+                        .iter()
+                        .any(|c| !restored.contains(c.target()))
+            });
+        if work_on_deleted && push.kind == EntityKind::Job {
+            let key = format!("deleted-{}", now.0);
+            let item = |field: &str, value: Scalar| FieldChange::SetItem {
+                collection: "notes".into(),
+                item: key.clone(),
+                field: field.into(),
+                value,
+            };
+            compensation.extend([
+                item("text", Scalar::str(DELETED_NOTE)),
+                item("author", Scalar::Null),
+                item("at", Scalar::Int(now.0)),
+            ]);
+        }
+        // Whoever the device says wrote a note, it is the session's technician.
+        let technician = match subject {
+            Subject::Technician(t) => Some(t.to_string()),
+            Subject::Office => None,
+        };
+        compensation.extend(auth::authorship(
+            push.kind,
+            before.as_ref(),
+            &after.record,
+            technician.as_deref(),
+        ));
         let mut changes = logged;
         let mut materialized = Some(after);
         if let Some(fix) = crdt::write(&mut doc, self.config.author, now, &compensation)
             .map_err(|e| RejectReason::CorruptChange(e.to_string()))?
         {
             changes.push((fix, None));
+            materialized = None;
+        }
+        if work_on_deleted {
+            let deleted = [&Scalar::Bool(false), &Scalar::Bool(true)];
+            for c in crdt::open_decision(&mut doc, self.config.author, now, "deleted", deleted)
+                .map_err(|e| RejectReason::CorruptChange(e.to_string()))?
+            {
+                changes.push((c, None));
+            }
             materialized = None;
         }
         let mut effects = Vec::new();

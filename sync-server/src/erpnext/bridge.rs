@@ -473,6 +473,14 @@ impl Bridge {
         if ours.get("deleted") == &Scalar::Bool(true) {
             return Ok(Outcome::Skipped);
         }
+        // Field work arrived on a document deleted here or in ERPNext: nothing goes to ERPNext
+        // until the office decides to restore it (then it is created again) or to archive it.
+        let undecided = self
+            .svc()
+            .read(|e| e.conflicts_of(doc).iter().any(|c| c.field == "deleted"))?;
+        if undecided {
+            return Ok(Outcome::Skipped);
+        }
         let known = shadow
             .as_ref()
             .map(|s| s.name.clone())
@@ -639,10 +647,17 @@ impl Bridge {
         self.write_as_erp(
             doc,
             &base,
-            &[FieldChange::Set {
-                field: "deleted".into(),
-                value: Scalar::Bool(true),
-            }],
+            &[
+                FieldChange::Set {
+                    field: "deleted".into(),
+                    value: Scalar::Bool(true),
+                },
+                // The record is gone: a document restored later is created again.
+                FieldChange::Set {
+                    field: "erp_name".into(),
+                    value: Scalar::Null,
+                },
+            ],
         )?;
         self.svc().delete_meta(&format!("{SHADOW}{doc}"))?;
         let head = self.sync_head()?;

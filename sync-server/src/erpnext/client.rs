@@ -130,6 +130,8 @@ pub struct ErpConfig {
     /// `api_key:api_secret`.
     pub token: Secret,
     pub timeout: Duration,
+    /// PEM certificates trusted besides the system's (an ERPNext behind a private CA).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// The ERPNext REST client.
@@ -142,12 +144,17 @@ pub struct ErpClient {
 
 impl ErpClient {
     pub fn new(config: &ErpConfig) -> Result<Self, ErpError> {
-        let http = reqwest::Client::builder()
+        crate::tls::install_crypto();
+        let mut b = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(32)
-            .build()
-            .map_err(|e| ErpError::Transport(e.to_string()))?;
+            .pool_max_idle_per_host(32);
+        if let Some(pem) = &config.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ErpError::Transport(format!("the CA bundle is not readable: {e}")))?;
+            b = b.tls_certs_merge(certs);
+        }
+        let http = b.build().map_err(|e| ErpError::Transport(e.to_string()))?;
         Ok(Self {
             http,
             base: config.url.trim_end_matches('/').to_owned(),
@@ -317,7 +324,9 @@ impl ErpClient {
 }
 
 fn transport_message(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if let Some(tls) = tls_cause(e) {
+        format!("ERPNext's certificate is not trusted, nothing was sent: {tls}")
+    } else if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
         "connection refused or unreachable".into()
@@ -329,6 +338,39 @@ fn transport_message(e: &reqwest::Error) -> String {
             None => format!("request failed: {text}"),
         }
     }
+}
+
+/// The TLS refusal behind a failed request, if that is what it was.
+fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(t) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(t.to_string());
+        }
+        cur = c.source();
+    }
+    // The connector wraps rustls' error in types of its own: read its words too.
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cur = c.source();
+    }
+    [
+        "invalid peer certificate",
+        "peer is incompatible",
+        "received fatal alert",
+    ]
+    .iter()
+    .find_map(|m| text.find(m).map(|at| text[at..].to_owned()))
 }
 
 /// Percent-encodes a path segment (doctype and record names hold spaces and more).

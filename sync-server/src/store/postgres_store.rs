@@ -1,7 +1,7 @@
 //! The PostgreSQL store: the same effects and layout as SQLite, for deployments that scale out.
 
+use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
 use shared::clock::Millis;
 use shared::ids::{DeviceId, DocId};
 use shared::record::EntityKind;
@@ -52,6 +52,16 @@ fn seq(v: u64) -> i64 {
 impl PostgresStore {
     /// Connects and creates the tables in `schema` if needed. `schema` must be a plain identifier.
     pub fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, schema, None)
+    }
+
+    /// Connects with a CA trusted besides the system's (a private PostgreSQL), `sslmode` in
+    /// `url` honoured as libpq does (see [`super::pg_tls`]).
+    pub fn connect_with(
+        url: &str,
+        schema: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, StoreError> {
         if schema.is_empty()
             || !schema
                 .chars()
@@ -61,7 +71,7 @@ impl PostgresStore {
                 "`{schema}` is not a plain schema name"
             )));
         }
-        let mut client = Client::connect(url, NoTls)?;
+        let mut client = open(url, ca_pem)?;
         client.batch_execute(&format!(
             "SET lock_timeout = '30s';
              CREATE SCHEMA IF NOT EXISTS {schema};
@@ -83,10 +93,24 @@ impl PostgresStore {
         })
     }
 
+    /// Whether this connection is encrypted (TLS).
+    pub fn encrypted(&mut self) -> Result<bool, StoreError> {
+        let row = self.client.query_one(
+            "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+            &[],
+        )?;
+        Ok(row.get(0))
+    }
+
     /// Blocks the calling thread, running `on_change` each time another instance (or this one)
     /// commits to `schema`. Runs until the connection fails.
-    pub fn listen(url: &str, schema: &str, mut on_change: impl FnMut()) -> Result<(), StoreError> {
-        let mut client = Client::connect(url, NoTls)?;
+    pub fn listen(
+        url: &str,
+        schema: &str,
+        ca_pem: Option<&[u8]>,
+        mut on_change: impl FnMut(),
+    ) -> Result<(), StoreError> {
+        let mut client = open(url, ca_pem)?;
         client.batch_execute(&format!("LISTEN {}", channel(schema)))?;
         let mut notes = client.notifications();
         let mut it = notes.blocking_iter();
@@ -106,10 +130,23 @@ impl PostgresStore {
                 "`{schema}` is not a plain schema name"
             )));
         }
-        Client::connect(url, NoTls)?
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+        open(url, None)?.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
         Ok(())
     }
+}
+
+/// A connection, over TLS as `sslmode` asks.
+fn open(url: &str, ca_pem: Option<&[u8]>) -> Result<Client, StoreError> {
+    let (url, verify) = super::pg_tls::sslmode(url, ca_pem.is_some());
+    Client::connect(&url, super::pg_tls::connector(verify, ca_pem)?).map_err(|e| {
+        // The client's own text is only "error performing TLS handshake": say why.
+        match std::error::Error::source(&e) {
+            Some(cause) if e.to_string().contains("TLS") => {
+                StoreError::Tls(format!("{e}: {cause}"))
+            }
+            _ => StoreError::Postgres(e),
+        }
+    })
 }
 
 fn doc_row(r: &postgres::Row) -> Result<StoredDoc, StoreError> {

@@ -80,6 +80,7 @@ pub(crate) fn erp_world(timeout: Duration) -> ErpWorld {
         url: format!("http://{erp_addr}"),
         token: Secret::new(format!("{KEY}:{SECRET}")),
         timeout,
+        ca_pem: None,
     })
     .unwrap();
     let report = rt
@@ -717,6 +718,7 @@ fn bridge_contract_holds_against_real_erpnext() {
         url,
         token: Secret::new(token),
         timeout: Duration::from_secs(30),
+        ca_pem: None,
     })
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -841,4 +843,80 @@ fn invariant_office_data_typed_by_hand_never_blocks_or_evicts_field_work() {
     };
     assert_eq!(j.status, JobStatus::OnSite);
     assert!(j.notes.iter().any(|n| n.text == "Fibre épissée"));
+}
+
+#[test]
+fn invariant_a_job_deleted_in_erpnext_while_completed_offline_comes_back_as_a_decision() {
+    let w = erp_world(Duration::from_secs(10));
+    let tech = w.data.technicians[0];
+    let (mut t, mut tn) = w.replica(Role::Technician, Some(tech), 1);
+    let (mut office, mut on) = w.replica(Role::Dispatcher, None, 2);
+    t.sync(&mut tn).unwrap();
+    office.sync(&mut on).unwrap();
+    w.push().unwrap();
+    let job = job_of(&t, tech);
+    let name = erp_name(&w, job.doc());
+    // Offline in a basement: the technician completes the job and writes what was done.
+    for s in [JobStatus::EnRoute, JobStatus::OnSite, JobStatus::Completed] {
+        t.set_job_status(job, s).unwrap();
+    }
+    t.add_note(job, "ONT posé, signal -18,2 dBm").unwrap();
+    // Meanwhile the office deletes the job in ERPNext, and the bridge sees it.
+    w.erp.delete("Dispatch Job", &name).unwrap();
+    w.poll();
+    assert_eq!(
+        w.server_records()[&job.doc()].1.get("deleted"),
+        &Scalar::Bool(true)
+    );
+    // The technician comes back: the work is kept, the job stays visible, and the dispatcher
+    // has a decision to make.
+    t.sync(&mut tn).unwrap();
+    t.sync(&mut tn).unwrap();
+    assert!(t.rejections().unwrap().is_empty());
+    assert!(
+        w.conflicts().contains(&(job.doc(), "deleted".to_owned())),
+        "the deletion is a decision for the office: {:?}",
+        w.conflicts()
+    );
+    office.sync(&mut on).unwrap();
+    let Some(AnyEntity::Job(seen)) = office.entity(job.doc()).unwrap() else {
+        panic!("the dispatcher sees the job")
+    };
+    assert_eq!(seen.status, JobStatus::Completed);
+    assert!(seen.notes.iter().any(|n| n.text.contains("-18,2 dBm")));
+    // The technician is told, on the job itself.
+    let Some(AnyEntity::Job(mine)) = t.entity(job.doc()).unwrap() else {
+        panic!("the technician still has the job")
+    };
+    assert!(
+        mine.notes.iter().any(|n| n.text.contains("ERPNext")),
+        "a note tells the technician: {:?}",
+        mine.notes
+    );
+    // Nothing goes back to ERPNext until the dispatcher decides.
+    let creates = w.erp.counts().creates;
+    w.push().unwrap();
+    assert_eq!(w.erp.counts().creates, creates);
+    // The dispatcher restores it: ERPNext gets the job back, with the field work.
+    office
+        .resolve_conflict(job.doc(), "deleted", &Scalar::Bool(false))
+        .unwrap();
+    office.sync(&mut on).unwrap();
+    assert!(!w.conflicts().contains(&(job.doc(), "deleted".to_owned())));
+    w.push_until_done(5);
+    let restored = erp_name(&w, job.doc());
+    let theirs = w
+        .erp
+        .doc("Dispatch Job", &restored)
+        .expect("recreated in ERPNext");
+    assert_eq!(
+        theirs.get("fsm_id").and_then(Value::as_str),
+        Some(job.doc().to_string().as_str())
+    );
+    w.assert_erpnext_agrees();
+    t.sync(&mut tn).unwrap();
+    assert_eq!(
+        t.record(job.doc()).unwrap(),
+        Some(w.server_records()[&job.doc()].1.clone())
+    );
 }

@@ -11,4 +11,5 @@ mod recording;
 mod scenarios;
 mod sim;
 mod tidy;
+mod tls;
 mod world;
