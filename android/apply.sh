@@ -8,7 +8,9 @@ if [ ! -d "$gen" ]; then
   echo "no generated Android project: run \`cargo tauri android init\` in app-tauri first" >&2
   exit 1
 fi
-cp "$here/app/src/main/AndroidManifest.xml" "$gen/AndroidManifest.xml"
+# The host of login links (the server's public_url), for the verified App Link.
+host="${FSM_LINK_HOST:?set FSM_LINK_HOST to the host of the server's public_url, e.g. sync.example.net}"
+sed "s/\${fsmLinkHost}/$host/g" "$here/app/src/main/AndroidManifest.xml" > "$gen/AndroidManifest.xml"
 for d in values values-en xml; do
   mkdir -p "$gen/res/$d"
   cp "$here/app/src/main/res/$d/"*.xml "$gen/res/$d/"

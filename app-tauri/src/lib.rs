@@ -80,6 +80,12 @@ fn net_settings(dir: &std::path::Path) -> Result<app_tauri_core::device::NetSett
     })
 }
 
+/// A login link: the verified App Link / Universal Link (`https://server/login#token=…`, which
+/// only this app can receive), or the `fsm://login?token=…` fallback.
+fn is_login_link(url: &tauri::Url) -> bool {
+    url.scheme() == "fsm" || (url.scheme() == "https" && url.path() == "/login")
+}
+
 /// Registers plugins, commands, state and the sync task on `builder`, and builds the app.
 ///
 /// The device is opened here rather than in a `setup` hook so that the app is complete as soon as
@@ -118,13 +124,13 @@ pub fn create_app<R: Runtime>(
             .get_current()
             .ok()
             .flatten()
-            .and_then(|urls| urls.into_iter().find(|u| u.scheme() == "fsm"));
+            .and_then(|urls| urls.into_iter().find(is_login_link));
         if let Some(url) = first {
             *lock_link(&pending_link) = Some(url.to_string());
         }
         let (handle, pending) = (app.handle().clone(), Arc::clone(&pending_link));
         app.deep_link().on_open_url(move |e| {
-            for url in e.urls().into_iter().filter(|u| u.scheme() == "fsm") {
+            for url in e.urls().into_iter().filter(is_login_link) {
                 *lock_link(&pending) = Some(url.to_string());
                 let _ = handle.emit(shared::ipc::event::LOGIN_LINK, url.to_string());
             }

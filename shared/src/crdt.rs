@@ -336,7 +336,7 @@ pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
                                 Stray::Oversized(format!("{key}[{item_key}].{f}"), n)
                             }
                             other => other,
-                        })
+                        });
                     });
                     let res = resolve(coll.policy, &found);
                     if let Some(values) = res.conflict {

@@ -13,6 +13,8 @@ pub enum TokenKind {
     Session,
     /// A one-time login link for a technician, exchanged for a session on their device.
     Magic,
+    /// A one-time login link for an office account (a dispatcher or an admin).
+    AccountLink,
 }
 
 /// The claims of a token.
@@ -32,6 +34,9 @@ pub struct Claims {
     /// its role's maximum age. Absent in tokens from before it existed: `iat`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<i64>,
+    /// The office account this token belongs to (office accounts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acct: Option<String>,
 }
 
 /// A verified session token.
@@ -43,6 +48,16 @@ pub struct Session {
     pub iat: i64,
     /// When the session began (its login).
     pub auth: i64,
+    pub exp: i64,
+    /// The office account it belongs to, if any (tokens made by `sync-server token` have none).
+    pub account: Option<DocId>,
+}
+
+/// A verified login link for an office account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLink {
+    pub account: DocId,
+    pub jti: String,
     pub exp: i64,
 }
 
@@ -156,6 +171,19 @@ impl Keys {
         now_s: i64,
         auth_s: i64,
     ) -> Result<(String, i64), AuthError> {
+        self.issue_account_session(device, role, tech, None, now_s, auth_s)
+    }
+
+    /// [`Keys::issue_session`] for an office account's session.
+    pub fn issue_account_session(
+        &self,
+        device: DeviceId,
+        role: Role,
+        tech: Option<TechnicianId>,
+        account: Option<DocId>,
+        now_s: i64,
+        auth_s: i64,
+    ) -> Result<(String, i64), AuthError> {
         let end = auth_s.saturating_add(self.lifetimes.max_age(role));
         let exp = now_s.saturating_add(self.lifetimes.ttl_s).min(end);
         if exp <= now_s {
@@ -170,6 +198,7 @@ impl Keys {
             jti: new_jti(),
             kind: TokenKind::Session,
             auth: Some(auth_s),
+            acct: account.map(|a| a.to_string()),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::Invalid)?;
@@ -194,6 +223,7 @@ impl Keys {
             jti: new_jti(),
             kind: TokenKind::Session,
             auth: None,
+            acct: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::Invalid)
@@ -215,6 +245,7 @@ impl Keys {
             jti: new_jti(),
             kind: TokenKind::Magic,
             auth: None,
+            acct: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::Invalid)
@@ -233,6 +264,44 @@ impl Keys {
         }
     }
 
+    /// Issues a one-time login link for an office account.
+    pub fn issue_account_link(
+        &self,
+        account: DocId,
+        role: Role,
+        now_s: i64,
+        ttl_s: i64,
+    ) -> Result<String, AuthError> {
+        let claims = Claims {
+            sub: "magic".into(),
+            role,
+            tech: None,
+            iat: now_s,
+            exp: now_s + ttl_s,
+            jti: new_jti(),
+            kind: TokenKind::AccountLink,
+            auth: None,
+            acct: Some(account.to_string()),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| AuthError::Invalid)
+    }
+
+    /// Checks an office account's login link. Single use is the caller's check.
+    pub fn verify_account_link(&self, token: &str) -> Result<AccountLink, AuthError> {
+        let c = self.claims(token, TokenKind::AccountLink)?;
+        let account = c
+            .acct
+            .as_deref()
+            .and_then(|a| a.parse::<DocId>().ok())
+            .ok_or(AuthError::Invalid)?;
+        Ok(AccountLink {
+            account,
+            jti: c.jti,
+            exp: c.exp,
+        })
+    }
+
     /// Checks a magic link (signature, expiry, kind). Single use is the caller's check.
     pub fn verify_magic(&self, token: &str) -> Result<Magic, AuthError> {
         let c = self.claims(token, TokenKind::Magic)?;
@@ -249,12 +318,17 @@ impl Keys {
     pub fn verify_session(&self, token: &str) -> Result<Session, AuthError> {
         let c = self.claims(token, TokenKind::Session)?;
         let (jti, exp, iat, auth) = (c.jti.clone(), c.exp, c.iat, c.auth.unwrap_or(c.iat));
+        let account = match c.acct.as_deref() {
+            None => None,
+            Some(a) => Some(a.parse::<DocId>().map_err(|_| AuthError::Invalid)?),
+        };
         Ok(Session {
             device: Self::device(c)?,
             jti,
             iat,
             auth,
             exp,
+            account,
         })
     }
 

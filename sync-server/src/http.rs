@@ -14,6 +14,7 @@ use crate::AppState;
 use shared::ids::{DeviceId, DocId, Role, TechnicianId};
 use shared::sync::server::Subject;
 
+use crate::audit::AuditEvent;
 use crate::auth::{AuthError, Session};
 use crate::service::ServiceError;
 
@@ -192,7 +193,11 @@ async fn magic(
     }
     let now = now_s();
     let token = state.keys.issue_magic(tech, now, hours * 3600)?;
-    let link = Some(format!("fsm://login?token={token}"));
+    state.sync.audit(AuditEvent::LinkIssued {
+        technician: tech,
+        by: who.device.author.device,
+    });
+    let link = Some(state.links.login_link(&token));
     Ok(Json(TokenAnswer {
         token,
         expires_at: now + hours * 3600,
@@ -207,23 +212,61 @@ struct ExchangeRequest {
     device: String,
 }
 
-/// `POST /api/v1/auth/exchange`: a technician's device trades a login link (once) for a session.
+/// `POST /api/v1/auth/exchange`: a device trades a login link (once) for a session: a
+/// technician's link, or an office account's.
 async fn exchange(
     State(state): State<AppState>,
     Json(req): Json<ExchangeRequest>,
 ) -> Result<Json<TokenAnswer>, ApiError> {
-    let m = state.keys.verify_magic(&req.magic)?;
+    let account_link = state.keys.verify_account_link(&req.magic);
+    let magic = state.keys.verify_magic(&req.magic);
     let device = DeviceId(
         req.device
             .parse::<DocId>()
             .map_err(|_| ApiError::bad_request("`device` is not a device id"))?,
     );
+    let (jti, exp) = match (&magic, &account_link) {
+        (Ok(m), _) => (m.jti.clone(), m.exp),
+        (_, Ok(a)) => (a.jti.clone(), a.exp),
+        (Err(e), _) => return Err(e.clone().into()),
+    };
+    // An office account's link: only while the account is active, with its current role.
+    let account = match &account_link {
+        Ok(a) => {
+            let found = load_account(&state, a.account).await?;
+            match found.filter(|acc| acc.active) {
+                Some(acc) => Some(acc),
+                None => {
+                    state.sync.audit(AuditEvent::LoginRefused {
+                        device,
+                        reason: "the account is disabled or gone".into(),
+                    });
+                    return Err(ApiError {
+                        status: StatusCode::UNAUTHORIZED,
+                        code: "account_disabled",
+                        message: "this account is disabled: ask an admin".into(),
+                    });
+                }
+            }
+        }
+        Err(_) => None,
+    };
     let service = Arc::clone(&state.sync);
-    let (jti, exp) = (m.jti.clone(), m.exp);
     let first_use = tokio::task::spawn_blocking(move || service.revoke(&jti, exp))
         .await
         .map_err(|_| ServiceError::Poisoned)??;
     if !first_use {
+        if let Ok(m) = &magic {
+            state.sync.audit(AuditEvent::LinkReused {
+                technician: m.technician,
+                device,
+            });
+        } else {
+            state.sync.audit(AuditEvent::LoginRefused {
+                device,
+                reason: "an account's login link used again".into(),
+            });
+        }
         return Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "link_used",
@@ -231,16 +274,215 @@ async fn exchange(
         });
     }
     let now = now_s();
-    let (token, expires_at) =
-        state
-            .keys
-            .issue_session(device, Role::Technician, Some(m.technician), now, now)?;
-    tracing::info!(technician = %m.technician, %device, "auth.link_redeemed");
+    let (token, expires_at) = match (&magic, account) {
+        (Ok(m), _) => {
+            let now = state
+                .sync
+                .session_time(now, device, Some(m.technician), None);
+            tracing::info!(technician = %m.technician, %device, "auth.link_redeemed");
+            state.sync.audit(AuditEvent::LinkRedeemed {
+                technician: m.technician,
+                device,
+            });
+            state
+                .keys
+                .issue_session(device, Role::Technician, Some(m.technician), now, now)?
+        }
+        (_, Some(acc)) => {
+            let now = state.sync.session_time(now, device, None, Some(acc.id));
+            state.sync.audit(AuditEvent::AccountSignedIn {
+                account: acc.id,
+                device,
+            });
+            state.keys.issue_account_session(
+                device,
+                acc.role.role(),
+                None,
+                Some(acc.id),
+                now,
+                now,
+            )?
+        }
+        _ => return Err(AuthError::Invalid.into()),
+    };
     Ok(Json(TokenAnswer {
         token,
         expires_at,
         link: None,
     }))
+}
+
+async fn load_account(
+    state: &AppState,
+    id: DocId,
+) -> Result<Option<crate::accounts::Account>, ApiError> {
+    let service = Arc::clone(&state.sync);
+    let raw = tokio::task::spawn_blocking(move || service.meta(&crate::accounts::Account::key(id)))
+        .await
+        .map_err(|_| ServiceError::Poisoned)??;
+    Ok(raw.and_then(|v| serde_json::from_str(&v).ok()))
+}
+
+async fn save_account(state: &AppState, a: &crate::accounts::Account) -> Result<(), ApiError> {
+    let value = serde_json::to_string(a).map_err(|e| ServiceError::Engine(e.to_string()))?;
+    let (service, key) = (Arc::clone(&state.sync), crate::accounts::Account::key(a.id));
+    tokio::task::spawn_blocking(move || service.set_meta(&key, &value))
+        .await
+        .map_err(|_| ServiceError::Poisoned)??;
+    Ok(())
+}
+
+fn admin(who: &Session) -> Result<(), ApiError> {
+    if who.device.author.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only an admin manages accounts"))
+    }
+}
+
+/// How long an account's login link lasts.
+const ACCOUNT_LINK_S: i64 = 72 * 3600;
+
+#[derive(Serialize)]
+struct AccountAnswer {
+    account: crate::accounts::Account,
+    /// A one-time login link for the account (on creation, or when asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    name: String,
+    role: crate::accounts::OfficeRole,
+}
+
+/// `POST /api/v1/admin/accounts`: an admin creates a dispatcher's or admin's account; the answer
+/// carries its first login link.
+async fn create_account(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    Json(req): Json<NewAccount>,
+) -> Result<(StatusCode, Json<AccountAnswer>), ApiError> {
+    use shared::clock::Clock as _;
+    admin(&who)?;
+    let name = crate::accounts::Account::check_name(&req.name).map_err(ApiError::bad_request)?;
+    let now = crate::SystemClock.now();
+    let account = crate::accounts::Account {
+        id: DocId::new_v7(now, rand::random()),
+        name,
+        role: req.role,
+        active: true,
+        created_at: now.0,
+    };
+    save_account(&state, &account).await?;
+    let token =
+        state
+            .keys
+            .issue_account_link(account.id, account.role.role(), now_s(), ACCOUNT_LINK_S)?;
+    state.sync.audit(AuditEvent::AccountCreated {
+        account: account.id,
+        role: account.role,
+        by: who.device.author.device,
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountAnswer {
+            account,
+            link: Some(state.links.login_link(&token)),
+        }),
+    ))
+}
+
+/// `GET /api/v1/admin/accounts`: every office account.
+async fn list_accounts(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<crate::accounts::Account>>, ApiError> {
+    admin(&who)?;
+    let service = Arc::clone(&state.sync);
+    let rows = tokio::task::spawn_blocking(move || service.meta_prefix(crate::accounts::PREFIX))
+        .await
+        .map_err(|_| ServiceError::Poisoned)??;
+    let mut accounts: Vec<crate::accounts::Account> = rows
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_str(&v).ok())
+        .collect();
+    accounts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(accounts))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountChange {
+    active: Option<bool>,
+    role: Option<crate::accounts::OfficeRole>,
+    /// A new one-time login link (a new computer, a lost link).
+    #[serde(default)]
+    new_link: bool,
+}
+
+/// `POST /api/v1/admin/accounts/{id}`: disables or enables an account, changes its role, or
+/// makes a new login link. Disabling or a new role ends every session the account has.
+async fn change_account(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(req): Json<AccountChange>,
+) -> Result<Json<AccountAnswer>, ApiError> {
+    admin(&who)?;
+    let id: DocId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("not an account id"))?;
+    let mut account = load_account(&state, id).await?.ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "no such account".into(),
+    })?;
+    let before = account.clone();
+    if let Some(a) = req.active {
+        account.active = a;
+    }
+    if let Some(r) = req.role {
+        account.role = r;
+    }
+    if req.new_link && !account.active {
+        return Err(ApiError::bad_request(
+            "a disabled account gets no login link",
+        ));
+    }
+    save_account(&state, &account).await?;
+    let now = now_s();
+    if (before.active && !account.active) || before.role != account.role {
+        let until = now + state.keys.lifetimes().ttl_s.max(ACCOUNT_LINK_S);
+        let service = Arc::clone(&state.sync);
+        tokio::task::spawn_blocking(move || {
+            service.revoke_sessions(now, until, |upto| crate::revocation::Revocation::Account {
+                account: id,
+                upto,
+            })
+        })
+        .await
+        .map_err(|_| ServiceError::Poisoned)??;
+    }
+    if before != account {
+        state.sync.audit(AuditEvent::AccountChanged {
+            account: id,
+            active: account.active,
+            role: account.role,
+            by: who.device.author.device,
+        });
+    }
+    let link = if req.new_link {
+        let token = state
+            .keys
+            .issue_account_link(id, account.role.role(), now, ACCOUNT_LINK_S)?;
+        Some(state.links.login_link(&token))
+    } else {
+        None
+    };
+    Ok(Json(AccountAnswer { account, link }))
 }
 
 /// `POST /api/v1/auth/refresh`: a new session for the same device. The old token is revoked
@@ -250,7 +492,25 @@ async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<TokenAnswer>, ApiError> {
-    let who = session(&state, &headers)?;
+    let who = state.keys.verify_session(bearer(&headers)?)?;
+    let refused = |reason: &str| {
+        state.sync.audit(AuditEvent::RefreshRefused {
+            device: who.device.author.device,
+            reason: reason.to_owned(),
+        });
+    };
+    if state.sync.is_session_revoked(&who) {
+        refused("revoked, or refreshed already");
+        return Err(AuthError::Invalid.into());
+    }
+    if let Some(account) = who.account
+        && !load_account(&state, account)
+            .await?
+            .is_some_and(|a| a.active)
+    {
+        refused("its account is disabled");
+        return Err(AuthError::Invalid.into());
+    }
     let tech = match who.device.subject {
         Subject::Technician(t) => Some(t),
         Subject::Office => None,
@@ -261,15 +521,22 @@ async fn refresh(
         .await
         .map_err(|_| ServiceError::Poisoned)??;
     if !first_use {
+        refused("refreshed already");
         return Err(AuthError::Invalid.into());
     }
-    let (token, expires_at) = state.keys.issue_session(
-        who.device.author.device,
-        who.device.author.role,
-        tech,
-        now_s(),
-        who.auth,
-    )?;
+    let (token, expires_at) = state
+        .keys
+        .issue_account_session(
+            who.device.author.device,
+            who.device.author.role,
+            tech,
+            who.account,
+            state
+                .sync
+                .session_time(now_s(), who.device.author.device, tech, who.account),
+            who.auth,
+        )
+        .inspect_err(|_| refused("past the maximum age of its session"))?;
     Ok(Json(TokenAnswer {
         token,
         expires_at,
@@ -306,38 +573,134 @@ async fn revoke(
         s.parse::<DocId>()
             .map_err(|_| ApiError::bad_request(format!("`{what}` is not an id")))
     };
-    let (what, exp) = match (&req.token, &req.device, &req.technician) {
-        (Some(t), None, None) => match (state.keys.verify_session(t), state.keys.verify_magic(t)) {
-            (Ok(s), _) => (Revocation::Token(s.jti), s.exp),
-            (_, Ok(m)) => (Revocation::Token(m.jti), m.exp),
-            _ => return Err(ApiError::bad_request("not a valid token of this server")),
-        },
-        (None, Some(d), None) => (
-            Revocation::Device {
-                device: DeviceId(id(d, "device")?),
-                upto: now,
-            },
-            until,
-        ),
-        (None, None, Some(t)) => (
-            Revocation::Technician {
-                technician: TechnicianId(id(t, "technician")?),
-                upto: now,
-            },
-            until,
-        ),
+    let service = Arc::clone(&state.sync);
+    let by = who.device.author.device;
+    let what = match (&req.token, &req.device, &req.technician) {
+        (Some(t), None, None) => {
+            let (jti, exp) = match (state.keys.verify_session(t), state.keys.verify_magic(t)) {
+                (Ok(s), _) => (s.jti, s.exp),
+                (_, Ok(m)) => (m.jti, m.exp),
+                _ => return Err(ApiError::bad_request("not a valid token of this server")),
+            };
+            let what = Revocation::Token(jti);
+            let w = what.clone();
+            tokio::task::spawn_blocking(move || service.revoke_key(&w, exp))
+                .await
+                .map_err(|_| ServiceError::Poisoned)??;
+            what
+        }
+        (None, Some(d), None) => {
+            let device = DeviceId(id(d, "device")?);
+            tokio::task::spawn_blocking(move || {
+                service.revoke_sessions(now, until, |upto| Revocation::Device { device, upto })
+            })
+            .await
+            .map_err(|_| ServiceError::Poisoned)??
+        }
+        (None, None, Some(t)) => {
+            let technician = TechnicianId(id(t, "technician")?);
+            tokio::task::spawn_blocking(move || {
+                service.revoke_sessions(now, until, |upto| Revocation::Technician {
+                    technician,
+                    upto,
+                })
+            })
+            .await
+            .map_err(|_| ServiceError::Poisoned)??
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "name exactly one of `token`, `device` or `technician`",
             ));
         }
     };
-    tracing::info!(revoked = %what.key(), by = %who.device.author.device, "auth.revoked");
+    tracing::info!(revoked = %what.key(), %by, "auth.revoked");
+    state.sync.audit(AuditEvent::Revoked {
+        what: what.key(),
+        by,
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /.well-known/assetlinks.json`: the Android app that may open login links (verified by
+/// Android before it lets the app claim them).
+async fn assetlinks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let l = &state.links;
+    let (Some(package), false) = (&l.android_package, l.android_cert_sha256.is_empty()) else {
+        return Err(not_configured("Android app links"));
+    };
+    Ok(Json(serde_json::json!([{
+        "relation": ["delegate_permission/common.handle_all_urls"],
+        "target": {
+            "namespace": "android_app",
+            "package_name": package,
+            "sha256_cert_fingerprints": l.android_cert_sha256,
+        }
+    }]))
+    .into_response())
+}
+
+/// `GET /.well-known/apple-app-site-association`: the iOS apps that may open login links.
+async fn apple_association(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let l = &state.links;
+    if l.apple_app_ids.is_empty() {
+        return Err(not_configured("iOS universal links"));
+    }
+    Ok(Json(serde_json::json!({
+        "applinks": {
+            "details": [{
+                "appIDs": l.apple_app_ids,
+                "components": [{ "/": "/login", "comment": "login links" }],
+            }]
+        }
+    }))
+    .into_response())
+}
+
+/// `GET /login`: where a login link lands when the app is not installed (or the link was
+/// opened on a computer). The token stays in the fragment, which browsers never send.
+async fn login_page() -> Response {
+    const PAGE: &str = "<!doctype html><html lang=\"fr\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Connexion</title><body style=\"font-family:sans-serif;max-width:32em;margin:2em auto;padding:0 1em\"><h1>Lien de connexion</h1><p>Ouvrez ce lien sur le téléphone où l'application est installée : elle s'ouvre sur la connexion. Sinon, copiez le lien complet dans l'écran de connexion de l'application.</p><p lang=\"en\">Open this link on the phone where the app is installed; otherwise paste the whole link into the app's login screen.</p></body></html>";
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+fn not_configured(what: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_configured",
+        message: format!("{what} are not configured on this server"),
+    }
+}
+
+/// `GET /api/v1/audit?limit=N`: sign-ins and revocations, newest first (the office).
+async fn audit_log(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> Result<Json<Vec<crate::audit::AuditEntry>>, ApiError> {
+    office(&who)?;
+    let limit = q.limit.unwrap_or(200).clamp(1, 5000);
     let service = Arc::clone(&state.sync);
-    tokio::task::spawn_blocking(move || service.revoke_key(&what, exp))
+    let entries = tokio::task::spawn_blocking(move || service.audit_log(limit))
         .await
         .map_err(|_| ServiceError::Poisoned)??;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(entries))
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
@@ -460,9 +823,7 @@ fn office(who: &Session) -> Result<(), ApiError> {
     if who.device.author.role.is_office() {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
-            "only the office sees the ERPNext inbox",
-        ))
+        Err(ApiError::forbidden("only the office sees this"))
     }
 }
 
@@ -725,6 +1086,23 @@ pub fn router(state: AppState) -> Router {
             post(exchange).layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),
         )
         .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/audit", get(audit_log))
+        .route(
+            "/api/v1/admin/accounts",
+            get(list_accounts)
+                .post(create_account)
+                .layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),
+        )
+        .route(
+            "/api/v1/admin/accounts/{id}",
+            post(change_account).layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),
+        )
+        .route("/.well-known/assetlinks.json", get(assetlinks))
+        .route(
+            "/.well-known/apple-app-site-association",
+            get(apple_association),
+        )
+        .route("/login", get(login_page))
         .route(
             "/api/v1/auth/revoke",
             post(revoke).layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),

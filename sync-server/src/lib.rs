@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod demo;
 pub mod erpnext;
@@ -36,6 +38,33 @@ pub struct AppState {
     pub erp: Option<Arc<ErpEdge>>,
     /// Photos and signatures uploaded by devices, when the server has a data folder.
     pub photos: Option<Arc<photos::PhotoStore>>,
+    /// Where login links point, and which apps may open them.
+    pub links: Arc<LinkSettings>,
+}
+
+/// Login links as App Links (Android) and Universal Links (iOS): `https://{public_url}/login#
+/// token=…` opens only the app whose identity the server vouches for in its association files,
+/// so another app claiming the `fsm://` scheme cannot catch a link. Without `public_url`, links
+/// use the `fsm://` scheme.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkSettings {
+    pub public_url: Option<String>,
+    pub android_package: Option<String>,
+    /// SHA-256 fingerprints of the Android app's signing certificates (`AA:BB:…`).
+    pub android_cert_sha256: Vec<String>,
+    /// The iOS apps (`TEAMID.bundle.id`).
+    pub apple_app_ids: Vec<String>,
+}
+
+impl LinkSettings {
+    /// The link that logs a technician in with `token`.
+    pub fn login_link(&self, token: &str) -> String {
+        match &self.public_url {
+            // In the fragment: never sent to a server, never in an access log.
+            Some(base) => format!("{}/login#token={token}", base.trim_end_matches('/')),
+            None => format!("fsm://login?token={token}"),
+        }
+    }
 }
 
 /// What the HTTP edge needs of the ERPNext bridge.

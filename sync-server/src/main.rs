@@ -325,7 +325,7 @@ fn main() -> Result<()> {
             url.expose().to_owned(),
             settings.postgres_schema.clone(),
             Arc::clone(&service),
-            pg_ca.clone(),
+            pg_ca,
         );
         std::thread::spawn(move || {
             loop {
@@ -437,6 +437,7 @@ fn main() -> Result<()> {
         keys,
         erp,
         photos: Some(Arc::new(photos)),
+        links: Arc::new(settings.links()),
     };
     // TLS served here when a certificate is configured; otherwise plain HTTP, for a reverse
     // proxy that ends TLS in front (or the demo on loopback).

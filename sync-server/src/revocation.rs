@@ -18,6 +18,9 @@ pub enum Revocation {
     Device { device: DeviceId, upto: i64 },
     /// Every session of a technician, on any device, issued at or before `upto`.
     Technician { technician: TechnicianId, upto: i64 },
+    /// Every session of an office account issued at or before `upto` (disabled, or its role
+    /// changed).
+    Account { account: DocId, upto: i64 },
 }
 
 impl Revocation {
@@ -29,6 +32,7 @@ impl Revocation {
             Revocation::Technician { technician, upto } => {
                 format!("technician:{technician}:{upto}")
             }
+            Revocation::Account { account, upto } => format!("account:{account}:{upto}"),
         }
     }
 
@@ -47,6 +51,7 @@ impl Revocation {
                 technician: TechnicianId(id),
                 upto,
             },
+            (Some("account"), Some(account), Some(upto)) => Revocation::Account { account, upto },
             _ => Revocation::Token(key.to_owned()),
         }
     }
@@ -58,6 +63,7 @@ pub struct Revoked {
     tokens: HashSet<String>,
     devices: HashMap<DeviceId, i64>,
     technicians: HashMap<TechnicianId, i64>,
+    accounts: HashMap<DocId, i64>,
 }
 
 impl Revoked {
@@ -82,6 +88,38 @@ impl Revoked {
                 let at = self.technicians.entry(technician).or_insert(upto);
                 *at = (*at).max(upto);
             }
+            Revocation::Account { account, upto } => {
+                let at = self.accounts.entry(account).or_insert(upto);
+                *at = (*at).max(upto);
+            }
+        }
+    }
+
+    /// The latest revocation naming this device, technician or account (its `upto`).
+    pub fn latest(
+        &self,
+        device: DeviceId,
+        technician: Option<TechnicianId>,
+        account: Option<DocId>,
+    ) -> Option<i64> {
+        [
+            self.devices.get(&device),
+            technician.and_then(|t| self.technicians.get(&t)),
+            account.and_then(|a| self.accounts.get(&a)),
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .max()
+    }
+
+    /// The `upto` of the revocation already naming the same device, technician or account.
+    pub fn current(&self, what: &Revocation) -> Option<i64> {
+        match what {
+            Revocation::Token(_) => None,
+            Revocation::Device { device, .. } => self.devices.get(device).copied(),
+            Revocation::Technician { technician, .. } => self.technicians.get(technician).copied(),
+            Revocation::Account { account, .. } => self.accounts.get(account).copied(),
         }
     }
 
@@ -95,6 +133,7 @@ impl Revoked {
         let before = |upto: Option<&i64>| upto.is_some_and(|u| s.iat <= *u);
         self.tokens.contains(&s.jti)
             || before(self.devices.get(&s.device.author.device))
+            || s.account.is_some_and(|a| before(self.accounts.get(&a)))
             || match s.device.subject {
                 shared::sync::server::Subject::Technician(t) => before(self.technicians.get(&t)),
                 shared::sync::server::Subject::Office => false,
@@ -128,6 +167,7 @@ mod tests {
             iat,
             auth: iat,
             exp: iat + 3600,
+            account: None,
         }
     }
 
@@ -142,6 +182,10 @@ mod tests {
             Revocation::Technician {
                 technician: TechnicianId(DocId::from_u128(9)),
                 upto: 200,
+            },
+            Revocation::Account {
+                account: DocId::from_u128(7),
+                upto: 300,
             },
         ];
         for r in &all {

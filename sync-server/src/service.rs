@@ -47,6 +47,8 @@ pub struct SyncService {
     /// Moves on every revocation seen (here or from another instance): live streams look again
     /// whether their session is still valid.
     revocations: tokio::sync::watch::Sender<u64>,
+    /// Orders audit entries written in the same millisecond.
+    audit_seq: std::sync::atomic::AtomicU64,
     /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
     /// acknowledged until a restart rebuilds it from the store.
     poisoned: std::sync::atomic::AtomicBool,
@@ -131,6 +133,7 @@ impl SyncService {
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             revoked: std::sync::RwLock::new(revoked),
             revocations: tokio::sync::watch::channel(0).0,
+            audit_seq: std::sync::atomic::AtomicU64::new(0),
             poisoned: std::sync::atomic::AtomicBool::new(false),
             degraded: std::sync::atomic::AtomicBool::new(false),
             min_app_version: None,
@@ -211,6 +214,22 @@ impl SyncService {
         self.revoked.read().map_or(true, |r| r.covers(s))
     }
 
+    /// When a new session for these may be dated: after any revocation that names them (a
+    /// revocation covers sessions issued up to its second, so a session issued in that same
+    /// second, after it, is dated the next).
+    pub fn session_time(
+        &self,
+        now_s: i64,
+        device: shared::ids::DeviceId,
+        technician: Option<shared::ids::TechnicianId>,
+        account: Option<shared::ids::DocId>,
+    ) -> i64 {
+        self.revoked.read().map_or(now_s, |r| {
+            r.latest(device, technician, account)
+                .map_or(now_s, |upto| now_s.max(upto + 1))
+        })
+    }
+
     /// Moves whenever something is revoked.
     pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
         self.revocations.subscribe()
@@ -259,6 +278,26 @@ impl SyncService {
         let fresh = g.store.revoke(&key, exp)?;
         self.set_revoked([key], false);
         Ok(fresh)
+    }
+
+    /// Revokes every session of a device, technician or account so far: `at(upto)` names it.
+    /// Sessions issued after an earlier revocation are dated past it (see
+    /// [`Self::session_time`]), so this one reaches past them too.
+    pub fn revoke_sessions(
+        &self,
+        now_s: i64,
+        keep_until: i64,
+        at: impl Fn(i64) -> crate::revocation::Revocation,
+    ) -> Result<crate::revocation::Revocation, ServiceError> {
+        let upto = self
+            .revoked
+            .read()
+            .ok()
+            .and_then(|r| r.current(&at(now_s)))
+            .map_or(now_s, |u| now_s.max(u + 1));
+        let what = at(upto);
+        self.revoke_key(&what, keep_until.max(upto + 1))?;
+        Ok(what)
     }
 
     /// Reads the revocations again (made by the command line, or by another instance).
@@ -478,6 +517,38 @@ impl SyncService {
     pub fn wants_photo(&self, who: Device, sha256: &str) -> Result<bool, ServiceError> {
         let now = self.clock.now();
         self.read(|e| e.wants_photo(who.author.device, who.subject, now.date(), now, sha256))
+    }
+
+    /// Writes an entry to the audit log (a failure to write it is logged, not fatal: the act it
+    /// records has happened).
+    pub fn audit(&self, event: crate::audit::AuditEvent) {
+        let entry = crate::audit::AuditEntry {
+            at: self.clock.now().0,
+            event,
+        };
+        let written = serde_json::to_string(&entry)
+            .map_err(|e| ServiceError::Engine(e.to_string()))
+            .and_then(|v| {
+                // Entries of one millisecond keep their order.
+                let n = self
+                    .audit_seq
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.set_meta(&entry.key(n), &v)
+            });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "audit.not_written");
+        }
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<crate::audit::AuditEntry>, ServiceError> {
+        let mut rows = self.meta_prefix(crate::audit::PREFIX)?;
+        rows.reverse();
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_str(&v).ok())
+            .take(limit)
+            .collect())
     }
 
     /// Rebuilds the engine from the store, as a restart would (devices register again).

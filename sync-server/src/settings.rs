@@ -58,6 +58,16 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM); required with `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// The server's public address (`https://sync.example.net`): login links are App Links
+    /// and Universal Links under it (`/login#token=…`), which only the apps below can open.
+    pub public_url: Option<String>,
+    /// The Android app allowed to open login links, and its signing certificates' SHA-256
+    /// fingerprints (comma-separated `AA:BB:…`), published in `/.well-known/assetlinks.json`.
+    pub android_package: Option<String>,
+    pub android_cert_sha256: Option<String>,
+    /// The iOS apps allowed to open login links (`TEAMID.bundle.id`, comma-separated),
+    /// published in `/.well-known/apple-app-site-association`.
+    pub apple_app_ids: Option<String>,
     /// Each session token lasts this many days; apps refresh it while in use.
     pub session_days: i64,
     /// A session, refreshes included, ends this many days after its login, per role.
@@ -99,6 +109,27 @@ fn default_timeout_s() -> u64 {
 }
 
 impl Settings {
+    /// Where login links point and which apps may open them.
+    pub fn links(&self) -> crate::LinkSettings {
+        let list = |s: &Option<String>| -> Vec<String> {
+            s.iter()
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        crate::LinkSettings {
+            public_url: self
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            android_package: self.android_package.clone(),
+            android_cert_sha256: list(&self.android_cert_sha256),
+            apple_app_ids: list(&self.apple_app_ids),
+        }
+    }
+
     /// The session lifetimes, in seconds.
     pub fn lifetimes(&self) -> crate::auth::Lifetimes {
         const DAY: i64 = 86_400;
@@ -162,6 +193,13 @@ impl Settings {
         {
             return Err(config::ConfigError::Message(
                 "session lifetimes are between 1 and 3650 days".into(),
+            ));
+        }
+        if let Some(u) = &settings.public_url
+            && !u.starts_with("https://")
+        {
+            return Err(config::ConfigError::Message(
+                "public_url must be an https:// address (login links are App Links)".into(),
             ));
         }
         if settings.tls_cert.is_some() != settings.tls_key.is_some() {

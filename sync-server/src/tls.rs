@@ -120,11 +120,11 @@ impl Reloading {
                 let Some(me) = me.upgrade() else { return };
                 match me.refresh() {
                     Ok(true) => {
-                        tracing::info!(cert = %me.files.cert.display(), "TLS certificate reloaded")
+                        tracing::info!(cert = %me.files.cert.display(), "TLS certificate reloaded");
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::error!("TLS certificate not reloaded, the current one stays: {e}")
+                        tracing::error!("TLS certificate not reloaded, the current one stays: {e}");
                     }
                 }
             }

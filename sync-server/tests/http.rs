@@ -47,6 +47,10 @@ fn start() -> TestServer {
 }
 
 fn start_with(min_app_version: Option<&str>) -> TestServer {
+    start_full(min_app_version, sync_server::LinkSettings::default())
+}
+
+fn start_full(min_app_version: Option<&str>, links: sync_server::LinkSettings) -> TestServer {
     sync_server::tls::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -90,6 +94,7 @@ fn start_with(min_app_version: Option<&str>) -> TestServer {
         photos: Some(Arc::new(
             sync_server::photos::PhotoStore::open(&dir.path().join("photos")).unwrap(),
         )),
+        links: Arc::new(links),
     };
     rt.spawn(sync_server::serve(listener, state, async {
         let _ = stopped.await;
@@ -796,4 +801,207 @@ fn a_live_stream_ends_when_its_token_expires() {
             }
         }
     }
+}
+
+#[test]
+fn login_links_are_app_links_and_every_sign_in_is_audited() {
+    let links = sync_server::LinkSettings {
+        public_url: Some("https://sync.example.net".into()),
+        android_package: Some("ca.fibre.fsm".into()),
+        android_cert_sha256: vec!["AB:CD:EF".into()],
+        apple_app_ids: vec!["TEAM123456.ca.fibre.fsm".into()],
+    };
+    let s = start_full(None, links);
+    let office = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0a1)),
+            Role::Dispatcher,
+            None,
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let tech = s.data.technicians[0];
+    let (status, body) = post_json(
+        &format!("{}/api/v1/auth/magic", s.url),
+        Some(&office),
+        &serde_json::json!({ "technician": tech.to_string() }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let link = body["link"].as_str().unwrap();
+    assert!(
+        link.starts_with("https://sync.example.net/login#token="),
+        "an App Link, the token in the fragment: {link}"
+    );
+    // What Android and iOS check before they let the app open such links.
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str| {
+        let r = http.get(format!("{}{path}", s.url)).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let (status, android) = get("/.well-known/assetlinks.json");
+    assert_eq!(status, 200);
+    let android: serde_json::Value = serde_json::from_str(&android).unwrap();
+    assert_eq!(android[0]["target"]["package_name"], "ca.fibre.fsm");
+    assert_eq!(
+        android[0]["target"]["sha256_cert_fingerprints"][0],
+        "AB:CD:EF"
+    );
+    let (status, apple) = get("/.well-known/apple-app-site-association");
+    assert_eq!(status, 200);
+    assert!(apple.contains("TEAM123456.ca.fibre.fsm"));
+    let (status, page) = get("/login");
+    assert_eq!(status, 200);
+    assert!(page.contains("application"));
+
+    // The device that redeems the link is recorded; a second use is refused and recorded too.
+    let device = DocId::from_u128(0xd0a2).to_string();
+    let token = link.split_once("token=").unwrap().1;
+    let exchange = || {
+        post_json(
+            &format!("{}/api/v1/auth/exchange", s.url),
+            None,
+            &serde_json::json!({ "magic": token, "device": device }),
+        )
+    };
+    assert_eq!(exchange().0, 200);
+    let (status, body) = exchange();
+    assert_eq!((status, body["code"].as_str()), (401, Some("link_used")));
+    let audit = |t: &str| {
+        let r = http
+            .get(format!("{}/api/v1/audit", s.url))
+            .bearer_auth(t)
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().unwrap_or_default(),
+        )
+    };
+    let (status, entries) = audit(&office);
+    assert_eq!(status, 200);
+    let events: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["link_reused", "link_redeemed", "link_issued"],
+        "newest first"
+    );
+    assert_eq!(entries[1]["device"], device);
+    assert_eq!(entries[1]["technician"], tech.to_string());
+    let tech_token = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0a3)),
+            Role::Technician,
+            Some(tech),
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    assert_eq!(audit(&tech_token).0, 403, "the office reads the audit log");
+    // A server without them configured publishes no association files.
+    let plain = start();
+    let r = http
+        .get(format!("{}/.well-known/assetlinks.json", plain.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+#[test]
+fn office_accounts_sign_in_by_link_and_lose_their_sessions_when_disabled() {
+    let s = start();
+    let admin = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd0b1)),
+            Role::Admin,
+            None,
+            now_s(),
+            3600,
+        )
+        .unwrap();
+    let url = |p: &str| format!("{}{p}", s.url);
+    let http = reqwest::blocking::Client::new();
+    let get = |t: &str, p: &str| {
+        http.get(url(p))
+            .bearer_auth(t)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let (status, created) = post_json(
+        &url("/api/v1/admin/accounts"),
+        Some(&admin),
+        &serde_json::json!({ "name": "Julie Tremblay", "role": "dispatcher" }),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["account"]["id"].as_str().unwrap().to_owned();
+    let first_link = created["link"].as_str().unwrap().to_owned();
+    let redeem = |link: &str| {
+        let token = link.split_once("token=").unwrap().1;
+        post_json(
+            &url("/api/v1/auth/exchange"),
+            None,
+            &serde_json::json!({ "magic": token, "device": DocId::from_u128(0xd0b2).to_string() }),
+        )
+    };
+    let (status, body) = redeem(&first_link);
+    assert_eq!(status, 200, "{body}");
+    let julie = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&julie, "/api/v1/audit"), 200, "a dispatcher's session");
+    assert_eq!(get(&julie, "/api/v1/admin/accounts"), 403, "not an admin");
+    // Promoted: the dispatcher's sessions end; a new link signs in as an admin.
+    let change = |body: serde_json::Value| {
+        post_json(
+            &url(&format!("/api/v1/admin/accounts/{id}")),
+            Some(&admin),
+            &body,
+        )
+    };
+    let (status, body) = change(serde_json::json!({ "role": "admin", "new_link": true }));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get(&julie, "/api/v1/audit"),
+        401,
+        "the old role's session ended"
+    );
+    let (status, body) = redeem(body["link"].as_str().unwrap());
+    assert_eq!(status, 200, "{body}");
+    let julie_admin = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&julie_admin, "/api/v1/admin/accounts"), 200);
+    // An unused link made before she was disabled does not sign in afterwards.
+    let (_, body) = change(serde_json::json!({ "new_link": true }));
+    let spare = body["link"].as_str().unwrap().to_owned();
+    let (status, _) = change(serde_json::json!({ "active": false }));
+    assert_eq!(status, 200);
+    assert_eq!(get(&julie_admin, "/api/v1/admin/accounts"), 401);
+    let (status, body) = redeem(&spare);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("account_disabled"))
+    );
+    assert_eq!(change(serde_json::json!({ "new_link": true })).0, 400);
+    assert!(
+        change(serde_json::json!({ "password": "x" })).0 >= 400,
+        "unknown fields"
+    );
+    let (status, list) = {
+        let r = http
+            .get(url("/api/v1/admin/accounts"))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
+    };
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["active"], false);
+    assert_eq!(list[0]["role"], "admin");
 }

@@ -243,9 +243,9 @@ fn postgres_over_tls_honours_sslmode() {
     assert!(!plain.encrypted().unwrap());
     drop((store, plain));
     // `verify-full` checks the certificate: a self-signed one nobody trusts is refused.
-    let err = PostgresStore::connect(&format!("{url} sslmode=verify-full"), &schema)
-        .err()
-        .expect("an untrusted certificate is refused");
+    let Err(err) = PostgresStore::connect(&format!("{url} sslmode=verify-full"), &schema) else {
+        panic!("an untrusted certificate is refused")
+    };
     assert!(err.to_string().contains("certificate"), "{err}");
     PostgresStore::drop_schema(&url, &schema).unwrap();
 }

@@ -65,6 +65,7 @@ fn serve(dir: &std::path::Path) -> Result<(String, String)> {
         keys,
         erp: None,
         photos: None,
+        links: Default::default(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

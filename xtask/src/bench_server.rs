@@ -64,6 +64,7 @@ pub(crate) fn child(dir: &str, port: &str) -> Result<()> {
             keys: Arc::new(Keys::from_secret(SECRET)),
             erp: None,
             photos: None,
+            links: Default::default(),
         };
         sync_server::serve(listener, state, std::future::pending()).await?;
         anyhow::Ok(())

@@ -17,9 +17,13 @@ pub fn login() -> Html {
     let (credential, on_credential) = use_text("");
     let busy = use_state(|| false);
     {
-        let credential = credential.clone();
+        let (credential, server) = (credential.clone(), server.clone());
         use_effect_with(store.login_link.clone(), move |link| {
             if let Some(l) = link {
+                // An App Link / Universal Link comes from the server itself: it names it.
+                if let Some(origin) = link_origin(l) {
+                    server.set(origin);
+                }
                 credential.set(l.clone());
             }
         });
@@ -56,5 +60,31 @@ pub fn login() -> Html {
                 <button id="login" type="submit" disabled={*busy}>{ t(lang, Msg::LogIn) }</button>
             </form>
         </main>
+    }
+}
+
+/// The server a login link came from, for an `https://server/login#token=…` link.
+fn link_origin(link: &str) -> Option<String> {
+    let rest = link.trim().strip_prefix("https://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty() && !host.contains('@')).then(|| format!("https://{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_origin;
+
+    #[test]
+    fn an_https_login_link_names_its_server() {
+        assert_eq!(
+            link_origin("https://sync.example.net/login#token=abc").as_deref(),
+            Some("https://sync.example.net")
+        );
+        assert_eq!(
+            link_origin("https://sync.example.net:8443/login?token=abc").as_deref(),
+            Some("https://sync.example.net:8443")
+        );
+        assert_eq!(link_origin("fsm://login?token=abc"), None);
+        assert_eq!(link_origin("https://evil@sync.example.net/login"), None);
     }
 }

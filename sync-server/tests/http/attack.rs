@@ -143,9 +143,9 @@ fn refused(resp: &SyncResponse, doc: DocId, says: &str) {
 }
 
 fn item(tx: &mut Transaction<'_>, collection: &str, key: &str, fields: &[(&str, ScalarValue)]) {
-    let coll = match tx.get(ROOT, collection).unwrap() {
-        Some((automerge::Value::Object(ObjType::Map), id)) => id,
-        _ => panic!("no collection `{collection}`"),
+    let Some((automerge::Value::Object(ObjType::Map), coll)) = tx.get(ROOT, collection).unwrap()
+    else {
+        panic!("no collection `{collection}`")
     };
     let obj = tx.put_object(&coll, key, ObjType::Map).unwrap();
     for (f, v) in fields {
@@ -635,6 +635,7 @@ fn attack_a_session_kept_alive_by_refreshes_past_its_maximum_age() {
         jti: "0123456789abcdef".into(),
         kind: sync_server::auth::TokenKind::Session,
         auth: Some(now_s() - s.keys.lifetimes().admin_max_s - 1),
+        acct: None,
     };
     let past = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

@@ -117,6 +117,7 @@ pub(crate) fn erp_world(timeout: Duration) -> ErpWorld {
             webhook_secret: Some(Secret::new(HOOK_SECRET)),
         })),
         photos: None,
+        links: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(sync_server::serve(listener, state, async {

@@ -74,6 +74,28 @@ fn the_android_manifest_asks_for_what_the_app_uses_and_opens_magic_links() {
     };
     assert!(has("action", "android.intent.action.VIEW"));
     assert!(has("category", "android.intent.category.BROWSABLE"));
+    // The verified App Link comes first: https on the server's host, checked by Android.
+    let app_link = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("intent-filter"))
+        .find(|f| {
+            f.descendants().any(|d| {
+                d.has_tag_name("data")
+                    && android_attr(d, "scheme") == Some("https")
+                    && android_attr(d, "path") == Some("/login")
+                    && android_attr(d, "host") == Some("${fsmLinkHost}")
+            })
+        })
+        .expect("a verified App Link for https login links");
+    assert_eq!(android_attr(app_link, "autoVerify"), Some("true"));
+    let entitlements = read("ios/app.entitlements");
+    let plist = Document::parse(&entitlements).expect("well-formed iOS entitlements");
+    assert!(
+        plist
+            .descendants()
+            .any(|n| n.text() == Some("applinks:FSM_LINK_HOST")),
+        "Universal Links for login links"
+    );
     let app = doc
         .descendants()
         .find(|n| n.has_tag_name("application"))

@@ -108,6 +108,7 @@ fn tls_server(dir: &Path, files: CertFiles) -> TlsServer {
         keys: Arc::clone(&keys),
         erp: None,
         photos: None,
+        links: Default::default(),
     };
     let config = cert.server_config().unwrap();
     let port = rt.block_on(async {
@@ -283,7 +284,7 @@ fn tls_the_bridge_talks_to_erpnext_only_with_a_trusted_certificate() {
         })
         .unwrap()
     };
-    let trusted = client(Some(ca.pem.clone().into_bytes()));
+    let trusted = client(Some(ca.pem.into_bytes()));
     assert_eq!(
         rt.block_on(trusted.logged_user()).unwrap(),
         "Administrator",
