@@ -290,6 +290,22 @@ fn listen(
     rx
 }
 
+/// Waits for a live stream to end; fails with `why` if it is still open after `within`.
+fn assert_stream_ends(
+    events: &std::sync::mpsc::Receiver<(String, String, String)>,
+    within: Duration,
+    why: &str,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match events.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(_) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{why}"),
+        }
+    }
+}
+
 fn wait_for(
     rx: &std::sync::mpsc::Receiver<(String, String, String)>,
     name: &str,
@@ -791,16 +807,11 @@ fn a_live_stream_ends_when_its_token_expires() {
         )
         .unwrap();
     let events = listen(&s.url, &short, None);
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    loop {
-        match events.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
-            Ok(_) => continue,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                panic!("the stream outlived its token")
-            }
-        }
-    }
+    assert_stream_ends(
+        &events,
+        Duration::from_secs(8),
+        "the stream outlived its token",
+    );
 }
 
 #[test]

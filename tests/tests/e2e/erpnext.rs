@@ -11,20 +11,18 @@ use shared::clock::{Clock, FixedClock};
 use shared::ids::{Author, DeviceId, DocId, JobId, Role, TechnicianId};
 use shared::model::{AnyEntity, DispatchJob, JobStatus, Priority};
 use shared::record::{EntityKind, FieldChange, Record, Scalar};
-use shared::sync::server::ServerConfig;
 use sync_server::auth::Keys;
 use sync_server::erpnext::mapping::{self, Names};
 use sync_server::erpnext::setup::{self, WebhookTarget};
 use sync_server::erpnext::{Bridge, BridgeOptions, ErpClient, ErpConfig, Outcome};
 use sync_server::service::SyncService;
 use sync_server::settings::Secret;
-use sync_server::store::SqliteStore;
 use sync_server::{AppState, ErpEdge, SystemClock};
-use tests::data::{Dataset, generate};
+use tests::data::Dataset;
 
-use crate::world::small_spec;
+use crate::world::seeded_service;
 use tests::frappe::{Fault, FrappeDouble, webhook_signature};
-use tests::harness::{monday_9am, server_author};
+use tests::harness::monday_9am;
 
 const KEY: &str = "fsm-bridge";
 const SECRET: &str = "bridge-secret-not-real";
@@ -61,17 +59,7 @@ pub(crate) fn erp_world(timeout: Duration) -> ErpWorld {
     let erp = FrappeDouble::new(KEY, SECRET);
     let erp_addr = rt.block_on(erp.start());
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("sync.sqlite3"), false).unwrap();
-    let service = Arc::new(
-        SyncService::open(
-            ServerConfig::new(server_author()),
-            Box::new(store),
-            Box::new(FixedClock::new(monday_9am())),
-        )
-        .unwrap(),
-    );
-    let data = generate(21, small_spec(), monday_9am().date());
-    service.seed(&data.entities, monday_9am()).unwrap();
+    let (service, data) = seeded_service(dir.path());
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();

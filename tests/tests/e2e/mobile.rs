@@ -89,7 +89,14 @@ fn the_android_manifest_asks_for_what_the_app_uses_and_opens_magic_links() {
         .expect("a verified App Link for https login links");
     assert_eq!(android_attr(app_link, "autoVerify"), Some("true"));
     let entitlements = read("ios/app.entitlements");
-    let plist = Document::parse(&entitlements).expect("well-formed iOS entitlements");
+    let plist = Document::parse_with_options(
+        &entitlements,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..roxmltree::ParsingOptions::default()
+        },
+    )
+    .expect("well-formed iOS entitlements");
     assert!(
         plist
             .descendants()

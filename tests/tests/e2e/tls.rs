@@ -15,19 +15,16 @@ use axum::serve::Listener;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use shared::clock::{Clock, FixedClock};
 use shared::ids::{Author, DeviceId, DocId, Role};
-use shared::sync::server::ServerConfig;
 use sync_server::auth::Keys;
 use sync_server::erpnext::{ErpClient, ErpConfig, ErpError};
 use sync_server::service::SyncService;
 use sync_server::settings::Secret;
-use sync_server::store::SqliteStore;
 use sync_server::tls::{CertFiles, Reloading, TlsListener};
 use sync_server::{AppState, SystemClock};
-use tests::data::generate;
 use tests::frappe::FrappeDouble;
-use tests::harness::{monday_9am, server_author};
+use tests::harness::monday_9am;
 
-use crate::world::small_spec;
+use crate::world::seeded_service;
 
 /// A certificate authority of the test's own.
 struct TestCa {
@@ -88,17 +85,7 @@ fn tls_server(dir: &Path, files: CertFiles) -> TlsServer {
         .enable_all()
         .build()
         .unwrap();
-    let store = SqliteStore::open(&dir.join("sync.sqlite3"), false).unwrap();
-    let svc = Arc::new(
-        SyncService::open(
-            ServerConfig::new(server_author()),
-            Box::new(store),
-            Box::new(FixedClock::new(monday_9am())),
-        )
-        .unwrap(),
-    );
-    let data = generate(21, small_spec(), monday_9am().date());
-    svc.seed(&data.entities, monday_9am()).unwrap();
+    let (svc, _) = seeded_service(dir);
     let keys = Arc::new(Keys::from_secret(
         b"tls test secret, thirty-two bytes or more",
     ));

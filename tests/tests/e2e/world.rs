@@ -21,6 +21,25 @@ pub(crate) struct World {
     pub(crate) office_net: Direct,
 }
 
+/// A real sync service on a SQLite file in `dir`, seeded with the small world's data, its clock
+/// at Monday 9:00 (the HTTP scenarios serve it on a socket).
+pub(crate) fn seeded_service(
+    dir: &std::path::Path,
+) -> (Arc<sync_server::service::SyncService>, Dataset) {
+    let store = sync_server::store::SqliteStore::open(&dir.join("sync.sqlite3"), false).unwrap();
+    let service = Arc::new(
+        sync_server::service::SyncService::open(
+            ServerConfig::new(server_author()),
+            Box::new(store),
+            Box::new(FixedClock::new(monday_9am())),
+        )
+        .unwrap(),
+    );
+    let data = generate(21, small_spec(), monday_9am().date());
+    service.seed(&data.entities, monday_9am()).unwrap();
+    (service, data)
+}
+
 /// Two technicians, a few jobs each, over a few days: small enough to read a failure.
 pub(crate) fn small_spec() -> Spec {
     Spec {
