@@ -605,6 +605,8 @@ impl SyncService {
                 }));
             }
         }
+        // The heavy decoding of what is pushed happens here, before the engine's lock.
+        let decoded = shared::sync::server::decode_pushes(&req);
         let now = self.clock.now();
         let mut g = self.lock();
         if self.is_poisoned() {
@@ -639,7 +641,7 @@ impl SyncService {
                 engine.allow_pushes(device, store.held(device, &docs, since)?);
             }
             engine
-                .sync(device, &req, now.date(), now)
+                .sync_decoded(device, &req, &decoded, now.date(), now)
                 .map_err(ServiceError::Refused)
         })?;
         drop(g);

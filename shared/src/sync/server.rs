@@ -322,6 +322,35 @@ pub struct ServerEngine {
     loaded_clock: u64,
 }
 
+/// The changes of each pushed document, decoded and checked against the request's author (or
+/// why they cannot be used), in push order. Pure: a host runs it before taking the engine's lock.
+#[derive(Debug, Clone)]
+pub struct DecodedPushes(Vec<Result<Vec<Change>, RejectReason>>);
+
+/// Decodes every pushed change (checksums, columns) and checks each is the request author's.
+pub fn decode_pushes(req: &SyncRequest) -> DecodedPushes {
+    let author = req.hello.author;
+    DecodedPushes(
+        req.push
+            .iter()
+            .map(|push| {
+                push.changes
+                    .iter()
+                    .map(|bytes| {
+                        let change = crdt::decode_change(bytes)
+                            .map_err(|e| RejectReason::CorruptChange(e.to_string()))?;
+                        if Author::from_actor_bytes(change.actor_id().to_bytes()) == Some(author) {
+                            Ok(change)
+                        } else {
+                            Err(RejectReason::UnknownActor)
+                        }
+                    })
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
 /// What a technician reads on a job the office deleted while they were working on it.
 const DELETED_NOTE: &str = "Ce travail a été supprimé au bureau (ou dans ERPNext) pendant que vous \
     le faisiez. Rien n'est perdu : le bureau décide de le restaurer ou de l'archiver.";
@@ -779,6 +808,26 @@ impl ServerEngine {
         today: NaiveDate,
         now: Millis,
     ) -> Result<(SyncResponse, Vec<ServerEffect>), SyncRefusal> {
+        let decoded = decode_pushes(req);
+        self.sync_decoded(device, req, &decoded, today, now)
+    }
+
+    /// [`Self::sync`] with the pushed changes already decoded by [`decode_pushes`] (which a
+    /// host runs before taking the engine's lock: the heavy decoding of a large push then never
+    /// holds up other devices).
+    pub fn sync_decoded(
+        &mut self,
+        device: DeviceId,
+        req: &SyncRequest,
+        decoded: &DecodedPushes,
+        today: NaiveDate,
+        now: Millis,
+    ) -> Result<(SyncResponse, Vec<ServerEffect>), SyncRefusal> {
+        if decoded.0.len() != req.push.len() {
+            return Err(SyncRefusal::TooLarge {
+                what: "the decoded pushes do not match the request".into(),
+            });
+        }
         let session = self
             .sessions
             .get(&device)
@@ -817,8 +866,9 @@ impl ServerEngine {
         // Documents this request creates, applied first: a job's new equipment line may name
         // equipment created in the same request.
         let mut created: Set<DocId> = Set::default();
-        let mut order: Vec<&PushDoc> = req.push.iter().collect();
-        order.sort_by_key(|p| self.docs.contains_key(&p.doc));
+        let mut order: Vec<(&PushDoc, &Result<Vec<Change>, RejectReason>)> =
+            req.push.iter().zip(&decoded.0).collect();
+        order.sort_by_key(|(p, _)| self.docs.contains_key(&p.doc));
         let who = Pusher {
             device,
             author,
@@ -826,7 +876,7 @@ impl ServerEngine {
             now,
             today,
         };
-        for push in order {
+        for (push, changes) in order {
             let new = !self.docs.contains_key(&push.doc);
             let visible = new
                 || self.holds(device, push.doc, now)
@@ -841,7 +891,11 @@ impl ServerEngine {
                 });
                 continue;
             }
-            match self.apply_push(&who, push, &mut visible_before, &created) {
+            let applied = match changes {
+                Ok(changes) => self.apply_push(&who, push, changes, &mut visible_before, &created),
+                Err(reason) => Err(reason.clone()),
+            };
+            match applied {
                 Ok(applied) => {
                     if new && self.docs.contains_key(&push.doc) {
                         created.insert(push.doc);
@@ -1108,6 +1162,7 @@ impl ServerEngine {
         &mut self,
         who: &Pusher,
         push: &PushDoc,
+        decoded: &[Change],
         visible_before: &mut Option<Set<DocId>>,
         created: &Set<DocId>,
     ) -> Result<Applied, RejectReason> {
@@ -1144,14 +1199,13 @@ impl ServerEngine {
 
         let mut fresh: Vec<Change> = Vec::new();
         let mut seen: Set<ChangeHash> = Set::default();
-        for bytes in &push.changes {
-            let change = crdt::decode_change(bytes)
-                .map_err(|e| RejectReason::CorruptChange(e.to_string()))?;
+        for change in decoded {
+            // Decoded outside the lock by `decode_pushes`, for this request's author.
             if Author::from_actor_bytes(change.actor_id().to_bytes()) != Some(author) {
                 return Err(RejectReason::UnknownActor);
             }
             if doc.get_change_by_hash(&change.hash()).is_none() && seen.insert(change.hash()) {
-                fresh.push(change);
+                fresh.push(change.clone());
             }
         }
         if fresh.is_empty() {
