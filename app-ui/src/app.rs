@@ -268,22 +268,27 @@ fn status_bar() -> Html {
             spawn(&store, async { ipc::sync_now().await.map(Action::Status) });
         })
     };
+    let now = js_sys::Date::now() as i64;
     let last = st.last_sync_ms.map_or_else(
         || t(lang, Msg::Never).to_owned(),
-        |ms| {
-            let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
-            format!("{:02}:{:02}", d.get_hours(), d.get_minutes())
-        },
+        |ms| crate::i18n::ago(lang, now, ms),
     );
-    let window = match (&st.first_job_date, &st.last_job_date) {
-        (Some(a), Some(b)) => format!("{a} → {b}"),
-        _ => String::new(),
+    let (window, detail) = match (&st.first_job_date, &st.last_job_date) {
+        (Some(a), Some(b)) => (
+            crate::i18n::coverage(lang, a, b),
+            format!("{} : {} · {a} → {b}", t(lang, Msg::OnDevice), st.jobs),
+        ),
+        _ => (String::new(), String::new()),
     };
     html! {
         <div class="status" id="status" role="status" aria-live="polite">
             <span class={if st.online { "dot on" } else { "dot off" }}></span>
-            <span id="online">{ t(lang, if st.online { Msg::Online } else { Msg::Offline }) }</span>
-            <span>{ t(lang, Msg::OnDevice) }{ ": " }{ st.jobs }{ " · " }{ window }</span>
+            if st.online {
+                <span id="online">{ t(lang, Msg::Online) }</span>
+            } else {
+                <span id="online" class="calm">{ crate::i18n::offline_line(lang, st.pending_changes) }</span>
+            }
+            <span id="coverage" title={detail}>{ window }</span>
             <span id="pending" class={if st.pending_changes > 0 { "warn" } else { "" }}>
                 { st.pending_changes }{ " " }{ t(lang, Msg::Pending) }
             </span>

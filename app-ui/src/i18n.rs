@@ -87,7 +87,6 @@ pub enum Msg {
     Never,
     Pending,
     OnDevice,
-    Offline,
     Online,
     Day,
     Week,
@@ -181,7 +180,6 @@ pub fn t(lang: Lang, m: Msg) -> &'static str {
             Never => "jamais",
             Pending => "en attente",
             OnDevice => "Sur l’appareil",
-            Offline => "Hors ligne",
             Online => "En ligne",
             Day => "Jour",
             Week => "Semaine",
@@ -272,7 +270,6 @@ pub fn t(lang: Lang, m: Msg) -> &'static str {
             Never => "never",
             Pending => "pending",
             OnDevice => "On this device",
-            Offline => "Offline",
             Online => "Online",
             Day => "Day",
             Week => "Week",
@@ -406,5 +403,83 @@ mod tests {
         for p in shared::model::Priority::ALL {
             assert_ne!(priority(Lang::Fr, p.as_str()), "?", "{p}");
         }
+    }
+}
+
+/// How long ago, in words (« il y a 12 min »), from Unix milliseconds.
+pub fn ago(lang: Lang, now_ms: i64, then_ms: i64) -> String {
+    let min = (now_ms - then_ms).max(0) / 60_000;
+    match (lang, min) {
+        (Lang::Fr, 0) => "à l’instant".into(),
+        (Lang::Fr, 1..=59) => format!("il y a {min} min"),
+        (Lang::Fr, 60..=1439) => format!("il y a {} h", min / 60),
+        (Lang::Fr, _) => format!("il y a {} j", min / 1440),
+        (Lang::En, 0) => "just now".into(),
+        (Lang::En, 1..=59) => format!("{min} min ago"),
+        (Lang::En, 60..=1439) => format!("{} h ago", min / 60),
+        (Lang::En, _) => format!("{} d ago", min / 1440),
+    }
+}
+
+/// A date `YYYY-MM-DD` as a person says it: « 27 nov. », "Nov 27".
+pub fn short_date(lang: Lang, iso: &str) -> String {
+    const FR: [&str; 12] = [
+        "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.",
+        "déc.",
+    ];
+    const EN: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut parts = iso.split('-').skip(1);
+    let month = parts.next().and_then(|m| m.parse::<usize>().ok());
+    let day = parts.next().and_then(|d| d.parse::<u32>().ok());
+    match (month.filter(|m| (1..=12).contains(m)), day) {
+        (Some(m), Some(d)) => match lang {
+            Lang::Fr => format!("{d} {}", FR[m - 1]),
+            Lang::En => format!("{} {d}", EN[m - 1]),
+        },
+        _ => iso.to_owned(),
+    }
+}
+
+/// What the device holds, said plainly: « Vos travaux du 27 nov. au 14 déc. sont sur
+/// l’appareil ».
+pub fn coverage(lang: Lang, first: &str, last: &str) -> String {
+    let (a, b) = (short_date(lang, first), short_date(lang, last));
+    match lang {
+        Lang::Fr => format!("Vos travaux du {a} au {b} sont sur l’appareil"),
+        Lang::En => format!("Your jobs from {a} to {b} are on this device"),
+    }
+}
+
+/// The calm offline line, with what waits on the device.
+pub fn offline_line(lang: Lang, pending: u64) -> String {
+    match (lang, pending) {
+        (Lang::Fr, 0) => "Hors ligne — vos changements sont enregistrés sur l’appareil".into(),
+        (Lang::Fr, n) => {
+            format!("Hors ligne — vos changements sont enregistrés sur l’appareil ({n} en attente)")
+        }
+        (Lang::En, 0) => "Offline — your changes are saved on this device".into(),
+        (Lang::En, n) => format!("Offline — your changes are saved on this device ({n} waiting)"),
+    }
+}
+
+#[cfg(test)]
+mod words {
+    use super::*;
+
+    #[test]
+    fn times_dates_and_the_offline_line_read_as_people_say_them() {
+        let now = 1_764_500_000_000;
+        assert_eq!(ago(Lang::Fr, now, now - 12 * 60_000), "il y a 12 min");
+        assert_eq!(ago(Lang::Fr, now, now - 3 * 3_600_000), "il y a 3 h");
+        assert_eq!(ago(Lang::En, now, now - 20_000), "just now");
+        assert_eq!(
+            coverage(Lang::Fr, "2026-11-27", "2026-12-14"),
+            "Vos travaux du 27 nov. au 14 déc. sont sur l’appareil"
+        );
+        assert_eq!(short_date(Lang::En, "2026-02-03"), "Feb 3");
+        assert_eq!(short_date(Lang::Fr, "not a date"), "not a date");
+        assert!(offline_line(Lang::Fr, 3).ends_with("(3 en attente)"));
     }
 }

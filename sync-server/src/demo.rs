@@ -305,6 +305,7 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
                 ),
                 firmware: Some(format!("V5R{}C00", rng.random_range(19..23))),
                 status: EquipmentStatus::Active,
+                duplicate_of: None,
             }));
         }
         locations.push((cid, lid));

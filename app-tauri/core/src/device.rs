@@ -542,9 +542,13 @@ impl Device {
                 self.sync.last_error = None;
                 self.sync.last_sync_ms = Some(self.clock.now().0);
             }
+            // Offline is the everyday state, not an error: the screens say it calmly.
+            Err(DeviceError::Transport(TransportError::Unreachable(_))) => {
+                self.sync.online = false;
+                self.sync.last_error = None;
+            }
             Err(e) => {
-                self.sync.online =
-                    !matches!(e, DeviceError::Transport(TransportError::Unreachable(_)));
+                self.sync.online = true;
                 self.sync.last_error = Some(e.to_string());
             }
         }

@@ -86,6 +86,7 @@ fn fixture(tech: Option<TechnicianId>) -> Vec<AnyEntity> {
             model: None,
             firmware: None,
             status: EquipmentStatus::EnStock,
+            duplicate_of: None,
         }),
         AnyEntity::Technician(DispatchTechnician {
             id: TECH,

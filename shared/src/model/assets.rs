@@ -272,6 +272,10 @@ pub struct ServiceEquipment {
     pub model: Option<String>,
     pub firmware: Option<String>,
     pub status: EquipmentStatus,
+    /// Another record with the same serial or MAC, set by the server when two met (two
+    /// technicians registering one unit offline); the office decides whether it is the same
+    /// unit (kept) or not (cleared).
+    pub duplicate_of: Option<crate::ids::EquipmentId>,
 }
 
 impl Entity for ServiceEquipment {
@@ -287,6 +291,7 @@ impl Entity for ServiceEquipment {
             f("model", DeviceWins, Field),
             f("firmware", DeviceWins, Field),
             f("status", DeviceWins, Field),
+            f("duplicate_of", OfficeWins, Office),
         ],
         collections: &[],
     };
@@ -311,6 +316,10 @@ impl Entity for ServiceEquipment {
         r.set("model", Scalar::opt_str(self.model.clone()));
         r.set("firmware", Scalar::opt_str(self.firmware.clone()));
         r.set("status", Scalar::str(self.status.as_str()));
+        r.set(
+            "duplicate_of",
+            Scalar::opt_str(self.duplicate_of.map(|d| d.to_string())),
+        );
     }
     fn read(id: DocId, r: &Reader<'_>) -> Result<Self, ModelError> {
         Ok(Self {
@@ -324,6 +333,7 @@ impl Entity for ServiceEquipment {
             model: r.opt_text("model")?,
             firmware: r.opt_text("firmware")?,
             status: r.parse("status")?,
+            duplicate_of: r.opt_parse("duplicate_of")?,
         })
     }
 }

@@ -239,6 +239,9 @@ struct Index {
     subscriptions_at: Map<LocationId, Set<DocId>>,
     technicians: Set<DocId>,
     tags: Set<DocId>,
+    /// Live equipment by serial and by MAC: where two records of one unit meet.
+    serials: Map<String, Set<DocId>>,
+    macs: Map<String, Set<DocId>>,
 }
 
 impl Index {
@@ -265,6 +268,10 @@ impl Index {
             AnyEntity::Equipment(q) => {
                 if let Some(l) = q.location {
                     put(&mut self.equipment_at, l, id, add);
+                }
+                put(&mut self.serials, q.serial.as_str().to_owned(), id, add);
+                if let Some(m) = q.mac {
+                    put(&mut self.macs, m.to_string(), id, add);
                 }
             }
             AnyEntity::Subscription(s) => put(&mut self.subscriptions_at, s.location, id, add),
@@ -1363,6 +1370,23 @@ impl ServerEngine {
             changes.push((fix, None));
             materialized = None;
         }
+        // Two records of one unit (two technicians registered it offline, each at their job):
+        // the office decides whether they are the same unit (`duplicate_of` kept) or not.
+        let duplicate = match &entity {
+            AnyEntity::Equipment(q) if author.role != Role::Server => {
+                self.twin(push.doc, q, before.as_ref())
+            }
+            _ => None,
+        };
+        if let Some(twin) = duplicate {
+            let values = [&Scalar::str(twin.to_string()), &Scalar::Null];
+            for c in crdt::open_decision(&mut doc, self.config.author, now, "duplicate_of", values)
+                .map_err(|e| RejectReason::CorruptChange(e.to_string()))?
+            {
+                changes.push((c, None));
+            }
+            materialized = None;
+        }
         if work_on_deleted {
             let deleted = [&Scalar::Bool(false), &Scalar::Bool(true)];
             for c in crdt::open_decision(&mut doc, self.config.author, now, "deleted", deleted)
@@ -1382,6 +1406,38 @@ impl ServerEngine {
             &mut effects,
         );
         Ok(Applied { effects })
+    }
+
+    /// Another live record with the serial or MAC this equipment now has, when the write gave it
+    /// that serial or MAC and no decision about a twin was made on it yet.
+    fn twin(
+        &self,
+        id: DocId,
+        q: &crate::model::ServiceEquipment,
+        before: Option<&Record>,
+    ) -> Option<DocId> {
+        let serial = q.serial.as_str();
+        let mac = q.mac.map(|m| m.to_string());
+        let changed = before.is_none_or(|b| {
+            b.get("serial").as_str() != Some(serial)
+                || b.get("mac").as_str().map(str::to_owned) != mac
+        });
+        let decided = q.duplicate_of.is_some()
+            || before.is_some_and(|b| b.get("duplicate_of") != &Scalar::Null)
+            || self
+                .docs
+                .get(&id)
+                .is_some_and(|d| d.conflicts.iter().any(|c| c.field == "duplicate_of"));
+        if !changed || decided {
+            return None;
+        }
+        let by_serial = self.index.serials.get(serial).into_iter().flatten();
+        let by_mac = mac
+            .as_ref()
+            .and_then(|m| self.index.macs.get(m))
+            .into_iter()
+            .flatten();
+        by_serial.chain(by_mac).copied().filter(|d| *d != id).min()
     }
 
     /// Takes a document out of the loaded set, or loads it from its bytes.

@@ -473,12 +473,15 @@ impl Bridge {
         if ours.get("deleted") == &Scalar::Bool(true) {
             return Ok(Outcome::Skipped);
         }
-        // Field work arrived on a document deleted here or in ERPNext: nothing goes to ERPNext
-        // until the office decides to restore it (then it is created again) or to archive it.
-        let undecided = self
-            .svc()
-            .read(|e| e.conflicts_of(doc).iter().any(|c| c.field == "deleted"))?;
-        if undecided {
+        // Field work arrived on a document deleted here or in ERPNext, or two records of one
+        // unit met: nothing goes to ERPNext until the office decides (a restored document is
+        // created again; a confirmed duplicate never goes, its twin stands for the unit).
+        let undecided = self.svc().read(|e| {
+            e.conflicts_of(doc)
+                .iter()
+                .any(|c| c.field == "deleted" || c.field == "duplicate_of")
+        })?;
+        if undecided || ours.get("duplicate_of") != &Scalar::Null {
             return Ok(Outcome::Skipped);
         }
         let known = shadow

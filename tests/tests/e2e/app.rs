@@ -81,6 +81,17 @@ async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> 
     // Offline, and the work waits on the device.
     tech.click("#sync-now").await?;
     tech.until_text("#online", "Hors ligne").await?;
+    // Offline is said calmly, in French, with nothing in red.
+    tech.until_text("#online", "vos changements sont enregistrés sur l’appareil")
+        .await?;
+    let red = tech
+        .js(
+            "return document.querySelectorAll('#status .bad, #sync-error').length",
+            vec![],
+        )
+        .await?;
+    assert_eq!(red, json!(0), "no error shown for being offline");
+    tech.until_text("#coverage", "sont sur l’appareil").await?;
     let pending = tech.text("#pending").await?;
     assert!(
         !pending.starts_with('0'),

@@ -909,3 +909,79 @@ fn invariant_a_job_deleted_in_erpnext_while_completed_offline_comes_back_as_a_de
         Some(w.server_records()[&job.doc()].1.clone())
     );
 }
+
+#[test]
+fn invariant_one_unit_registered_twice_offline_is_a_decision_not_two_records() {
+    use shared::ids::EquipmentId;
+    use shared::model::{EquipmentStatus, EquipmentType, Serial, ServiceEquipment};
+    let w = erp_world(Duration::from_secs(10));
+    let (a, b) = (w.data.technicians[0], w.data.technicians[1]);
+    let (mut ta, mut na) = w.replica(Role::Technician, Some(a), 1);
+    let (mut tb, mut nb) = w.replica(Role::Technician, Some(b), 2);
+    let (mut office, mut on) = w.replica(Role::Dispatcher, None, 3);
+    ta.sync(&mut na).unwrap();
+    tb.sync(&mut nb).unwrap();
+    office.sync(&mut on).unwrap();
+    w.push().unwrap();
+    // Offline, each technician scans the same new ONT in and installs it at their own job.
+    let new_unit = |r: &mut Replica, job: JobId| -> DocId {
+        let Some(AnyEntity::Job(j)) = r.entity(job.doc()).unwrap() else {
+            panic!("the job is on the device")
+        };
+        let id = r.new_id();
+        r.create(&AnyEntity::Equipment(ServiceEquipment {
+            id: EquipmentId(id),
+            erp_name: None,
+            location: Some(j.location),
+            kind: EquipmentType::Ont,
+            serial: Serial::parse("ZTEGD0UBLE01").unwrap(),
+            mac: None,
+            management_ip: None,
+            model: None,
+            firmware: None,
+            status: EquipmentStatus::Active,
+            duplicate_of: None,
+        }))
+        .unwrap();
+        r.move_equipment(job, &id.to_string(), "install", None)
+            .unwrap();
+        id
+    };
+    let (job_a, job_b) = (job_of(&ta, a), job_of(&tb, b));
+    let first = new_unit(&mut ta, job_a);
+    let second = new_unit(&mut tb, job_b);
+    ta.sync(&mut na).unwrap();
+    tb.sync(&mut nb).unwrap();
+    assert!(
+        w.conflicts().contains(&(second, "duplicate_of".to_owned())),
+        "the second record is a decision for the office: {:?}",
+        w.conflicts()
+    );
+    let in_erpnext = || {
+        w.erp
+            .docs("Service Equipment")
+            .iter()
+            .filter(|d| d.get("serial_no").and_then(Value::as_str) == Some("ZTEGD0UBLE01"))
+            .count()
+    };
+    w.push_until_done(5);
+    assert_eq!(in_erpnext(), 1, "one record for the unit while undecided");
+    // The office: it is the same unit.
+    office.sync(&mut on).unwrap();
+    office
+        .resolve_conflict(second, "duplicate_of", &Scalar::str(first.to_string()))
+        .unwrap();
+    office.sync(&mut on).unwrap();
+    assert!(!w.conflicts().contains(&(second, "duplicate_of".to_owned())));
+    w.push_until_done(5);
+    assert_eq!(
+        in_erpnext(),
+        1,
+        "a confirmed duplicate never reaches ERPNext"
+    );
+    tb.sync(&mut nb).unwrap();
+    let Some(AnyEntity::Equipment(q)) = tb.entity(second).unwrap() else {
+        panic!("the technician keeps the record")
+    };
+    assert_eq!(q.duplicate_of, Some(EquipmentId(first)));
+}
