@@ -142,23 +142,75 @@ where
     });
 }
 
+/// The statuses that end the job: a wrong tap there is costly, so they ask first.
+fn ends_the_job(status: &str) -> bool {
+    matches!(status, "completed" | "could_not_complete")
+}
+
+/// What is still open on a job about to be ended: checklist lines not ticked, and no signature.
+fn open_items(
+    checklist: &[shared::ipc::LineView],
+    signature: Option<&String>,
+) -> (Vec<String>, bool) {
+    let unticked = checklist
+        .iter()
+        .filter(|l| !l.done)
+        .map(|l| l.text.clone())
+        .collect();
+    (unticked, signature.is_none())
+}
+
 #[function_component(StatusButtons)]
 fn status_buttons(p: &DetailProps) -> Html {
     let store = use_context::<Store>().expect("the App provides the store");
     let lang = store.lang;
+    // A status that ends the job, waiting for its confirmation.
+    let asking = use_state(|| None::<String>);
+    let set = |st: String| {
+        let (store, id, asking) = (store.clone(), p.detail.summary.id.clone(), asking.clone());
+        Callback::from(move |_| {
+            asking.set(None);
+            edit(&store, ipc::job_set_status(id.clone(), st.clone()));
+        })
+    };
+    let confirm = (*asking).clone().map(|st| {
+        let (unticked, unsigned) = open_items(&p.detail.checklist, p.detail.signature.as_ref());
+        let cancel = {
+            let asking = asking.clone();
+            Callback::from(move |_| asking.set(None))
+        };
+        html! {
+            <div class="panel" id="confirm-status" role="dialog" aria-label={t(lang, Msg::ConfirmStatus)}>
+                <h3>{ t(lang, Msg::ConfirmStatus) }{ " : " }{ i18n::status(lang, &st) }</h3>
+                if !unticked.is_empty() {
+                    <p class="warn">{ t(lang, Msg::StillOpen) }</p>
+                    <ul id="confirm-unticked">{ for unticked.iter().map(|l| html! { <li>{ l }</li> }) }</ul>
+                }
+                if unsigned {
+                    <p class="warn" id="confirm-unsigned">{ t(lang, Msg::NoSignature) }</p>
+                }
+                <div class="actions">
+                    <button id="confirm-yes" class="primary" onclick={set(st.clone())}>{ t(lang, Msg::Confirm) }</button>
+                    <button id="confirm-no" onclick={cancel}>{ t(lang, Msg::Cancel) }</button>
+                </div>
+            </div>
+        }
+    });
     html! {
+        <>
         <div class="actions" role="group" aria-label={t(lang, Msg::ChangeStatus)}>
             { for p.detail.next_statuses.iter().map(|st| {
-                let onclick = {
-                    let (store, id, st) = (store.clone(), p.detail.summary.id.clone(), st.clone());
-                    Callback::from(move |_| {
-                        let (id, st) = (id.clone(), st.clone());
-                        edit(&store, ipc::job_set_status(id, st));
-                    })
+                let onclick = if ends_the_job(st) {
+                    let (asking, st) = (asking.clone(), st.clone());
+                    Callback::from(move |_| asking.set(Some(st.clone())))
+                } else {
+                    set(st.clone())
                 };
                 html! { <button class={classes!("to", format!("st-{st}"))} id={format!("to-{st}")} {onclick}>{ i18n::status(lang, st) }</button> }
             }) }
         </div>
+        { confirm.unwrap_or_default() }
+        </>
     }
 }
 
@@ -555,5 +607,29 @@ fn signature_pad(p: &DetailProps) -> Html {
                 <button type="submit">{ t(lang, Msg::Sign) }</button>
             </form>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ending_a_job_lists_what_is_still_open() {
+        assert!(ends_the_job("completed") && ends_the_job("could_not_complete"));
+        assert!(!ends_the_job("en_route"));
+        let line = |text: &str, done: bool| shared::ipc::LineView {
+            key: text.into(),
+            text: text.into(),
+            detail: None,
+            done,
+        };
+        let checklist = [line("Niveau optique", true), line("Test Wi-Fi", false)];
+        assert_eq!(
+            open_items(&checklist, None),
+            (vec!["Test Wi-Fi".to_owned()], true)
+        );
+        let signed = "signature.png".to_owned();
+        assert_eq!(open_items(&checklist[..1], Some(&signed)), (vec![], false));
     }
 }

@@ -76,7 +76,10 @@ async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> 
     .await?;
     tech.click("#equipment-results li button.install").await?;
     tech.until_text("#equipment-moves", &serial).await?;
+    // Ending the job asks first, and says what is still open.
     tech.click("#to-completed").await?;
+    tech.until_text("#confirm-status", "Terminé").await?;
+    tech.click("#confirm-yes").await?;
     tech.until_text("#job-status", "Terminé").await?;
     // Offline, and the work waits on the device.
     tech.click("#sync-now").await?;
