@@ -45,6 +45,14 @@ pub fn job(p: &JobProps) -> Html {
     let map = d.gps.as_ref().map(|(lat, lon)| {
         format!("https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=18/{lat}/{lon}")
     });
+    // Directions from where the technician is, to the position, else to the address.
+    let directions = match &d.gps {
+        Some((lat, lon)) => format!("https://www.openstreetmap.org/directions?to={lat}%2C{lon}"),
+        None => format!(
+            "https://www.openstreetmap.org/search?query={}",
+            String::from(js_sys::encode_uri_component(&s.address))
+        ),
+    };
     html! {
         <main class="job" id="job-detail" data-job={s.id.clone()}>
             <button class="link" id="back" onclick={back}>{ "← " }{ t(lang, Msg::Back) }</button>
@@ -63,7 +71,14 @@ pub fn job(p: &JobProps) -> Html {
             <section class="card">
                 <h2>{ t(lang, Msg::Customer) }</h2>
                 <p><strong>{ &s.customer }</strong></p>
-                if let Some(ph) = &d.customer_phone { <p><a href={format!("tel:{ph}")}>{ ph }</a></p> }
+                // Big enough for a gloved thumb: call the customer, get directions.
+                <div class="big-actions">
+                    if let Some(ph) = &d.customer_phone {
+                        <a class="button big" id="call" href={format!("tel:{ph}")}>{ t(lang, Msg::Call) }</a>
+                    }
+                    <a class="button big" id="directions" href={directions} target="_blank" rel="noreferrer">{ t(lang, Msg::Directions) }</a>
+                </div>
+                if let Some(ph) = &d.customer_phone { <p class="help">{ ph }</p> }
                 if let Some(m) = &d.customer_email { <p><a href={format!("mailto:{m}")}>{ m }</a></p> }
                 <h2>{ t(lang, Msg::Location) }</h2>
                 <p>{ &s.address }</p>
@@ -198,7 +213,7 @@ fn status_buttons(p: &DetailProps) -> Html {
     });
     html! {
         <>
-        <div class="actions" role="group" aria-label={t(lang, Msg::ChangeStatus)}>
+        <div class="actions status-actions" role="group" aria-label={t(lang, Msg::ChangeStatus)}>
             { for p.detail.next_statuses.iter().map(|st| {
                 let onclick = if ends_the_job(st) {
                     let (asking, st) = (asking.clone(), st.clone());
@@ -433,10 +448,17 @@ fn check_in(p: &DetailProps) -> Html {
             if let Some(m) = p.detail.time_on_site_min {
                 <p>{ t(lang, Msg::TimeOnSite) }{ ": " }{ m }{ " " }{ t(lang, Msg::Minutes) }</p>
             }
-            <form onsubmit={go} class="row">
-                <input class="short" inputmode="decimal" placeholder={t(lang, Msg::Latitude)} aria-label={t(lang, Msg::Latitude)} value={(*lat).clone()} oninput={on_lat} />
-                <input class="short" inputmode="decimal" placeholder={t(lang, Msg::Longitude)} aria-label={t(lang, Msg::Longitude)} value={(*lon).clone()} oninput={on_lon} />
-                <button id="check-in" type="submit">{ t(lang, Msg::CheckIn) }</button>
+            // One tap records the arrival time (with the position where the device gives one);
+            // typing a position is the rare exception, folded away.
+            <form onsubmit={go}>
+                <button id="check-in" class="big" type="submit">{ t(lang, Msg::CheckIn) }</button>
+                <details>
+                    <summary>{ t(lang, Msg::TypePosition) }</summary>
+                    <div class="row">
+                        <input class="short" inputmode="decimal" placeholder={t(lang, Msg::Latitude)} aria-label={t(lang, Msg::Latitude)} value={(*lat).clone()} oninput={on_lat} />
+                        <input class="short" inputmode="decimal" placeholder={t(lang, Msg::Longitude)} aria-label={t(lang, Msg::Longitude)} value={(*lon).clone()} oninput={on_lon} />
+                    </div>
+                </details>
             </form>
         </section>
     }

@@ -59,6 +59,7 @@ async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> 
     tech.until_text("#job-status", "route").await?;
     tech.click("#to-on_site").await?;
     tech.until_text("#job-status", "Sur place").await?;
+    glove_friendly(&tech).await?;
     tech.type_into("#note-text", NOTE).await?;
     tech.click("#add-note").await?;
     tech.until_text("#notes", NOTE).await?;
@@ -214,6 +215,41 @@ async fn fits_a_phone(app: &App, shot: &str) -> Result<()> {
     .await
     .with_context(|| format!("wider than the screen: {wide}"))?;
     app.screenshot(shot).await?;
+    app.client.set_window_size(1280, 800).await?;
+    Ok(())
+}
+
+/// On a 360-px phone, the job page is made for a gloved thumb: big call and directions buttons,
+/// arrival in one tap, and the next status in a bar fixed at the bottom of the screen.
+async fn glove_friendly(app: &App) -> Result<()> {
+    app.client.set_window_size(360, 780).await?;
+    app.until(
+        "a phone-sized window",
+        "return window.innerWidth <= 400;",
+        vec![],
+    )
+    .await?;
+    let checks = app
+        .js(
+            "const h = s => { const e = document.querySelector(s);                  return e ? e.getBoundingClientRect().height : 0; };              const bar = document.querySelector('.status-actions');              const r = bar.getBoundingClientRect();              return { call: h('#call'), directions: h('#directions'), checkIn: h('#check-in'),                       position: getComputedStyle(bar).position,                       atBottom: Math.abs(r.bottom - window.innerHeight) <= 1,                       typedPositionHidden: !document.querySelector('#job-detail details').open };",
+            vec![],
+        )
+        .await?;
+    for target in ["call", "directions", "checkIn"] {
+        let height = checks[target].as_f64().unwrap_or(0.0);
+        assert!(
+            height >= 44.0,
+            "{target} is {height} px tall, under a thumb's 44"
+        );
+    }
+    assert_eq!(checks["position"], json!("fixed"), "{checks}");
+    assert_eq!(
+        checks["atBottom"],
+        json!(true),
+        "the status bar at the bottom"
+    );
+    assert_eq!(checks["typedPositionHidden"], json!(true));
+    app.screenshot("job-detail-onsite-phone").await?;
     app.client.set_window_size(1280, 800).await?;
     Ok(())
 }
