@@ -504,3 +504,52 @@ mod words {
         assert!(offline_line(Lang::Fr, 3).ends_with("(3 en attente)"));
     }
 }
+
+/// A field as the conflict inbox names it: « Statut », not `status`; an item's field with its
+/// collection (« Note », « Case cochée »). Unknown fields keep their name.
+pub fn field_label(lang: Lang, field: &str) -> String {
+    // `notes[<key>].text` → the collection and the item's field.
+    let (collection, item_field) = match field.split_once('[') {
+        Some((c, rest)) => (Some(c), rest.rsplit_once("].").map(|(_, f)| f)),
+        None => (None, None),
+    };
+    let word = match (lang, collection, item_field, field) {
+        (Lang::Fr, None, _, "status") => "Statut",
+        (Lang::Fr, None, _, "deleted") => "Suppression",
+        (Lang::Fr, None, _, "duplicate_of") => "Doublon d’un autre appareil",
+        (Lang::Fr, None, _, "description") => "Description",
+        (Lang::Fr, None, _, "title") => "Titre",
+        (Lang::Fr, None, _, "priority") => "Priorité",
+        (Lang::Fr, None, _, "date") => "Date",
+        (Lang::Fr, None, _, "start") => "Heure",
+        (Lang::Fr, None, _, "technician") => "Technicien",
+        (Lang::Fr, None, _, "signature") => "Signature",
+        (Lang::Fr, None, _, "check_in") => "Arrivée sur place",
+        (Lang::Fr, Some("notes"), _, _) => "Note",
+        (Lang::Fr, Some("checklist"), _, _) => "Case cochée",
+        (Lang::Fr, Some("materials"), _, _) => "Matériel",
+        (Lang::En, None, _, "status") => "Status",
+        (Lang::En, None, _, "deleted") => "Deletion",
+        (Lang::En, None, _, "duplicate_of") => "Duplicate of another unit",
+        (Lang::En, None, _, "priority") => "Priority",
+        (Lang::En, None, _, "start") => "Start time",
+        (Lang::En, Some("notes"), _, _) => "Note",
+        (Lang::En, Some("checklist"), _, _) => "Checklist line",
+        (Lang::En, Some("materials"), _, _) => "Material",
+        _ => return field.to_owned(),
+    };
+    word.to_owned()
+}
+
+#[cfg(test)]
+mod fields {
+    use super::*;
+
+    #[test]
+    fn the_inbox_names_fields_in_words() {
+        assert_eq!(field_label(Lang::Fr, "status"), "Statut");
+        assert_eq!(field_label(Lang::Fr, "checklist[a1].done"), "Case cochée");
+        assert_eq!(field_label(Lang::En, "deleted"), "Deletion");
+        assert_eq!(field_label(Lang::Fr, "vlan"), "vlan");
+    }
+}

@@ -20,6 +20,20 @@ pub fn display_value(lang: Lang, field: &str, v: &str) -> String {
             "?" => s,
             word => word.to_owned(),
         },
+        // A deletion while field work arrived: restore it, or archive it with its work.
+        "deleted" => match (lang, s.as_str()) {
+            (Lang::Fr, "true") => "Archiver (reste supprimé, le travail est gardé)".into(),
+            (Lang::Fr, "false") => "Restaurer".into(),
+            (Lang::En, "true") => "Archive (stays deleted, the work is kept)".into(),
+            (Lang::En, "false") => "Restore".into(),
+            _ => s,
+        },
+        "duplicate_of" => match (lang, s.as_str()) {
+            (Lang::Fr, "∅" | "null") => "Un autre appareil (pas un doublon)".into(),
+            (Lang::En, "∅" | "null") => "Another unit (not a duplicate)".into(),
+            (Lang::Fr, id) => format!("Le même appareil que {id}"),
+            (Lang::En, id) => format!("The same unit as {id}"),
+        },
         _ => s,
     }
 }
@@ -61,7 +75,7 @@ pub fn conflicts() -> Html {
                     };
                     html! {
                         <li class="conflict" key={format!("{}-{}", c.doc, c.field)} data-doc={c.doc.clone()} data-field={c.field.clone()}>
-                            <h2><button class="link" onclick={open}>{ &c.label }</button>{ " · " }<code>{ &c.field }</code></h2>
+                            <h2><button class="link" onclick={open}>{ &c.label }</button>{ " · " }<span class="field" title={c.field.clone()}>{ i18n::field_label(lang, &c.field) }</span></h2>
                             <p>{ t(lang, Msg::Shown) }{ ": " }<strong class="shown">{ display_value(lang, &c.field, &c.shown) }</strong></p>
                             <ul class="values">
                                 { for c.values.iter().map(|v| {

@@ -139,7 +139,7 @@ async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> 
     let item = format!("#conflicts li.conflict[data-doc='{job}'][data-field='status']");
     office.find(&item).await?;
     let text = office.text(&item).await?;
-    for expected in ["Terminé", "Annulé", "Technicien", "Répartiteur"] {
+    for expected in ["Statut", "Terminé", "Annulé", "Technicien", "Répartiteur"] {
         assert!(
             text.contains(expected),
             "the conflict shows {expected:?}: {text}"
