@@ -312,9 +312,11 @@ fn main() -> Result<()> {
     let retention =
         std::time::Duration::from_secs(settings.device_retention_days.saturating_mul(86_400));
     let mut config = ServerConfig::new(server_author());
-    config.push_grace_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    // Offline work on a document that left a device's scope is accepted this long after.
+    let grace = std::time::Duration::from_secs(settings.push_grace_days.saturating_mul(86_400));
+    config.push_grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let mut service =
-        SyncService::open(config, store, Box::new(SystemClock))?.with_retention(retention);
+        SyncService::open(config, store, Box::new(SystemClock))?.with_retention(grace);
     if let Some(v) = &settings.min_app_version {
         service = service.with_min_app_version(semver::Version::parse(v)?);
     }

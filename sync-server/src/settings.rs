@@ -53,6 +53,10 @@ pub struct Settings {
     /// Compaction keeps the history a device builds on for this many days after it was last
     /// seen; a device away longer rebases its offline edits onto the compacted copy.
     pub device_retention_days: u64,
+    /// Offline work on a document that left a device's scope (a job reassigned away) is
+    /// accepted for the fields a technician may write this many days after it left; later
+    /// it is refused (the device keeps it as a rejection). Default 30.
+    pub push_grace_days: u64,
     /// Serve HTTPS with this certificate chain (PEM), reloaded when the file changes. Without
     /// it the server speaks plain HTTP, for a reverse proxy that ends TLS in front of it.
     pub tls_cert: Option<PathBuf>,
@@ -152,6 +156,7 @@ impl Settings {
             .set_default("postgres_schema", "fsm")?
             .set_default("sqlite_full_sync", true)?
             .set_default("device_retention_days", 30)?
+            .set_default("push_grace_days", 30)?
             .set_default("session_days", 30)?
             .set_default("session_max_days_technician", 180)?
             .set_default("session_max_days_dispatcher", 90)?
