@@ -329,6 +329,9 @@ pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
                 };
                 let mut item = std::collections::BTreeMap::new();
                 for f in doc.keys(&item_id) {
+                    if !coll.fields.contains(&f.as_str()) {
+                        strays.push(Stray::UnknownKey(format!("{key}[{item_key}].{f}")));
+                    }
                     let found = candidates(doc, &item_id, &f, &mut |s| {
                         strays.push(match s {
                             Stray::Object(_) => Stray::Object(format!("{key}[{item_key}].{f}")),

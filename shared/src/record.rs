@@ -162,6 +162,8 @@ pub struct CollectionSpec {
     pub name: &'static str,
     pub policy: Policy,
     pub writers: Writers,
+    /// Every field an item has: anything else in an item is data no reading shows.
+    pub fields: &'static [&'static str],
     /// The item fields a device may change once the item exists (a checklist line's `done`);
     /// every other field is written once, when the item is added. The server (ERPNext's office)
     /// may correct any of them.
@@ -197,12 +199,14 @@ pub(crate) const fn c(
     name: &'static str,
     policy: Policy,
     writers: Writers,
+    fields: &'static [&'static str],
     mutable: &'static [&'static str],
 ) -> CollectionSpec {
     CollectionSpec {
         name,
         policy,
         writers,
+        fields,
         mutable,
     }
 }
@@ -328,24 +332,6 @@ impl Record {
                 }
             }
         }
-    }
-
-    /// The item fields this record has that `canonical` (the same entity written back by its
-    /// model) does not: data no reading of the entity shows. As `collection[item].field`.
-    pub fn unknown_item_fields(&self, canonical: &Record) -> Vec<String> {
-        let mut out = Vec::new();
-        for (name, items) in &self.collections {
-            let known = canonical.collections.get(name);
-            for (key, item) in items {
-                let known = known.and_then(|k| k.get(key));
-                for field in item.keys() {
-                    if !known.is_some_and(|k| k.contains_key(field)) {
-                        out.push(format!("{name}[{key}].{field}"));
-                    }
-                }
-            }
-        }
-        out
     }
 
     /// Applies field changes (the inverse of [`Record::diff`]).

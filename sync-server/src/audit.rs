@@ -28,7 +28,10 @@ pub enum AuditEvent {
         device: DeviceId,
     },
     /// A session refused at refresh (already refreshed, revoked, or past its maximum age).
-    RefreshRefused { device: DeviceId, reason: String },
+    RefreshRefused {
+        device: DeviceId,
+        reason: RefusalReason,
+    },
     /// An admin revoked a token, a device's sessions or a technician's sessions.
     Revoked { what: String, by: DeviceId },
     /// An admin created an office account.
@@ -47,7 +50,26 @@ pub enum AuditEvent {
     /// An office account's device traded its login link for a session.
     AccountSignedIn { account: DocId, device: DeviceId },
     /// A login refused (a disabled account's link).
-    LoginRefused { device: DeviceId, reason: String },
+    LoginRefused {
+        device: DeviceId,
+        reason: RefusalReason,
+    },
+}
+
+/// Why a sign-in or a refresh was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// The session, its device or its technician was revoked, or the token was refreshed.
+    Revoked,
+    /// The same token was refreshed twice.
+    RefreshedAlready,
+    /// The session reached its role's maximum age.
+    TooOld,
+    /// The office account is disabled or gone.
+    AccountDisabled,
+    /// An account's one-time link presented again.
+    LinkReused,
 }
 
 /// An entry: when (Unix milliseconds) and what.

@@ -200,9 +200,7 @@ impl Keys {
             auth: Some(auth_s),
             acct: account.map(|a| a.to_string()),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|_| AuthError::Invalid)?;
-        Ok((token, exp))
+        Ok((self.sign(&claims)?, exp))
     }
 
     /// Issues a session token valid for `ttl_s` seconds from `now_s` (Unix seconds).
@@ -225,8 +223,7 @@ impl Keys {
             auth: None,
             acct: None,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|_| AuthError::Invalid)
+        self.sign(&claims)
     }
 
     /// Issues a magic link token for a technician.
@@ -247,7 +244,11 @@ impl Keys {
             auth: None,
             acct: None,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .map_err(|_| AuthError::Invalid)
     }
 
@@ -283,8 +284,7 @@ impl Keys {
             auth: None,
             acct: Some(account.to_string()),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|_| AuthError::Invalid)
+        self.sign(&claims)
     }
 
     /// Checks an office account's login link. Single use is the caller's check.

@@ -14,7 +14,7 @@ use crate::AppState;
 use shared::ids::{DeviceId, DocId, Role, TechnicianId};
 use shared::sync::server::Subject;
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, RefusalReason};
 use crate::auth::{AuthError, Session};
 use crate::service::ServiceError;
 
@@ -239,7 +239,7 @@ async fn exchange(
                 None => {
                     state.sync.audit(AuditEvent::LoginRefused {
                         device,
-                        reason: "the account is disabled or gone".into(),
+                        reason: RefusalReason::AccountDisabled,
                     });
                     return Err(ApiError {
                         status: StatusCode::UNAUTHORIZED,
@@ -264,7 +264,7 @@ async fn exchange(
         } else {
             state.sync.audit(AuditEvent::LoginRefused {
                 device,
-                reason: "an account's login link used again".into(),
+                reason: RefusalReason::LinkReused,
             });
         }
         return Err(ApiError {
@@ -493,14 +493,14 @@ async fn refresh(
     headers: HeaderMap,
 ) -> Result<Json<TokenAnswer>, ApiError> {
     let who = state.keys.verify_session(bearer(&headers)?)?;
-    let refused = |reason: &str| {
+    let refused = |reason: RefusalReason| {
         state.sync.audit(AuditEvent::RefreshRefused {
             device: who.device.author.device,
-            reason: reason.to_owned(),
+            reason,
         });
     };
     if state.sync.is_session_revoked(&who) {
-        refused("revoked, or refreshed already");
+        refused(RefusalReason::Revoked);
         return Err(AuthError::Invalid.into());
     }
     if let Some(account) = who.account
@@ -508,7 +508,7 @@ async fn refresh(
             .await?
             .is_some_and(|a| a.active)
     {
-        refused("its account is disabled");
+        refused(RefusalReason::AccountDisabled);
         return Err(AuthError::Invalid.into());
     }
     let tech = match who.device.subject {
@@ -521,7 +521,7 @@ async fn refresh(
         .await
         .map_err(|_| ServiceError::Poisoned)??;
     if !first_use {
-        refused("refreshed already");
+        refused(RefusalReason::RefreshedAlready);
         return Err(AuthError::Invalid.into());
     }
     let (token, expires_at) = state
@@ -536,7 +536,7 @@ async fn refresh(
                 .session_time(now_s(), who.device.author.device, tech, who.account),
             who.auth,
         )
-        .inspect_err(|_| refused("past the maximum age of its session"))?;
+        .inspect_err(|_| refused(RefusalReason::TooOld))?;
     Ok(Json(TokenAnswer {
         token,
         expires_at,

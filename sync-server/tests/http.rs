@@ -110,6 +110,18 @@ fn start_full(min_app_version: Option<&str>, links: sync_server::LinkSettings) -
     }
 }
 
+/// A session token for device `n` (its id is `n`), valid for an hour.
+fn session_token(
+    s: &TestServer,
+    n: u128,
+    role: Role,
+    tech: Option<shared::ids::TechnicianId>,
+) -> String {
+    s.keys
+        .issue(DeviceId(DocId::from_u128(n)), role, tech, now_s(), 3600)
+        .unwrap()
+}
+
 fn now_s() -> i64 {
     SystemClock.now().0 / 1000
 }
@@ -201,16 +213,7 @@ fn bad_tokens_and_bad_bodies_get_4xx_and_change_nothing() {
     assert_eq!(tech.status().unwrap().documents, 0);
     // A valid token but a garbage body.
     let http = reqwest::blocking::Client::new();
-    let token = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd001)),
-            Role::Technician,
-            Some(s.data.technicians[0]),
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let token = session_token(&s, 0xd001, Role::Technician, Some(s.data.technicians[0]));
     let r = http
         .post(format!("{}/api/v1/sync", s.url))
         .bearer_auth(&token)
@@ -328,27 +331,9 @@ fn dispatchers_get_live_events_and_resume_after_a_reconnect() {
     let s = start();
     let (mut tech, mut tech_net) = client(&s, Role::Technician, 1);
     tech.sync(&mut tech_net).unwrap();
-    let office_token = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0ff)),
-            Role::Dispatcher,
-            None,
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let office_token = session_token(&s, 0xd0ff, Role::Dispatcher, None);
     // Technicians may not listen.
-    let tech_token = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0fe)),
-            Role::Technician,
-            Some(s.data.technicians[0]),
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let tech_token = session_token(&s, 0xd0fe, Role::Technician, Some(s.data.technicians[0]));
     let r = reqwest::blocking::Client::new()
         .get(format!("{}/api/v1/events", s.url))
         .bearer_auth(&tech_token)
@@ -422,16 +407,7 @@ fn large_bodies_travel_gzipped_both_ways() {
         .no_gzip()
         .build()
         .unwrap();
-    let token = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0aa)),
-            Role::Dispatcher,
-            None,
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let token = session_token(&s, 0xd0aa, Role::Dispatcher, None);
     let (fresh, _) = client(&s, Role::Dispatcher, 0xaa);
     let frame = shared::protocol::encode(&shared::protocol::Message::Request(
         fresh.sync_request("t").unwrap(),
@@ -466,39 +442,12 @@ fn post_json(url: &str, token: Option<&str>, body: &serde_json::Value) -> (u16, 
 #[test]
 fn magic_link_once_then_refresh_and_revoke() {
     let s = start();
-    let office = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0f1)),
-            Role::Dispatcher,
-            None,
-            now_s(),
-            3600,
-        )
-        .unwrap();
-    let admin = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0f2)),
-            Role::Admin,
-            None,
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let office = session_token(&s, 0xd0f1, Role::Dispatcher, None);
+    let admin = session_token(&s, 0xd0f2, Role::Admin, None);
     let tech_id = s.data.technicians[0].to_string();
 
     // A technician cannot make links; the office can.
-    let tech_token = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0f3)),
-            Role::Technician,
-            Some(s.data.technicians[0]),
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let tech_token = session_token(&s, 0xd0f3, Role::Technician, Some(s.data.technicians[0]));
     let (st, _) = post_json(
         &format!("{}/api/v1/auth/magic", s.url),
         Some(&tech_token),
@@ -714,16 +663,7 @@ fn a_photo_taken_offline_waits_on_the_device_then_uploads_on_the_next_sync() {
     let s = start();
     let dir = tempfile::tempdir().unwrap();
     let tech = s.data.technicians[0];
-    let token = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0f1)),
-            Role::Technician,
-            Some(tech),
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let token = session_token(&s, 0xd0f1, Role::Technician, Some(tech));
     let mut d = Device::open(dir.path(), Arc::new(DeviceClock)).unwrap();
     d.login_with_token(&s.url, &token).unwrap();
     let d = std::sync::Mutex::new(d);
@@ -760,16 +700,7 @@ fn a_photo_taken_offline_waits_on_the_device_then_uploads_on_the_next_sync() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let office = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0f2)),
-            Role::Dispatcher,
-            None,
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let office = session_token(&s, 0xd0f2, Role::Dispatcher, None);
     let r = reqwest::blocking::Client::new()
         .get(format!("{}/api/v1/photos/{sha}", s.url))
         .bearer_auth(&office)
@@ -823,16 +754,7 @@ fn login_links_are_app_links_and_every_sign_in_is_audited() {
         apple_app_ids: vec!["TEAM123456.ca.fibre.fsm".into()],
     };
     let s = start_full(None, links);
-    let office = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0a1)),
-            Role::Dispatcher,
-            None,
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let office = session_token(&s, 0xd0a1, Role::Dispatcher, None);
     let tech = s.data.technicians[0];
     let (status, body) = post_json(
         &format!("{}/api/v1/auth/magic", s.url),
@@ -905,16 +827,7 @@ fn login_links_are_app_links_and_every_sign_in_is_audited() {
     );
     assert_eq!(entries[1]["device"], device);
     assert_eq!(entries[1]["technician"], tech.to_string());
-    let tech_token = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0a3)),
-            Role::Technician,
-            Some(tech),
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let tech_token = session_token(&s, 0xd0a3, Role::Technician, Some(tech));
     assert_eq!(audit(&tech_token).0, 403, "the office reads the audit log");
     // A server without them configured publishes no association files.
     let plain = start();
@@ -928,16 +841,7 @@ fn login_links_are_app_links_and_every_sign_in_is_audited() {
 #[test]
 fn office_accounts_sign_in_by_link_and_lose_their_sessions_when_disabled() {
     let s = start();
-    let admin = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd0b1)),
-            Role::Admin,
-            None,
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let admin = session_token(&s, 0xd0b1, Role::Admin, None);
     let url = |p: &str| format!("{}{p}", s.url);
     let http = reqwest::blocking::Client::new();
     let get = |t: &str, p: &str| {

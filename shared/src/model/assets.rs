@@ -171,7 +171,13 @@ impl Entity for ServiceLocation {
             f("vlan", OfficeWins, Office),
             f("network_notes", DeviceWins, Field),
         ],
-        collections: &[c("contacts", DeviceWins, Field, &["name", "phone", "role"])],
+        collections: &[c(
+            "contacts",
+            DeviceWins,
+            Field,
+            &["name", "phone", "role"],
+            &["name", "phone", "role"],
+        )],
     };
     fn doc_id(&self) -> DocId {
         self.id.0

@@ -372,19 +372,6 @@ struct Pusher {
     today: NaiveDate,
 }
 
-/// What a document holds outside what its entity reads: keys, objects and oversized values the
-/// reading leaves out, and item fields the entity does not have.
-fn stray_paths(m: &crdt::Materialized, entity: &AnyEntity) -> Vec<String> {
-    let mut out: Vec<String> = m.strays.iter().map(ToString::to_string).collect();
-    out.extend(
-        m.record
-            .unknown_item_fields(&entity.to_record())
-            .into_iter()
-            .map(|p| format!("`{p}` is not part of the schema")),
-    );
-    out
-}
-
 /// The compensating changes that undo one refused part of a push, back to `before` (the server's
 /// state). A new item that may not exist cannot be undone by a change: the push is refused.
 fn restore(
@@ -1251,16 +1238,15 @@ impl ServerEngine {
         // Nothing hidden: no key outside the schema, no object or bytes where a value belongs, no
         // oversized value, not even as a losing concurrent value (what the server's copy already
         // held, from before these checks, is not this push's doing).
-        let mut strays = stray_paths(&after, &entity);
+        let mut strays: Vec<String> = after.strays.iter().map(ToString::to_string).collect();
         if !strays.is_empty() {
             let old = doc
                 .fork_at(&heads_before)
                 .map_err(|_| RejectReason::MissingDependencies)?;
-            let old = crdt::read(&old, push.kind);
-            let held: Set<String> = AnyEntity::from_record(push.kind, push.doc, &old.record)
-                .map(|e| stray_paths(&old, &e))
-                .unwrap_or_default()
-                .into_iter()
+            let held: Set<String> = crdt::read(&old, push.kind)
+                .strays
+                .iter()
+                .map(ToString::to_string)
                 .collect();
             strays.retain(|s| !held.contains(s));
             if !strays.is_empty() {

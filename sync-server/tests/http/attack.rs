@@ -470,16 +470,7 @@ fn attack_one_session_refreshed_many_times_at_once_yields_one_session() {
 #[test]
 fn attack_a_login_link_for_someone_who_is_not_an_active_technician() {
     let s = start();
-    let office = s
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xa7f1)),
-            Role::Dispatcher,
-            None,
-            now_s(),
-            3600,
-        )
-        .unwrap();
+    let office = session_token(&s, 0xa7f1, Role::Dispatcher, None);
     let url = format!("{}/api/v1/auth/magic", s.url);
     let ask = |tech: String| {
         post_json(
@@ -691,17 +682,7 @@ fn a_panic_in_one_request_fails_that_request_only() {
 #[test]
 fn attack_one_device_floods_the_server_and_is_told_to_wait() {
     let s = start();
-    let token = |n: u128| {
-        s.keys
-            .issue(
-                DeviceId(DocId::from_u128(n)),
-                Role::Dispatcher,
-                None,
-                now_s(),
-                3600,
-            )
-            .unwrap()
-    };
+    let token = |n: u128| session_token(&s, n, Role::Dispatcher, None);
     let (flood, calm) = (token(0xf1), token(0xf2));
     let http = reqwest::blocking::Client::new();
     let get = |t: &str| {
