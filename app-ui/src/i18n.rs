@@ -118,6 +118,10 @@ pub enum Msg {
     NoConflicts,
     WrittenBy,
     Shown,
+    Overridden,
+    OverriddenHelp,
+    Kept,
+    Acknowledge,
     Technician,
     BoardHelp,
     Map,
@@ -218,6 +222,12 @@ pub fn t(lang: Lang, m: Msg) -> &'static str {
             NoConflicts => "Aucun conflit.",
             WrittenBy => "par",
             Shown => "affiché",
+            Overridden => "Valeurs remplacées",
+            OverriddenHelp => {
+                "La règle du champ a gardé une valeur au lieu d’une autre : rien à décider, mais celui dont la valeur a été remplacée le voit ici."
+            }
+            Kept => "gardé",
+            Acknowledge => "Vu",
             Technician => "Technicien",
             BoardHelp => {
                 "Glissez un travail vers un technicien et une heure, ou sélectionnez-le puis ←→ heure/jour, ↑↓ technicien, Entrée pour confirmer, Échap pour annuler."
@@ -315,6 +325,12 @@ pub fn t(lang: Lang, m: Msg) -> &'static str {
             NoConflicts => "No conflicts.",
             WrittenBy => "by",
             Shown => "shown",
+            Overridden => "Replaced values",
+            OverriddenHelp => {
+                "The field's rule kept one value over another: nothing to decide, but whoever's value was replaced sees it here."
+            }
+            Kept => "kept",
+            Acknowledge => "Seen",
             Technician => "Technician",
             BoardHelp => {
                 "Drag a job onto a technician and hour, or select it then ←→ hour/day, ↑↓ technician, Enter to confirm, Esc to cancel."
@@ -351,20 +367,28 @@ pub fn status(lang: Lang, s: &str) -> &'static str {
     }
 }
 
-/// A priority in words.
-/// A role (as authors are written: `Technician`, `Dispatcher`, `Admin`, `Server`) in words.
-pub fn role(lang: Lang, r: &str) -> String {
-    let word = match (lang, r) {
-        (Lang::Fr, "Technician") => "Technicien",
-        (Lang::Fr, "Dispatcher") => "Répartiteur",
-        (Lang::Fr, "Admin") => "Administrateur",
-        (Lang::Fr, "Server") => "Serveur (ERPNext)",
-        (Lang::En, "Server") => "Server (ERPNext)",
-        (_, other) => other,
-    };
-    word.to_owned()
+/// Who wrote a value, in words: ERPNext's office, the server, or a person's role.
+pub fn author(lang: Lang, a: &shared::ids::Author) -> &'static str {
+    use shared::ids::Role;
+    if a.is_erpnext() {
+        return match lang {
+            Lang::Fr => "ERPNext (bureau)",
+            Lang::En => "ERPNext (office)",
+        };
+    }
+    match (lang, a.role) {
+        (Lang::Fr, Role::Technician) => "Technicien",
+        (Lang::Fr, Role::Dispatcher) => "Répartiteur",
+        (Lang::Fr, Role::Admin) => "Administrateur",
+        (Lang::Fr, Role::Server) => "Serveur",
+        (Lang::En, Role::Technician) => "Technician",
+        (Lang::En, Role::Dispatcher) => "Dispatcher",
+        (Lang::En, Role::Admin) => "Admin",
+        (Lang::En, Role::Server) => "Server",
+    }
 }
 
+/// A priority in words.
 pub fn priority(lang: Lang, p: &str) -> &'static str {
     match (lang, p) {
         (Lang::Fr, "low") => "Basse",

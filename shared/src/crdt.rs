@@ -33,6 +33,9 @@ pub enum CrdtError {
 pub struct Materialized {
     pub record: Record,
     pub conflicts: Vec<FieldConflict>,
+    /// Values a field's policy settled against a person, shown to them until someone
+    /// acknowledges it (by writing the kept value again).
+    pub overridden: Vec<FieldConflict>,
     /// What the document holds outside its schema, which the reading leaves out.
     pub strays: Vec<Stray>,
 }
@@ -167,20 +170,23 @@ pub fn write(
     Ok(doc.get_last_local_change().map(|c| c.raw_bytes().to_vec()))
 }
 
-/// The document's current heads, as hex strings (what a bridge remembers as "the state I last
-/// reconciled with").
-/// Writes a decision on a register (a conflict settled, an override acknowledged) as a real new
-/// value that supersedes every current one, even when `value` is among them. Automerge writes
-/// nothing for a value equal to the one it shows (or only deletes the others), which would let a
-/// concurrent opposite decision erase this one without a trace; writing through a placeholder in
-/// the same change makes the decision a value of its own. Returns the change's bytes.
+/// Writes a decision on a register or an item's field (a conflict settled, an override
+/// acknowledged) as a real new value that supersedes every current one, even when the value is
+/// among them. Automerge writes nothing for a value equal to the one it shows (or only deletes
+/// the others), which would let a concurrent opposite decision erase this one without a trace;
+/// writing through a placeholder in the same change makes the decision a value of its own.
+/// Returns the change's bytes.
 pub fn decide(
     doc: &mut Automerge,
     author: impl Into<Actor>,
     at: Millis,
-    field: &str,
-    value: &Scalar,
+    decision: &FieldChange,
 ) -> Result<Vec<u8>, CrdtError> {
+    let (value, field) = match decision {
+        FieldChange::Set { field, value } | FieldChange::SetItem { field, value, .. } => {
+            (value, field.as_str())
+        }
+    };
     let placeholder = if value == &Scalar::Null {
         Scalar::Bool(false)
     } else {
@@ -188,8 +194,18 @@ pub fn decide(
     };
     doc.set_actor(actor_id(author));
     let mut tx = doc.transaction();
-    tx.put(ROOT, field, to_value(&placeholder))?;
-    tx.put(ROOT, field, to_value(value))?;
+    let obj = match decision {
+        FieldChange::Set { .. } => ROOT,
+        FieldChange::SetItem {
+            collection, item, ..
+        } => map_at(&tx, &ROOT, collection)
+            .and_then(|c| map_at(&tx, &c, item))
+            .ok_or_else(|| {
+                CrdtError::CorruptDocument(format!("no item {collection}[{item}] to decide on"))
+            })?,
+    };
+    tx.put(&obj, field, to_value(&placeholder))?;
+    tx.put(&obj, field, to_value(value))?;
     commit(tx, at);
     doc.get_last_local_change()
         .map(|c| c.raw_bytes().to_vec())
@@ -217,8 +233,10 @@ pub fn open_decision(
                 incarnation,
             },
             at,
-            field,
-            value,
+            &FieldChange::Set {
+                field: field.to_owned(),
+                value: value.clone(),
+            },
         )?);
     }
     apply(
@@ -230,6 +248,8 @@ pub fn open_decision(
     Ok(out)
 }
 
+/// The document's current heads, as hex strings (what a bridge remembers as "the state I last
+/// reconciled with").
 pub fn heads_hex(doc: &Automerge) -> Vec<String> {
     doc.get_heads().iter().map(ToString::to_string).collect()
 }
@@ -310,6 +330,20 @@ fn candidates(
         .collect()
 }
 
+/// Lists a register's open conflict or override.
+fn note(out: &mut Materialized, field: String, res: &crate::merge::Resolution) {
+    let (list, values) = match (&res.conflict, &res.overridden) {
+        (Some(v), _) => (&mut out.conflicts, v),
+        (None, Some(v)) => (&mut out.overridden, v),
+        (None, None) => return,
+    };
+    list.push(FieldConflict {
+        field,
+        shown: res.value.clone(),
+        values: values.clone(),
+    });
+}
+
 /// Reads a document through its merge policies.
 pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
     let mut out = Materialized::default();
@@ -342,13 +376,7 @@ pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
                         });
                     });
                     let res = resolve(coll.policy, &found);
-                    if let Some(values) = res.conflict {
-                        out.conflicts.push(FieldConflict {
-                            field: format!("{key}[{item_key}].{f}"),
-                            shown: res.value.clone(),
-                            values,
-                        });
-                    }
+                    note(&mut out, format!("{key}[{item_key}].{f}"), &res);
                     item.insert(f, res.value);
                 }
                 items.insert(item_key, item);
@@ -357,13 +385,7 @@ pub fn read(doc: &Automerge, kind: EntityKind) -> Materialized {
         } else if let Some(spec) = field_spec(kind, &key) {
             let found = candidates(doc, &ROOT, &key, &mut |s| strays.push(s));
             let res = resolve(spec.policy, &found);
-            if let Some(values) = res.conflict {
-                out.conflicts.push(FieldConflict {
-                    field: key.clone(),
-                    shown: res.value.clone(),
-                    values,
-                });
-            }
+            note(&mut out, key.clone(), &res);
             out.record.fields.insert(key, res.value);
         } else {
             // Left out of the reading; the server refuses a push that adds one.

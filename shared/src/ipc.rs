@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::dispatch::Reason;
+use crate::ids::Author;
+use crate::record::Scalar;
 
 /// Command names, defined once for both sides.
 pub mod cmd {
@@ -197,7 +199,7 @@ pub struct LineView {
 }
 
 /// Everything the job screen shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobDetail {
     pub summary: JobSummary,
     pub description: String,
@@ -223,6 +225,9 @@ pub struct JobDetail {
     pub time_on_site_min: Option<i64>,
     /// The statuses this user may move the job to now.
     pub next_statuses: Vec<String>,
+    /// Values on this job a field's policy settled against someone (an office correction of
+    /// the technician's quantity…), so whoever lost sees what was kept.
+    pub overridden: Vec<ConflictView>,
 }
 
 /// Arguments naming a job.
@@ -339,31 +344,38 @@ pub struct SearchArgs {
     pub query: String,
 }
 
-/// One concurrent value in a conflict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One concurrent value in a conflict, typed: resolving with it writes exactly this value back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConflictValue {
-    pub value: String,
-    /// Who wrote it (`role:device`), when known.
-    pub author: Option<String>,
+    pub value: Scalar,
+    /// Who wrote it, when known.
+    pub author: Option<Author>,
+    /// What the value names when it is a document on the device (the twin of a duplicate: its
+    /// serial and where it is).
+    pub label: Option<String>,
 }
 
-/// An open conflict in the inbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An inbox entry: an open conflict a dispatcher decides, or a value a field's policy settled
+/// against someone (`settled`), listed so whoever lost sees what was kept instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConflictView {
     pub doc: String,
     /// What the document is (a job's title, a customer's name…).
     pub label: String,
+    /// `status`, or `materials[<item>].quantity` for a collection item's field.
     pub field: String,
-    pub shown: String,
+    pub settled: bool,
+    pub shown: Scalar,
     pub values: Vec<ConflictValue>,
 }
 
-/// `conflict_resolve`: keep `value` for `field` of `doc` (the dispatcher's decision).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `conflict_resolve`: keep `value` for `field` of `doc` (a dispatcher's decision, or the
+/// acknowledgement of an overridden value by keeping the value shown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolveArgs {
     pub doc: String,
     pub field: String,
-    pub value: String,
+    pub value: Scalar,
 }
 
 /// A service location matching a search (for a new job).

@@ -20,6 +20,10 @@ pub struct Resolution {
     pub value: Scalar,
     /// Set when the policy could not settle the concurrent values: all of them, for the inbox.
     pub conflict: Option<Vec<Candidate>>,
+    /// Set when the policy settled concurrent, different values against a person (a technician,
+    /// a dispatcher, ERPNext's office): all of them, so whoever lost still sees what was kept
+    /// instead of their value. Never set together with `conflict`.
+    pub overridden: Option<Vec<Candidate>>,
 }
 
 /// A conflict on one register of one document.
@@ -27,7 +31,7 @@ pub struct Resolution {
 pub struct FieldConflict {
     /// `status`, or `checklist[<item>].done` for an item's register.
     pub field: String,
-    /// The value every replica shows until someone settles it.
+    /// The value every replica shows (until someone settles it, for an open conflict).
     pub shown: Scalar,
     pub values: Vec<(Scalar, Option<Author>)>,
 }
@@ -63,14 +67,34 @@ pub fn resolve(policy: Policy, candidates: &[Candidate]) -> Resolution {
         return Resolution {
             value: Scalar::Null,
             conflict: None,
+            overridden: None,
         };
     };
     if candidates.iter().all(|(v, _)| v == &last.0) {
         return Resolution {
             value: last.0.clone(),
             conflict: None,
+            overridden: None,
         };
     }
+    let mut r = settle(policy, candidates);
+    if r.conflict.is_none()
+        && candidates
+            .iter()
+            .any(|(v, a)| v != &r.value && a.as_ref().is_some_and(is_person))
+    {
+        r.overridden = Some(candidates.to_vec());
+    }
+    r
+}
+
+/// Whether an author is someone who expects to see their value: not the server's own seeding,
+/// compensating or decision-opening changes.
+fn is_person(a: &Author) -> bool {
+    a.is_erpnext() || a.role != Role::Server
+}
+
+fn settle(policy: Policy, candidates: &[Candidate]) -> Resolution {
     match policy {
         Policy::DeviceWins => by_rank(candidates, device_rank),
         Policy::OfficeWins => by_rank(candidates, office_rank),
@@ -101,6 +125,7 @@ fn by_rank(candidates: &[Candidate], rank: impl Fn(Option<&Author>) -> u8) -> Re
     Resolution {
         value,
         conflict: (!settled).then(|| candidates.to_vec()),
+        overridden: None,
     }
 }
 
@@ -137,11 +162,13 @@ fn job_status(candidates: &[Candidate]) -> Resolution {
         return Resolution {
             value: last,
             conflict: Some(candidates.to_vec()),
+            overridden: None,
         };
     };
     Resolution {
         value: Scalar::str(shown.as_str()),
         conflict: impossible.then(|| candidates.to_vec()),
+        overridden: None,
     }
 }
 
@@ -192,6 +219,44 @@ mod tests {
         let device = vec![(s("tech"), who(Role::Technician, 1)), (s("erp"), erp)];
         let r = resolve(Policy::DeviceWins, &device);
         assert_eq!((r.value, r.conflict), (s("tech"), None));
+    }
+
+    #[test]
+    fn a_value_settled_against_a_person_is_kept_as_overridden() {
+        // ERPNext's office corrects a quantity a technician also changed: the office's value
+        // stands, and the technician's is kept for them to see.
+        let cands = vec![
+            (Scalar::Int(3), who(Role::Technician, 1)),
+            (Scalar::Int(2), Some(Author::ERPNEXT)),
+        ];
+        let r = resolve(Policy::OfficeWins, &cands);
+        assert_eq!(r.value, Scalar::Int(2));
+        assert_eq!((r.conflict, r.overridden), (None, Some(cands)));
+        // A dispatcher's edit that a device-owned field overrides.
+        let cands = vec![
+            (s("tech"), who(Role::Technician, 1)),
+            (s("office"), who(Role::Dispatcher, 2)),
+        ];
+        let r = resolve(Policy::DeviceWins, &cands);
+        assert_eq!((r.value, r.overridden), (s("tech"), Some(cands)));
+        // The server's own seed losing is nobody's loss.
+        let seed = vec![
+            (s("bureau"), who(Role::Dispatcher, 2)),
+            (s("seed"), who(Role::Server, 0x5e)),
+        ];
+        assert_eq!(resolve(Policy::OfficeWins, &seed).overridden, None);
+        // Equal values, or an open conflict, are not overrides.
+        let same = vec![
+            (s("a"), who(Role::Technician, 1)),
+            (s("a"), who(Role::Dispatcher, 2)),
+        ];
+        assert_eq!(resolve(Policy::OfficeWins, &same).overridden, None);
+        let open = vec![
+            (s("a"), who(Role::Technician, 1)),
+            (s("b"), who(Role::Technician, 2)),
+        ];
+        let r = resolve(Policy::DeviceWins, &open);
+        assert!(r.conflict.is_some() && r.overridden.is_none());
     }
 
     #[test]

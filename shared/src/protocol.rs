@@ -14,9 +14,10 @@ use crate::ids::{Author, DocId};
 use crate::record::{EntityKind, Record};
 
 /// The protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
-/// The oldest protocol this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The oldest protocol this build still accepts (3 added the overridden values beside the
+/// conflicts; a version-2 app is told to update).
+pub const MIN_PROTOCOL_VERSION: u16 = 3;
 /// The entity schema version (field names and meanings).
 pub const SCHEMA_VERSION: u16 = 1;
 
@@ -66,6 +67,8 @@ pub struct Snapshot {
     pub record: Record,
     /// Open conflicts in `bytes`, for the same reason.
     pub conflicts: Vec<crate::merge::FieldConflict>,
+    /// Values settled against a person in `bytes` (shown to them, no decision needed).
+    pub overridden: Vec<crate::merge::FieldConflict>,
 }
 
 /// Changes to a document the client already holds.
@@ -80,6 +83,8 @@ pub struct DocChanges {
     /// store the changes and the record without loading the document.
     pub record: Record,
     pub conflicts: Vec<crate::merge::FieldConflict>,
+    /// Every value settled against a person in the document after these changes.
+    pub overridden: Vec<crate::merge::FieldConflict>,
     /// `record` holds only the registers and collection items these changes touched (their
     /// values after them); the rest is as the client's clean copy has it. What a change costs on
     /// the wire then grows with the change, not with the document.

@@ -262,6 +262,25 @@ pub fn oversized(changes: &[FieldChange]) -> Option<(String, usize)> {
 }
 
 impl FieldChange {
+    /// The change writing `value` at a field named as conflicts name it: `status`, or
+    /// `materials[<item>].quantity` for a collection item's field.
+    pub fn at_path(path: &str, value: Scalar) -> Self {
+        if let Some((collection, rest)) = path.split_once('[')
+            && let Some((item, field)) = rest.rsplit_once("].")
+        {
+            return FieldChange::SetItem {
+                collection: collection.to_owned(),
+                item: item.to_owned(),
+                field: field.to_owned(),
+                value,
+            };
+        }
+        FieldChange::Set {
+            field: path.to_owned(),
+            value,
+        }
+    }
+
     /// The register or collection this change touches.
     pub fn target(&self) -> &str {
         match self {

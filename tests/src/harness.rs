@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use shared::clock::{Clock, FixedClock, Millis};
 use shared::ids::{Author, DeviceId, DocId, Role};
 use shared::protocol::{self, Message};
+use shared::record::Record;
 use shared::sync::server::{
     ServerConfig, ServerEffect, ServerEngine, StoredDoc, StoredLog, Subject,
 };
@@ -121,6 +122,17 @@ impl Durable {
                 }
             }
         }
+    }
+
+    /// The records of the documents this store holds, read through their merge policies.
+    pub fn records(&self) -> Vec<Record> {
+        self.docs
+            .values()
+            .filter_map(|d| {
+                let doc = shared::crdt::load(&d.bytes).ok()?;
+                Some(shared::crdt::read(&doc, d.kind).record)
+            })
+            .collect()
     }
 
     /// What was written after `head`: the log entries and the documents they touched.
@@ -256,6 +268,21 @@ impl Hub {
         *self.engine.borrow_mut() = e;
         for d in self.devices.borrow_mut().values_mut() {
             d.2[0] = false;
+        }
+        Ok(())
+    }
+
+    /// A copy of the store, as a nightly backup takes it.
+    pub fn backup(&self) -> Durable {
+        self.durable.borrow().clone()
+    }
+
+    /// The store is lost and replaced by an older `backup`; every instance restarts from it.
+    pub fn restore(&self, backup: Durable, seed: u64) -> anyhow::Result<()> {
+        *self.durable.borrow_mut() = backup;
+        self.restart(seed)?;
+        if self.second.borrow().is_some() {
+            self.start_second()?;
         }
         Ok(())
     }

@@ -354,19 +354,21 @@ fn check(hub: &Hub, nodes: &[Node], notes: &[(DocId, String)], seed: u64) -> Res
                 ));
             }
         }
-        // The conflict inbox agrees with the server for what the replica holds.
-        let mine: BTreeSet<(DocId, String)> = node
+        // The conflict inbox agrees with the server for what the replica holds: open conflicts
+        // and values settled against someone alike.
+        let mine: BTreeSet<(bool, DocId, String)> = node
             .replica
             .conflicts()
             .map_err(|e| fail(seed, e))?
             .into_iter()
-            .map(|c| (c.doc, c.field))
+            .map(|c| (c.settled, c.doc, c.field))
             .collect();
-        let theirs: BTreeSet<(DocId, String)> = engine
-            .conflicts()
-            .into_iter()
-            .filter(|(d, _)| held.contains(d))
-            .map(|(d, c)| (d, c.field))
+        let open = engine.conflicts().into_iter().map(|c| (false, c));
+        let settled = engine.overridden().into_iter().map(|c| (true, c));
+        let theirs: BTreeSet<(bool, DocId, String)> = open
+            .chain(settled)
+            .filter(|(_, (d, _))| held.contains(d))
+            .map(|(s, (d, c))| (s, d, c.field))
             .collect();
         if mine != theirs {
             return Err(fail(

@@ -27,23 +27,6 @@ fn parse_time(s: Option<&str>) -> Result<Option<NaiveTime>, ReplicaError> {
     }
 }
 
-/// Reads the text form of a conflict value (as the inbox shows it) back into a value.
-pub fn parse_scalar(s: &str) -> Scalar {
-    match s {
-        "∅" => Scalar::Null,
-        "true" => Scalar::Bool(true),
-        "false" => Scalar::Bool(false),
-        _ if s.starts_with('"') => {
-            serde_json::from_str::<String>(s).map_or_else(|_| Scalar::str(s), Scalar::Str)
-        }
-        _ => s
-            .parse::<i64>()
-            .map(Scalar::Int)
-            .or_else(|_| s.parse::<f64>().map(Scalar::F64))
-            .unwrap_or_else(|_| Scalar::str(s)),
-    }
-}
-
 impl Replica {
     /// Ticks or unticks a checklist line.
     pub fn toggle_check(&mut self, job: JobId, key: &str) -> Result<DispatchJob, ReplicaError> {
@@ -267,15 +250,16 @@ impl Replica {
         })
     }
 
-    /// Settles a conflict with one of its values, given as the inbox shows it.
+    /// Settles a conflict with one of its values (or acknowledges an overridden value by keeping
+    /// the one shown), the document named as the inbox names it.
     pub fn resolve_with(
         &mut self,
         doc: &str,
         field: &str,
-        value: &str,
+        value: &Scalar,
     ) -> Result<(), ReplicaError> {
         let id: DocId = parse_id(doc)?;
-        self.resolve_conflict(id, field, &parse_scalar(value))
+        self.resolve_conflict(id, field, value)
     }
 
     /// Remembers a photo stored on the device, to upload.

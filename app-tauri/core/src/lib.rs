@@ -24,10 +24,9 @@ pub mod secrets;
 mod sync_client;
 pub mod views;
 
-pub use actions::parse_scalar;
 pub use replica::{
-    ConflictRow, EquipmentRow, JobRow, RejectionRow, Replica, ReplicaError, ReplicaStatus,
-    SearchHit,
+    ConflictRow, EquipmentRow, JobRow, RejectionRow, Replica, ReplicaBackup, ReplicaError,
+    ReplicaStatus, SearchHit,
 };
 #[cfg(feature = "http")]
 pub use sync_client::http::{HttpTransport, client as http_client};

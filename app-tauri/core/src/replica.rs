@@ -10,16 +10,15 @@ use shared::auth;
 use shared::clock::Clock;
 use shared::crdt::{self, CrdtError};
 use shared::ids::{Actor, Author, DocId, JobId, TechnicianId};
-use shared::merge::FieldConflict;
 use shared::model::{AnyEntity, DispatchJob, Entity, JobStatus, ModelError, Note};
-use shared::record::{EntityKind, Record};
+use shared::record::{EntityKind, FieldChange, Record};
 
 mod materialize;
 pub(crate) mod query;
 
 /// Materialization entry points for the sync client.
 pub(crate) mod materialize_api {
-    pub(crate) use super::materialize::remove;
+    pub(crate) use super::materialize::{Listed, remove};
 }
 
 pub use query::{ConflictRow, EquipmentRow, JobRow, RejectionRow, ReplicaStatus, SearchHit};
@@ -120,6 +119,15 @@ pub(crate) fn decode_record(b: &[u8]) -> Result<Record, ReplicaError> {
         .map_err(|e| ReplicaError::BadSyncData(format!("stored record unreadable: {e}")))
 }
 
+/// A copy of a replica taken by [`Replica::backup`], to restore with [`Replica::restore`].
+pub struct ReplicaBackup(Connection);
+
+impl std::fmt::Debug for ReplicaBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplicaBackup")
+    }
+}
+
 impl Replica {
     /// Opens (creating if needed) the replica at `path`.
     pub fn open(path: &Path, author: Author, clock: Arc<dyn Clock>) -> Result<Self, ReplicaError> {
@@ -133,6 +141,29 @@ impl Replica {
         seed: Option<u64>,
     ) -> Result<Self, ReplicaError> {
         Self::init(Connection::open_in_memory()?, author, clock, seed)
+    }
+
+    /// A consistent copy of the whole replica, as a device backup holds it (SQLite's online
+    /// backup: taken between transactions, so it never holds half an edit).
+    pub fn backup(&self) -> Result<ReplicaBackup, ReplicaError> {
+        let mut copy = Connection::open_in_memory()?;
+        rusqlite::backup::Backup::new(&self.conn, &mut copy)?.run_to_completion(
+            1024,
+            std::time::Duration::ZERO,
+            None,
+        )?;
+        Ok(ReplicaBackup(copy))
+    }
+
+    /// A replica restored from a backup of this device's (same identity). It may be behind its
+    /// own history: its next sync notices and continues under a fresh actor incarnation.
+    pub fn restore(
+        backup: ReplicaBackup,
+        author: Author,
+        clock: Arc<dyn Clock>,
+        seed: Option<u64>,
+    ) -> Result<Self, ReplicaError> {
+        Self::init(backup.0, author, clock, seed)
     }
 
     fn init(
@@ -161,6 +192,22 @@ impl Replica {
             conn.execute_batch(
                 "ALTER TABLE rejections ADD COLUMN refused TEXT NOT NULL DEFAULT '[]'",
             )?;
+        }
+        // Replicas made before overridden values were listed stored conflicts as display text:
+        // drop them and resync in full, which lists both again from the server, typed.
+        let typed_conflicts: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('conflicts') WHERE name = 'settled')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !typed_conflicts {
+            conn.execute_batch(
+                "BEGIN;
+                 DROP TABLE conflicts;
+                 UPDATE meta SET value = 0 WHERE key IN ('cursor', 'token');
+                 COMMIT;",
+            )?;
+            conn.execute_batch(include_str!("replica/schema.sql"))?;
         }
         let rng = match seed {
             Some(s) => StdRng::seed_from_u64(s),
@@ -236,7 +283,7 @@ impl Replica {
         epoch: u32,
         bytes: &[u8],
         record: &Record,
-        conflicts: &[FieldConflict],
+        listed: materialize::Listed<'_>,
         fresh: bool,
     ) -> Result<(), ReplicaError> {
         tx.prepare_cached(
@@ -252,7 +299,7 @@ impl Replica {
             encode_record(record)
         ])?;
         materialize::rows(tx, id, kind, record, fresh)?;
-        materialize::conflicts(tx, id, conflicts, fresh)?;
+        materialize::conflicts(tx, id, listed, fresh)?;
         Ok(())
     }
 
@@ -272,7 +319,7 @@ impl Replica {
         id: DocId,
         changes: &[Vec<u8>],
         record: &Record,
-        conflicts: &[FieldConflict],
+        listed: materialize::Listed<'_>,
     ) -> Result<(), ReplicaError> {
         let mut bytes =
             Vec::with_capacity(stored.bytes.len() + changes.iter().map(Vec::len).sum::<usize>());
@@ -284,7 +331,7 @@ impl Replica {
         tx.prepare_cached("UPDATE docs SET bytes = ?2, record = ?3, tail = ?4 WHERE id = ?1")?
             .execute(params![id_blob(id), bytes, encode_record(record), tail])?;
         materialize::rows(tx, id, stored.kind, record, false)?;
-        materialize::conflicts(tx, id, conflicts, false)?;
+        materialize::conflicts(tx, id, listed, false)?;
         Ok(())
     }
 
@@ -329,7 +376,10 @@ impl Replica {
             epoch,
             &doc.save(),
             &m.record,
-            &m.conflicts,
+            materialize::Listed {
+                conflicts: &m.conflicts,
+                overridden: &m.overridden,
+            },
             false,
         )
     }
@@ -435,13 +485,35 @@ impl Replica {
             id,
         })?;
         let kind = stored.kind;
-        if shared::model::field_spec(kind, field).is_none() {
-            return Err(ModelError::new(field, "is not a field of this document").into());
-        }
+        let decision = FieldChange::at_path(field, value.clone());
         let mut doc = crdt::load(&stored.bytes).map_err(corrupt(id))?;
         let before = crdt::read(&doc, kind).record;
+        match &decision {
+            FieldChange::Set { field, .. } if shared::model::field_spec(kind, field).is_none() => {
+                return Err(ModelError::new(field, "is not a field of this document").into());
+            }
+            FieldChange::SetItem {
+                collection,
+                item,
+                field,
+                ..
+            } if !before
+                .items(collection)
+                .is_some_and(|items| items.contains_key(item))
+                || !shared::model::schema(kind)
+                    .collection(collection)
+                    .is_some_and(|c| c.fields.contains(&field.as_str())) =>
+            {
+                return Err(ModelError::new(
+                    format!("{collection}[{item}].{field}"),
+                    "is not a field of this document",
+                )
+                .into());
+            }
+            _ => {}
+        }
         let mut after = before.clone();
-        after.set(field, value.clone());
+        after.apply(std::slice::from_ref(&decision));
         AnyEntity::from_record(kind, id, &after)?;
         if let Some(d) = auth::check(kind, author.role, Some(&before), &after)
             .into_iter()
@@ -450,7 +522,7 @@ impl Replica {
             return Err(d.into());
         }
         // A decision is an edit that syncs like any other, whichever value it keeps.
-        let change = crdt::decide(&mut doc, actor, now, field, value).map_err(corrupt(id))?;
+        let change = crdt::decide(&mut doc, actor, now, &decision).map_err(corrupt(id))?;
         Self::store_loaded(&tx, id, kind, stored.epoch, &doc)?;
         Self::queue(&tx, id, kind, stored.epoch, &change)?;
         tx.commit()?;

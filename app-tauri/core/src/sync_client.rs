@@ -12,7 +12,7 @@ use shared::protocol::{
 };
 use shared::sync::client::{self, OutboxEntry, SyncPoint};
 
-use crate::replica::materialize_api as mat;
+use crate::replica::materialize_api::{self as mat, Listed};
 use crate::replica::{Replica, ReplicaError, blob_id, id_blob, kind_of};
 
 /// How frames reach the server: HTTP in the app, a direct call in tests and benchmarks.
@@ -249,6 +249,13 @@ impl Replica {
                 (RejectReason::StaleEpoch { .. }, Some(snap)) => {
                     rebase(&tx, writer.actor, now, snap, 0, &[])?;
                 }
+                // The server lacks changes these edits build on: it was restored from an older
+                // backup and the device that wrote them has not sent them again yet. The edits
+                // are moved onto the server's copy (they no longer depend on the missing ones)
+                // and pushed again; the missing changes come back from their author.
+                (RejectReason::MissingDependencies, Some(snap)) => {
+                    rebase(&tx, writer.actor, now, snap, 0, &[])?;
+                }
                 (RejectReason::ReusedSequence, Some(snap)) => {
                     // Restored from an older backup: the server holds later changes of ours.
                     // Continue under a fresh actor and re-apply the pending edits on its copy.
@@ -364,7 +371,11 @@ impl Replica {
                 } else {
                     &dc.record
                 };
-                Replica::append_changes(&tx, &stored, dc.doc, &dc.changes, record, &dc.conflicts)?;
+                let listed = Listed {
+                    conflicts: &dc.conflicts,
+                    overridden: &dc.overridden,
+                };
+                Replica::append_changes(&tx, &stored, dc.doc, &dc.changes, record, listed)?;
                 continue;
             }
             let mut doc = crdt::load(&stored.bytes)
@@ -449,7 +460,10 @@ fn store_snapshot(tx: &Transaction<'_>, s: &Snapshot, fresh: bool) -> Result<(),
         s.epoch,
         &s.bytes,
         &s.record,
-        &s.conflicts,
+        Listed {
+            conflicts: &s.conflicts,
+            overridden: &s.overridden,
+        },
         fresh,
     )
 }

@@ -14,12 +14,13 @@ use shared::ipc::{
     LineView, SubscriptionView, SuggestionView, TechnicianView,
 };
 use shared::model::{AnyEntity, DispatchJob, DispatchTechnician, JobStatus, MacAddr};
+use shared::record::Scalar;
 
 use crate::replica::{Replica, ReplicaError, blob_id, id_blob};
 
 const SUMMARY_COLS: &str = "j.id, j.date, j.start, j.duration, j.status, j.priority, j.title, \
      j.technician, coalesce(c.name, ''), coalesce(l.address, ''), \
-     (SELECT count(*) FROM conflicts k WHERE k.doc = j.id)";
+     (SELECT count(*) FROM conflicts k WHERE k.doc = j.id AND k.settled = 0)";
 const SUMMARY_JOINS: &str = "LEFT JOIN customers c ON c.id = j.customer \
      LEFT JOIN locations l ON l.id = j.location";
 
@@ -181,6 +182,12 @@ impl Replica {
             });
         }
         let uploaded = self.uploaded_photos()?;
+        let overridden = self
+            .conflicts_of(job.doc())?
+            .into_iter()
+            .filter(|c| c.settled)
+            .map(|c| conflict_view(c, j.title.to_string(), |_| None))
+            .collect();
         let next_statuses = JobStatus::ALL
             .iter()
             .filter(|s| **s != j.status && j.status.check_transition(**s, role).is_ok())
@@ -270,6 +277,7 @@ impl Replica {
             }),
             time_on_site_min,
             next_statuses,
+            overridden,
             summary,
         })
     }
@@ -472,7 +480,8 @@ impl Replica {
         )
     }
 
-    /// The conflict inbox with a label for each document.
+    /// The conflict inbox with a label for each document: open conflicts first, then values
+    /// settled against someone.
     pub fn conflict_views(&self) -> Result<Vec<ConflictView>, ReplicaError> {
         let mut out = Vec::new();
         for c in self.conflicts()? {
@@ -482,22 +491,34 @@ impl Replica {
                 Some(AnyEntity::Location(l)) => l.address.one_line(),
                 Some(AnyEntity::Equipment(e)) => e.serial.to_string(),
                 Some(AnyEntity::Technician(t)) => t.name.to_string(),
-                Some(other) => format!("{:?}", other.kind()),
+                Some(other) => other.kind().as_str().to_owned(),
                 None => c.doc.to_string(),
             };
-            out.push(ConflictView {
-                doc: c.doc.to_string(),
-                label,
-                field: c.field,
-                shown: c.shown,
-                values: c
-                    .values
-                    .into_iter()
-                    .map(|(value, author)| ConflictValue { value, author })
-                    .collect(),
-            });
+            let is_reference = c.field == "duplicate_of";
+            out.push(conflict_view(c, label, |v| {
+                is_reference.then(|| self.reference_label(v)).flatten()
+            }));
         }
         Ok(out)
+    }
+
+    /// What a reference names, when the document is on the device: equipment by its serial and
+    /// where it is installed.
+    fn reference_label(&self, v: &Scalar) -> Option<String> {
+        let id: DocId = v.as_str()?.parse().ok()?;
+        match self.entity(id).ok()?? {
+            AnyEntity::Equipment(e) => {
+                let place = e.location.and_then(|l| match self.entity(l.doc()).ok()?? {
+                    AnyEntity::Location(l) => Some(l.address.one_line()),
+                    _ => None,
+                });
+                Some(match place {
+                    Some(p) => format!("{} · {p}", e.serial),
+                    None => e.serial.to_string(),
+                })
+            }
+            other => Some(other.kind().as_str().to_owned()),
+        }
     }
 
     /// Photos whose bytes the server has (by SHA-256).
@@ -508,5 +529,28 @@ impl Replica {
         Ok(st
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+fn conflict_view(
+    c: crate::replica::ConflictRow,
+    label: String,
+    name: impl Fn(&Scalar) -> Option<String>,
+) -> ConflictView {
+    ConflictView {
+        doc: c.doc.to_string(),
+        label,
+        field: c.field,
+        settled: c.settled,
+        shown: c.shown,
+        values: c
+            .values
+            .into_iter()
+            .map(|(value, author)| ConflictValue {
+                label: name(&value),
+                value,
+                author,
+            })
+            .collect(),
     }
 }

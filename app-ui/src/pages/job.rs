@@ -68,6 +68,24 @@ pub fn job(p: &JobProps) -> Html {
             if !d.description.is_empty() {
                 <p class="description">{ &d.description }</p>
             }
+            if !d.overridden.is_empty() {
+                // A value of someone's replaced by a field's rule (the office corrected a
+                // quantity…): said plainly, nothing to decide.
+                <section class="card notice" id="job-overridden">
+                    <h2>{ t(lang, Msg::Overridden) }</h2>
+                    <ul>{ for d.overridden.iter().map(|c| html! {
+                        <li key={c.field.clone()}>
+                            { i18n::field_label(lang, &c.field) }{ " : " }
+                            <strong>{ super::conflicts::display_value(lang, &c.field, &c.shown, None) }</strong>
+                            { " " }{ t(lang, Msg::Kept) }
+                            { for c.values.iter().filter(|v| v.value != c.shown).map(|v| html! {
+                                <>{ " · " }<s>{ super::conflicts::display_value(lang, &c.field, &v.value, None) }</s>
+                                { " " }{ t(lang, Msg::WrittenBy) }{ " " }{ super::conflicts::display_author(lang, v.author.as_ref()) }</>
+                            }) }
+                        </li>
+                    }) }</ul>
+                </section>
+            }
             <section class="card">
                 <h2>{ t(lang, Msg::Customer) }</h2>
                 <p><strong>{ &s.customer }</strong></p>

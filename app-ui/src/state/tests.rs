@@ -155,6 +155,7 @@ fn a_late_detail_for_another_job_is_dropped() {
         checked_in: None,
         time_on_site_min: None,
         next_statuses: vec![],
+        overridden: vec![],
     };
     let s = run(s, [Action::Detail(Box::new(detail("a")))]);
     assert!(s.detail.is_none());

@@ -175,6 +175,9 @@ struct DocState {
     record: Record,
     entity: Option<AnyEntity>,
     conflicts: Vec<FieldConflict>,
+    /// Values settled against a person: shown to them, and the document is not compacted
+    /// while any is unacknowledged (compaction would forget the losing value).
+    overridden: Vec<FieldConflict>,
     /// Sequence numbers of this document's log entries in the current epoch.
     seqs: Vec<u64>,
 }
@@ -188,6 +191,7 @@ impl DocState {
             bytes: self.bytes.clone(),
             record: self.record.clone(),
             conflicts: self.conflicts.clone(),
+            overridden: self.overridden.clone(),
         }
     }
     fn last_seq(&self) -> u64 {
@@ -540,6 +544,7 @@ impl ServerEngine {
             record: m.record,
             entity,
             conflicts: m.conflicts,
+            overridden: m.overridden,
             seqs,
         };
         if let Some(e) = state.live() {
@@ -610,6 +615,14 @@ impl ServerEngine {
         let mut out: Vec<(u64, DocId)> = latest.into_iter().map(|(d, s)| (s, d)).collect();
         out.sort_unstable();
         out
+    }
+
+    /// Every value settled against a person, by document (shown to them until acknowledged).
+    pub fn overridden(&self) -> Vec<(DocId, FieldConflict)> {
+        self.docs
+            .iter()
+            .flat_map(|(id, d)| d.overridden.iter().map(move |c| (*id, c.clone())))
+            .collect()
     }
 
     /// The open conflicts of one document.
@@ -785,6 +798,7 @@ impl ServerEngine {
             record: m.record,
             entity,
             conflicts: m.conflicts,
+            overridden: m.overridden,
             seqs,
         };
         if let Some(e) = state.live() {
@@ -885,6 +899,7 @@ impl ServerEngine {
                 });
                 continue;
             }
+            let undecided_twin = self.open_on(push.doc, "duplicate_of");
             let applied = match changes {
                 Ok(changes) => self.apply_push(&who, push, changes, &mut visible_before, &created),
                 Err(reason) => Err(reason.clone()),
@@ -895,6 +910,9 @@ impl ServerEngine {
                         created.insert(push.doc);
                     }
                     effects.extend(applied.effects);
+                    if undecided_twin && !self.open_on(push.doc, "duplicate_of") {
+                        effects.extend(self.merge_duplicate(push.doc, now));
+                    }
                 }
                 Err(reason) => rejected.push(Rejection {
                     doc: push.doc,
@@ -957,6 +975,7 @@ impl ServerEngine {
                                 changes: Vec::new(),
                                 record: Record::default(),
                                 conflicts: state.conflicts.clone(),
+                                overridden: state.overridden.clone(),
                                 partial: true,
                             });
                             paths.push(Some(std::collections::BTreeSet::new()));
@@ -1010,9 +1029,15 @@ impl ServerEngine {
         let token = self.next_token;
         self.next_token += 1;
         let cursor = self.head;
-        // Where the device stands, recorded durably for compaction. A position past this
-        // server's head (a server restored from an older backup) counts as the head.
-        let position = req.cursor.min(self.head);
+        // Where the device stands, recorded durably for compaction. An unconfirmed position
+        // past this server's head comes from another history (a server restored from an older
+        // backup): it counts as nothing, so no document is compacted before the device could
+        // compare it with its own copy and send again what the server lost.
+        let position = if full_resync && req.cursor > self.head {
+            0
+        } else {
+            req.cursor.min(self.head)
+        };
         if let Some(s) = self.sessions.get_mut(&device) {
             // What the device holds, recorded durably when it changes.
             let (held, released, reset) = match &s.held {
@@ -1394,6 +1419,71 @@ impl ServerEngine {
         Ok(Applied { effects })
     }
 
+    /// Whether a conflict is open on a document's register.
+    fn open_on(&self, doc: DocId, field: &str) -> bool {
+        self.docs
+            .get(&doc)
+            .is_some_and(|d| d.conflicts.iter().any(|c| c.field == field))
+    }
+
+    /// The office decided that `dup` is the same unit as the record its `duplicate_of` names:
+    /// every job's equipment line naming `dup` is pointed at the twin, and `dup` is deleted, so
+    /// one record of the unit remains everywhere (its history stays in the deleted record). A
+    /// decision that it is another unit changes nothing here.
+    fn merge_duplicate(&mut self, dup: DocId, now: Millis) -> Vec<ServerEffect> {
+        let Some(twin) = self
+            .docs
+            .get(&dup)
+            .and_then(|d| d.record.get("duplicate_of").as_str()?.parse::<DocId>().ok())
+            .filter(|t| self.docs.get(t).is_some_and(|d| d.live().is_some()))
+        else {
+            return Vec::new();
+        };
+        let (dup_s, twin_s) = (dup.to_string(), Scalar::str(twin.to_string()));
+        let mut lines: Vec<(DocId, Vec<FieldChange>)> = Vec::new();
+        for (id, d) in &self.docs {
+            let Some(items) = d.record.items("equipment_items") else {
+                continue;
+            };
+            let mut fix = Vec::new();
+            for (key, it) in items {
+                for f in ["equipment", "replaces"] {
+                    if it.get(f).and_then(Scalar::as_str) == Some(dup_s.as_str()) {
+                        fix.push(FieldChange::SetItem {
+                            collection: "equipment_items".into(),
+                            item: key.clone(),
+                            field: f.into(),
+                            value: twin_s.clone(),
+                        });
+                    }
+                }
+            }
+            if !fix.is_empty() {
+                lines.push((*id, fix));
+            }
+        }
+        let mut effects = Vec::new();
+        let mut all_repointed = true;
+        for (id, fix) in lines {
+            match self.edit(id, &fix, now) {
+                Ok(e) => effects.extend(e),
+                // An unreadable job keeps naming `dup`, which then stays (a confirmed duplicate,
+                // out of ERPNext) rather than leave the line pointing at a deleted record.
+                Err(_) => all_repointed = false,
+            }
+        }
+        if all_repointed {
+            let delete = FieldChange::Set {
+                field: "deleted".into(),
+                value: Scalar::Bool(true),
+            };
+            if let Ok(e) = self.edit(dup, &[delete], now) {
+                effects.extend(e);
+            }
+        }
+        effects
+    }
+
     /// Another live record with the serial or MAC this equipment now has, when the write gave it
     /// that serial or MAC and no decision about a twin was made on it yet.
     fn twin(
@@ -1538,6 +1628,7 @@ impl ServerEngine {
             .filter(|(id, d)| {
                 d.seqs.len() >= self.config.compact_after as usize
                     && d.conflicts.is_empty()
+                    && d.overridden.is_empty()
                     && d.last_seq() <= horizon
                     && self.sessions.values().all(|s| {
                         let holds = s.confirmed.docs.contains(id)

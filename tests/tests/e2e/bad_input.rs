@@ -47,6 +47,7 @@ fn corrupt_change_in_a_response_is_refused_whole() {
         changes: vec![vec![0x85, 0x6f, 0x4a, 0x83, 9, 9, 9]],
         record: Record::default(),
         conflicts: vec![],
+        overridden: vec![],
         partial: false,
     });
     let err = w.tech.apply_response(&resp).unwrap_err();

@@ -979,9 +979,36 @@ fn invariant_one_unit_registered_twice_offline_is_a_decision_not_two_records() {
         1,
         "a confirmed duplicate never reaches ERPNext"
     );
-    tb.sync(&mut nb).unwrap();
-    let Some(AnyEntity::Equipment(q)) = tb.entity(second).unwrap() else {
-        panic!("the technician keeps the record")
+    // Merged: the job's equipment line names the one record, the duplicate is gone from every
+    // list (kept deleted on the server, with its history).
+    let names = |r: &Replica, job: JobId| -> Vec<DocId> {
+        let Some(AnyEntity::Job(j)) = r.entity(job.doc()).unwrap() else {
+            panic!("the job is on the device")
+        };
+        j.equipment_items
+            .iter()
+            .map(|i| i.equipment.doc())
+            .collect()
     };
-    assert_eq!(q.duplicate_of, Some(EquipmentId(first)));
+    tb.sync(&mut nb).unwrap();
+    tb.sync(&mut nb).unwrap();
+    assert_eq!(names(&tb, job_b), vec![first], "the line names the twin");
+    assert!(
+        tb.entity(second).unwrap().is_none(),
+        "the duplicate left the technician's device"
+    );
+    assert!(
+        matches!(tb.entity(first).unwrap(), Some(AnyEntity::Equipment(_))),
+        "and the unit the line names is on it"
+    );
+    let server = w.server_records();
+    assert_eq!(server[&second].1.get("deleted"), &Scalar::Bool(true));
+    assert_eq!(
+        server[&second].1.get("duplicate_of"),
+        &Scalar::str(first.to_string()),
+        "the record says what it was merged into"
+    );
+    w.push_until_done(5);
+    assert_eq!(in_erpnext(), 1, "still one record of the unit in ERPNext");
+    w.assert_erpnext_agrees();
 }

@@ -747,3 +747,89 @@ fn attack_a_technician_writes_to_a_job_lost_a_month_ago() {
         "nothing was written"
     );
 }
+
+#[test]
+fn invariant_a_value_settled_against_someone_is_shown_to_them_until_acknowledged() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    w.tech.add_material(job, "FIBRE-SC", 2, "m").unwrap();
+    w.sync_tech();
+    w.sync_office();
+    let key = match w.office.entity(job.doc()).unwrap() {
+        Some(AnyEntity::Job(j)) => j.materials[0].key.clone(),
+        other => panic!("{other:?}"),
+    };
+    let field = format!("materials[{key}].quantity");
+    // Offline from each other: the technician counts 3, the office corrects it to 1. A
+    // material's quantity is the technician's reading (device wins), so 3 stands.
+    let set = |r: &mut Replica, q: i64| {
+        r.update::<DispatchJob>(job.doc(), |j| {
+            j.materials[0].quantity = q;
+            Ok(())
+        })
+        .unwrap();
+    };
+    set(&mut w.tech, 3);
+    set(&mut w.office, 1);
+    w.sync_office();
+    w.sync_tech();
+    w.sync_office();
+    assert_eq!(w.server_job(job).materials[0].quantity, 3);
+    assert!(
+        w.server_conflicts(job.doc()).is_empty(),
+        "no decision is needed"
+    );
+    // The office's 1 is not silently gone: every replica lists it as overridden, typed.
+    let listed = |r: &Replica| {
+        r.conflicts()
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.doc == job.doc() && c.field == field)
+            .collect::<Vec<_>>()
+    };
+    for (who, r) in [("office", &w.office), ("technician", &w.tech)] {
+        let rows = listed(r);
+        assert_eq!(
+            rows.len(),
+            1,
+            "{who} lists the overridden quantity: {rows:?}"
+        );
+        assert!(rows[0].settled, "{who}: settled, not an open conflict");
+        assert_eq!(rows[0].shown, shared::record::Scalar::Int(3));
+        let lost = rows[0]
+            .values
+            .iter()
+            .find(|(v, _)| *v == shared::record::Scalar::Int(1))
+            .unwrap_or_else(|| panic!("{who} sees the office's value: {rows:?}"));
+        assert_eq!(lost.1.map(|a| a.role), Some(Role::Dispatcher));
+    }
+    assert_eq!(
+        w.office.status().unwrap().conflicts,
+        0,
+        "not counted as a decision"
+    );
+    let detail = w.tech.job_detail(job, Role::Technician).unwrap();
+    assert_eq!(detail.overridden.len(), 1, "the job screen shows it");
+    // It stays until someone acknowledges it, and compaction does not forget it meanwhile.
+    w.restart();
+    w.compact(&w.svc, Duration::ZERO);
+    w.sync_office();
+    assert_eq!(
+        listed(&w.office).len(),
+        1,
+        "kept across a restart and a compaction"
+    );
+    // Acknowledging keeps the value shown: an edit that syncs, and the entry ends everywhere.
+    w.office
+        .resolve_with(
+            &job.doc().to_string(),
+            &field,
+            &shared::record::Scalar::Int(3),
+        )
+        .unwrap();
+    w.sync_office();
+    w.sync_tech();
+    assert!(listed(&w.office).is_empty() && listed(&w.tech).is_empty());
+    assert_eq!(w.server_job(job).materials[0].quantity, 3);
+    assert!(w.svc.read(|e| e.overridden()).unwrap().is_empty());
+}

@@ -66,6 +66,7 @@ fn invariant_a_rejection_keeps_what_was_refused_and_the_edits_made_after_it() {
             bytes: bytes.to_vec(),
             record: w.hub.engine.borrow().record(job.doc()).unwrap().clone(),
             conflicts: vec![],
+            overridden: vec![],
         });
     resp.rejected.push(Rejection {
         doc: job.doc(),

@@ -139,11 +139,20 @@ pub(super) fn rows(
     Ok(())
 }
 
-/// Replaces the open conflicts of one document.
+/// What a document lists for people, as the server computed it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listed<'a> {
+    /// Open conflicts: a dispatcher decides.
+    pub conflicts: &'a [FieldConflict],
+    /// Values settled against someone, shown to them until acknowledged.
+    pub overridden: &'a [FieldConflict],
+}
+
+/// Replaces the open conflicts and overridden values of one document.
 pub(super) fn conflicts(
     tx: &Transaction<'_>,
     id: DocId,
-    conflicts: &[FieldConflict],
+    listed: Listed<'_>,
     fresh: bool,
 ) -> Result<(), ReplicaError> {
     let key = id_blob(id);
@@ -151,26 +160,16 @@ pub(super) fn conflicts(
         tx.prepare_cached("DELETE FROM conflicts WHERE doc = ?1")?
             .execute([key])?;
     }
-    for c in conflicts {
-        let vals: Vec<(String, Option<String>)> = c
-            .values
-            .iter()
-            .map(|(v, a)| {
-                (
-                    v.to_string(),
-                    a.map(|a| format!("{:?}:{}", a.role, a.device)),
-                )
-            })
-            .collect();
+    let all = (listed.conflicts.iter().map(|c| (c, false)))
+        .chain(listed.overridden.iter().map(|c| (c, true)));
+    for (c, settled) in all {
+        let data =
+            serde_json::to_string(c).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
         tx.prepare_cached(
-            "INSERT INTO conflicts (doc, field, shown, vals) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO conflicts (doc, field, settled, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(doc, field) DO UPDATE SET settled = excluded.settled, data = excluded.data",
         )?
-        .execute(params![
-            key,
-            c.field,
-            c.shown.to_string(),
-            serde_json::to_string(&vals).unwrap_or_default(),
-        ])?;
+        .execute(params![key, c.field, settled, data])?;
     }
     Ok(())
 }

@@ -2,9 +2,10 @@
 
 use chrono::NaiveDate;
 use rusqlite::{OptionalExtension, params};
-use shared::ids::{DocId, TechnicianId};
+use shared::ids::{Author, DocId, TechnicianId};
+use shared::merge::FieldConflict;
 use shared::model::{AnyEntity, MacAddr, Serial};
-use shared::record::EntityKind;
+use shared::record::{EntityKind, Scalar};
 
 use super::{Replica, ReplicaError, blob_id, decode_record, id_blob, kind_of};
 
@@ -40,14 +41,17 @@ pub struct SearchHit {
     pub text: String,
 }
 
-/// An open conflict for the inbox.
+/// An open conflict or an overridden value, for the inbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConflictRow {
     pub doc: DocId,
+    /// `false`: an open conflict a dispatcher decides; `true`: a value a field's policy settled
+    /// against someone, listed so they see it.
+    pub settled: bool,
     pub field: String,
-    pub shown: String,
-    /// Each concurrent value with its author (`Role:device`).
-    pub values: Vec<(String, Option<String>)>,
+    pub shown: Scalar,
+    /// Each concurrent value with its author, when known.
+    pub values: Vec<(Scalar, Option<Author>)>,
 }
 
 /// An edit the server refused, kept on the device.
@@ -235,25 +239,36 @@ impl Replica {
 
     /// The conflict inbox.
     pub fn conflicts(&self) -> Result<Vec<ConflictRow>, ReplicaError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT doc, field, shown, vals FROM conflicts ORDER BY doc, field")?;
-        let rows = st.query_map([], |r| {
+        self.conflict_rows(None)
+    }
+
+    /// The open conflicts and overridden values of one document.
+    pub fn conflicts_of(&self, doc: DocId) -> Result<Vec<ConflictRow>, ReplicaError> {
+        self.conflict_rows(Some(doc))
+    }
+
+    fn conflict_rows(&self, doc: Option<DocId>) -> Result<Vec<ConflictRow>, ReplicaError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT doc, settled, data FROM conflicts WHERE ?1 IS NULL OR doc = ?1
+             ORDER BY settled, doc, field",
+        )?;
+        let rows = st.query_map([doc.map(id_blob)], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, bool>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
             ))
         })?;
         rows.map(|r| {
-            let (doc, field, shown, vals) = r?;
+            let (doc, settled, data) = r?;
+            let c: FieldConflict = serde_json::from_str(&data)
+                .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
             Ok(ConflictRow {
                 doc: blob_id(&doc)?,
-                field,
-                shown,
-                values: serde_json::from_str(&vals)
-                    .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?,
+                settled,
+                field: c.field,
+                shown: c.shown,
+                values: c.values,
             })
         })
         .collect()
@@ -303,7 +318,7 @@ impl Replica {
             documents: count("SELECT count(*) FROM docs")?,
             jobs: count("SELECT count(*) FROM jobs")?,
             pending_changes: count("SELECT count(*) FROM outbox")?,
-            conflicts: count("SELECT count(*) FROM conflicts")?,
+            conflicts: count("SELECT count(*) FROM conflicts WHERE settled = 0")?,
             rejections: count("SELECT count(*) FROM rejections")?,
             cursor: self.sync_point()?.cursor,
             first_job_date: first,

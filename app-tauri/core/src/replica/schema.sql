@@ -32,11 +32,15 @@ CREATE TABLE IF NOT EXISTS evict_pending (id BLOB PRIMARY KEY) WITHOUT ROWID;
 -- During a full resync: documents the server has not sent again yet.
 CREATE TABLE IF NOT EXISTS resync_pending (id BLOB PRIMARY KEY) WITHOUT ROWID;
 
+-- What the server lists on each document for people: open conflicts (`settled` 0, a dispatcher
+-- decides) and values a field's policy settled against someone (`settled` 1, shown to whoever
+-- lost until someone acknowledges it). `data` is the `FieldConflict` as JSON: typed values and
+-- authors, never display text.
 CREATE TABLE IF NOT EXISTS conflicts (
-    doc    BLOB NOT NULL,
-    field  TEXT NOT NULL,
-    shown  TEXT NOT NULL,
-    vals   TEXT NOT NULL,
+    doc     BLOB NOT NULL,
+    field   TEXT NOT NULL,
+    settled INTEGER NOT NULL,
+    data    TEXT NOT NULL,
     PRIMARY KEY (doc, field)
 ) WITHOUT ROWID;
 
