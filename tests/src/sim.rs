@@ -1,13 +1,14 @@
 //! Deterministic sync simulation: technicians and a dispatcher edit offline while the network
 //! drops, duplicates and reorders messages, partitions devices and skews their clocks, the server
 //! restarts (forgetting every session), a second server instance shares its store and compacts
-//! under the durable horizon; then the network heals and every invariant is checked. One seed, one run: no sockets, no sleeps, no
-//! wall clock, so a failing seed replays exactly.
+//! under the durable horizon, and the server or a device is restored from an older backup of its
+//! own; then the network heals and every invariant is checked. One seed, one run: no sockets, no
+//! sleeps, no wall clock, so a failing seed replays exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use app_tauri_core::{Replica, ReplicaError};
+use app_tauri_core::{Replica, ReplicaBackup, ReplicaError};
 use chrono::{Duration, NaiveTime};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -22,7 +23,7 @@ use shared::record::{EntityKind, Record, Scalar};
 use shared::sync::server::{ServerConfig, Subject};
 
 use crate::data::{Spec, generate};
-use crate::harness::{Direct, Hub, device, monday_9am, replica, server_author};
+use crate::harness::{Direct, Durable, Hub, device, monday_9am, replica, server_author};
 
 struct Node {
     replica: Replica,
@@ -34,6 +35,8 @@ struct Node {
     late: Vec<SyncResponse>,
     /// The server instance this device's requests reach (a balancer with sticky sessions).
     instance: usize,
+    /// The last backup of this device's replica.
+    backup: Option<ReplicaBackup>,
 }
 
 /// What a run saw, for reporting.
@@ -50,6 +53,8 @@ pub struct Outcome {
     pub rejections: usize,
     pub restarts: usize,
     pub second_instance: usize,
+    pub server_restores: usize,
+    pub device_restores: usize,
 }
 
 /// Devices not seen for this long no longer hold compaction back (the server's retention).
@@ -138,6 +143,7 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
             offline: false,
             late: Vec::new(),
             instance: 0,
+            backup: None,
         });
     }
 
@@ -145,11 +151,18 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
     let mut requests: Vec<(DeviceId, Vec<u8>)> = Vec::new();
     let mut responses: Vec<(usize, SyncResponse)> = Vec::new();
     let mut notes: Vec<(DocId, String)> = Vec::new();
+    // Who wrote each note (for a device restore, which loses what only that device had).
+    let mut writer: BTreeMap<String, usize> = BTreeMap::new();
+    let mut server_backup: Option<Durable> = None;
+    // Requests sent before the server was last restored carry what it lost: delivering one again
+    // recovers data rather than repeat a message, so the idempotence check starts after it.
+    let mut since_restore = 0;
 
     for step in 0..steps {
         let n = rng.random_range(0..nodes.len());
         let roll: f64 = rng.random();
         if roll < 0.35 {
+            let before = notes.len();
             edit(
                 &mut nodes[n],
                 &data.technicians,
@@ -159,6 +172,9 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
                 &mut out,
                 &mut notes,
             )?;
+            for (_, text) in &notes[before..] {
+                writer.insert(text.clone(), n);
+            }
         } else if roll < 0.72 {
             if nodes[n].offline {
                 continue;
@@ -205,6 +221,45 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
             hub.start_second().map_err(|e| fail(seed, e))?;
             nodes[n].instance = 1 - nodes[n].instance;
             out.second_instance += 1;
+        } else if roll < 0.962 {
+            // Backups: the server's nightly one, or a device's own.
+            if rng.random_bool(0.3) {
+                server_backup = Some(hub.backup());
+            } else {
+                nodes[n].backup = Some(nodes[n].replica.backup().map_err(|e| fail(seed, e))?);
+            }
+        } else if roll < 0.968 {
+            if rng.random_bool(0.4) {
+                if let Some(b) = server_backup.clone() {
+                    // The server's disk is lost; it comes back from its last backup. What it
+                    // acknowledged since lives on in the devices that hold it.
+                    let held = held_texts(&nodes, seed)?;
+                    let kept = texts_in(&b);
+                    notes.retain(|(_, t)| kept.contains(t) || held.contains(t));
+                    hub.restore(b, seed.wrapping_add(step as u64))
+                        .map_err(|e| fail(seed, e))?;
+                    since_restore = requests.len();
+                    out.server_restores += 1;
+                }
+            } else if let Some(b) = nodes[n].backup.take() {
+                // The device comes back from its own backup (same identity): what it wrote
+                // since and the server never got is lost with the device, nothing else.
+                let node = &mut nodes[n];
+                node.replica = Replica::restore(
+                    b,
+                    node.author,
+                    node.clock.clone(),
+                    Some(seed.wrapping_mul(97).wrapping_add(step as u64)),
+                )
+                .map_err(|e| fail(seed, e))?;
+                node.late.clear();
+                let on_server = server_texts(&hub, seed)?;
+                let kept = replica_texts(&node.replica).map_err(|e| fail(seed, e))?;
+                notes.retain(|(_, t)| {
+                    writer.get(t) != Some(&n) || on_server.contains(t) || kept.contains(t)
+                });
+                out.device_restores += 1;
+            }
         } else if roll < 0.98 {
             // Device clocks drift both ways.
             let skew = rng.random_range(-3 * 3_600_000..3 * 3_600_000);
@@ -227,14 +282,22 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
     // Idempotence: every request ever sent, delivered again in a random order, changes nothing on
     // the server; every response delivered again changes nothing on the clients.
     let before_server = server_state(&hub);
-    let mut again = requests.clone();
+    let mut again = requests[since_restore..].to_vec();
     for i in (1..again.len()).rev() {
         again.swap(i, rng.random_range(0..=i));
     }
     for (d, frame) in &again {
         hub.exchange(*d, frame);
     }
-    if server_state(&hub) != before_server {
+    // A request refused for missing dependencies after a restore may apply when delivered late
+    // (the dependencies came back since): it adds history, never state.
+    let after_server = server_state(&hub);
+    let changed = if out.server_restores > 0 {
+        after_server.1 != before_server.1
+    } else {
+        after_server != before_server
+    };
+    if changed {
         return Err(fail(seed, "re-delivering requests changed the server"));
     }
     let before_clients: Vec<BTreeMap<DocId, Record>> = nodes
@@ -265,6 +328,39 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
         .map(|n| n.replica.rejections().map(|r| r.len()).unwrap_or(0))
         .sum();
     Ok(out)
+}
+
+/// The note texts of a set of records.
+fn note_texts<'a>(records: impl Iterator<Item = &'a Record>) -> BTreeSet<String> {
+    records
+        .filter_map(|r| r.items("notes"))
+        .flat_map(|items| items.values())
+        .filter_map(|it| it.get("text").and_then(Scalar::as_str).map(str::to_owned))
+        .collect()
+}
+
+fn replica_texts(r: &Replica) -> Result<BTreeSet<String>, ReplicaError> {
+    Ok(note_texts(records(r)?.values()))
+}
+
+/// Every note text some device holds (written, received or waiting to be pushed).
+fn held_texts(nodes: &[Node], seed: u64) -> Result<BTreeSet<String>, String> {
+    let mut out = BTreeSet::new();
+    for n in nodes {
+        out.extend(replica_texts(&n.replica).map_err(|e| fail(seed, e))?);
+    }
+    Ok(out)
+}
+
+fn server_texts(hub: &Hub, seed: u64) -> Result<BTreeSet<String>, String> {
+    hub.catch_up().map_err(|e| fail(seed, e))?;
+    let e = hub.engine.borrow();
+    Ok(note_texts(e.doc_ids().filter_map(|d| e.record(d))))
+}
+
+/// The note texts a store backup holds.
+fn texts_in(backup: &Durable) -> BTreeSet<String> {
+    note_texts(backup.records().iter())
 }
 
 fn records(r: &Replica) -> Result<BTreeMap<DocId, Record>, ReplicaError> {
@@ -378,8 +474,25 @@ fn check(hub: &Hub, nodes: &[Node], notes: &[(DocId, String)], seed: u64) -> Res
         }
         let _ = node.author;
     }
-    // No lost edit: every note a user saw saved is on the server.
+    // No lost edit: every note a user saw saved is on the server, or listed as a rejection
+    // that keeps its text for the user to see and apply again.
+    let mut refused = BTreeSet::new();
+    for node in nodes {
+        for r in node.replica.rejections().map_err(|e| fail(seed, e))? {
+            for c in r.refused {
+                if let shared::record::FieldChange::SetItem { field, value, .. } = c
+                    && field == "text"
+                    && let Some(t) = value.as_str()
+                {
+                    refused.insert(t.to_owned());
+                }
+            }
+        }
+    }
     for (job, text) in notes {
+        if refused.contains(text) {
+            continue;
+        }
         let found = engine
             .record(*job)
             .and_then(|r| r.items("notes"))
@@ -448,6 +561,10 @@ fn exchange(
         .apply_response(&resp)
         .map_err(|e| format!("applying a response: {e}"))?;
     out.stale_ignored += usize::from(a.stale);
+    // Like the app, a device asks for the next page at once, unless it goes quiet meanwhile.
+    if resp.more && rng.random_bool(0.85) {
+        return exchange(hub, node, n, rng, faults, out, requests, responses);
+    }
     Ok(())
 }
 

@@ -247,20 +247,21 @@ impl Replica {
                 // Not refusals: the edits are moved onto the server's copy and pushed again
                 // within the same sync.
                 (RejectReason::StaleEpoch { .. }, Some(snap)) => {
-                    rebase(&tx, writer.actor, now, snap, 0, &[])?;
+                    rebase(&tx, writer.actor, now, snap, 0, &[], Vec::new())?;
                 }
                 // The server lacks changes these edits build on: it was restored from an older
-                // backup and the device that wrote them has not sent them again yet. The edits
-                // are moved onto the server's copy (they no longer depend on the missing ones)
-                // and pushed again; the missing changes come back from their author.
+                // backup. Its copy is compared with ours like any snapshot: our own changes it
+                // lost are sent again, and the edits are moved onto its copy (no longer
+                // depending on the missing ones) and pushed again; others' changes come back
+                // from their authors.
                 (RejectReason::MissingDependencies, Some(snap)) => {
-                    rebase(&tx, writer.actor, now, snap, 0, &[])?;
+                    merge_snapshot(&tx, &mut writer, now, snap)?;
                 }
                 (RejectReason::ReusedSequence, Some(snap)) => {
                     // Restored from an older backup: the server holds later changes of ours.
                     // Continue under a fresh actor and re-apply the pending edits on its copy.
                     writer.renew(&tx)?;
-                    rebase(&tx, writer.actor, now, snap, 0, &[])?;
+                    rebase(&tx, writer.actor, now, snap, 0, &[], Vec::new())?;
                 }
                 (_, snap) => {
                     out.rejected += 1;
@@ -296,7 +297,17 @@ impl Replica {
                         ],
                     )?;
                     match snap {
-                        Some(s) => rebase(&tx, writer.actor, now, s, resp.acked_outbox, &[])?,
+                        Some(s) => {
+                            rebase(
+                                &tx,
+                                writer.actor,
+                                now,
+                                s,
+                                resp.acked_outbox,
+                                &[],
+                                Vec::new(),
+                            )?;
+                        }
                         None => {
                             let later = outbox_of(&tx, Some(rej.doc))?;
                             if let (Some(stored), true) =
@@ -315,6 +326,11 @@ impl Replica {
         )?;
 
         if resp.full_resync {
+            // The server lost track of this replica (a restart, or a restore from an older
+            // backup whose log may lack what it acknowledged, even once its head has moved past
+            // this replica's cursor again): until this resync ends, nothing this replica wrote
+            // is evicted before the server has seen it again.
+            set_meta(&tx, "resyncing", 1)?;
             tx.execute("DELETE FROM resync_pending", [])?;
             tx.execute("INSERT INTO resync_pending (id) SELECT id FROM docs", [])?;
         }
@@ -397,6 +413,10 @@ impl Replica {
                 "INSERT OR IGNORE INTO evict_pending (id) VALUES (?1)",
                 [id_blob(*id)],
             )?;
+        }
+        if !resp.more && get_meta(&tx, "resyncing")? == 1 {
+            keep_own_work(&tx, writer.actor.author)?;
+            set_meta(&tx, "resyncing", 0)?;
         }
         // Evict what left the scope, keeping documents whose local changes are not yet on the server.
         let ready: Vec<(Vec<u8>, String)> = tx
@@ -498,7 +518,7 @@ fn merge_snapshot(
         return store_snapshot(tx, s, true);
     };
     if local.kind != s.kind || local.epoch < s.epoch {
-        return rebase(tx, writer.actor, now, s, 0, &[]);
+        return rebase(tx, writer.actor, now, s, 0, &[], Vec::new());
     }
     // An older epoch than ours: the server went back in time (restored from a backup).
     let behind = local.epoch > s.epoch;
@@ -534,10 +554,18 @@ fn merge_snapshot(
                 others = lost.len() - own.len(),
                 "sync.server_behind: re-sending acknowledged changes"
             );
-            if !own.is_empty() {
+            // What the lost changes made that is not this device's own (another device's note
+            // it received, values a compaction folded into the server's snapshot) is written
+            // again from this copy too: its author may no longer hold the document.
+            let refold = if behind || author.role != shared::ids::Role::Technician {
+                lost_by_server(s.doc, &doc, &theirs, s.kind, author.role)?
+            } else {
+                Vec::new()
+            };
+            if !own.is_empty() || !refold.is_empty() {
                 writer.renew(tx)?;
             }
-            return rebase(tx, writer.actor, now, s, 0, &own);
+            return rebase(tx, writer.actor, now, s, 0, &own, refold);
         }
     }
     doc.merge(&mut theirs)
@@ -545,42 +573,162 @@ fn merge_snapshot(
     Replica::store_loaded(tx, s.doc, s.kind, s.epoch, &doc)
 }
 
-/// The field changes `pending` made, judged against the state they were written on: only this
+/// Before documents leave a replica at the end of a full resync, this replica's own changes to
+/// them are queued again: a server restored from an older backup may have lost them, and the
+/// documents may have left the scope only because the backup predates a reassignment. The server takes
+/// them back (duplicates are harmless) or refuses them, and a refusal keeps what they changed
+/// as a rejection the user sees; either way the work is not dropped with the document.
+fn keep_own_work(tx: &Transaction<'_>, me: shared::ids::Author) -> Result<(), ReplicaError> {
+    let leaving: Vec<Vec<u8>> = tx
+        .prepare("SELECT e.id FROM evict_pending e WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.doc = e.id)")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in leaving {
+        let id = blob_id(&id)?;
+        let Some(stored) = Replica::load_stored(tx, id)? else {
+            continue;
+        };
+        let doc = crdt::load(&stored.bytes)
+            .map_err(|e| ReplicaError::BadSyncData(format!("document {id}: {e}")))?;
+        for c in doc.get_changes(&[]) {
+            if shared::ids::Author::from_actor_bytes(c.actor_id().to_bytes()) == Some(me) {
+                Replica::queue(tx, id, stored.kind, stored.epoch, c.raw_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The field changes `pending` made, each judged against the state it was written on: only this
 /// device's own edits, never values it merely merged from others meanwhile (re-asserting those
-/// would overwrite newer edits made elsewhere).
+/// would overwrite newer edits made elsewhere). Each change is diffed from its own dependencies,
+/// not the set from the union of theirs: another device's change that builds on one of ours (the
+/// server stamping a note's author) would otherwise carry ours into the base and hide it.
+/// A run of changes each building only on the one before is diffed as one.
 fn own_edits<'a>(
     id: DocId,
     local: &crate::replica::StoredDoc,
     pending: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<Vec<shared::record::FieldChange>, ReplicaError> {
-    let old = crdt::load(&local.bytes)
-        .map_err(|e| ReplicaError::BadSyncData(format!("document {id}: {e}")))?;
-    let mut mine: HashSet<ChangeHash> = HashSet::new();
-    let mut changes = Vec::new();
-    let mut deps: Vec<ChangeHash> = Vec::new();
-    for bytes in pending {
-        let c = crdt::decode_change(bytes).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
-        mine.insert(c.hash());
-        deps.extend(c.deps().iter().copied());
-        changes.push(c);
+    let bad = |e: &dyn std::fmt::Display| ReplicaError::BadSyncData(format!("document {id}: {e}"));
+    let old = crdt::load(&local.bytes).map_err(|e| bad(&e))?;
+    edits_of(id, &old, local.kind, pending)
+}
+
+/// The field changes `changes` (held by `old`) made, each from its own dependencies.
+fn edits_of<'a>(
+    id: DocId,
+    old: &Automerge,
+    kind: shared::record::EntityKind,
+    changes: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<shared::record::FieldChange>, ReplicaError> {
+    let bad = |e: &dyn std::fmt::Display| ReplicaError::BadSyncData(format!("document {id}: {e}"));
+    let mut out: Vec<shared::record::FieldChange> = Vec::new();
+    let mut flush = |base: &Automerge, made: &Automerge| {
+        let diff = crdt::read(base, kind)
+            .record
+            .diff(&crdt::read(made, kind).record);
+        for ch in diff {
+            out.retain(|x| !same_register(x, &ch));
+            out.push(ch);
+        }
+    };
+    // The run being diffed: its base, the base with the run applied, and the run's last hash.
+    let mut run: Option<(Automerge, Automerge, ChangeHash)> = None;
+    for bytes in changes {
+        let c = crdt::decode_change(bytes).map_err(|e| bad(&e))?;
+        let hash = c.hash();
+        let continues = matches!(&run, Some((_, _, last)) if c.deps() == [*last]);
+        if !continues {
+            if let Some((base, made, _)) = run.take() {
+                flush(&base, &made);
+            }
+            let base = old.fork_at(c.deps()).map_err(|e| bad(&e))?;
+            let made = base.fork();
+            run = Some((base, made, hash));
+        }
+        if let Some((_, made, last)) = run.as_mut() {
+            crdt::apply(made, vec![c]).map_err(|e| bad(&e))?;
+            *last = hash;
+        }
     }
-    deps.retain(|h| !mine.contains(h));
-    deps.sort_unstable();
-    deps.dedup();
-    let base = old
-        .fork_at(&deps)
-        .map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
-    let mut made = base.fork();
-    crdt::apply(&mut made, changes).map_err(|e| ReplicaError::BadSyncData(e.to_string()))?;
-    Ok(crdt::read(&base, local.kind)
-        .record
-        .diff(&crdt::read(&made, local.kind).record))
+    if let Some((base, made, _)) = run {
+        flush(&base, &made);
+    }
+    Ok(out)
+}
+
+/// What this replica's copy shows that a server restored from an older backup lost: changes of
+/// other devices it received (whose author may no longer hold the document) and values a
+/// compaction folded into the server's own snapshot, acknowledged work everyone was told.
+/// Written again as the values this copy shows, except registers changed on the server since it
+/// came back (those are newer) and what this role may not write (office fields, existing items'
+/// write-once fields).
+fn lost_by_server(
+    id: DocId,
+    mine: &Automerge,
+    theirs: &Automerge,
+    kind: shared::record::EntityKind,
+    role: shared::ids::Role,
+) -> Result<Vec<shared::record::FieldChange>, ReplicaError> {
+    use shared::record::FieldChange::{Set, SetItem};
+    let newer: Vec<Vec<u8>> = mine
+        .get_changes_added(theirs)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let touched = edits_of(id, theirs, kind, newer.iter().map(Vec::as_slice))?;
+    let server = crdt::read(theirs, kind).record;
+    let schema = shared::model::schema(kind);
+    Ok(server
+        .diff(&crdt::read(mine, kind).record)
+        .into_iter()
+        .filter(|c| !touched.iter().any(|t| same_register(t, c)))
+        .filter(|c| match c {
+            Set { field, .. } => schema.field(field).is_some_and(|f| f.writers.allows(role)),
+            SetItem {
+                collection,
+                item,
+                field,
+                ..
+            } => schema.collection(collection).is_some_and(|spec| {
+                let exists = server
+                    .items(collection)
+                    .is_some_and(|items| items.contains_key(item));
+                spec.writers.allows(role) && (!exists || spec.mutable.contains(&field.as_str()))
+            }),
+        })
+        .collect())
+}
+
+/// Whether two field changes write the same register (a later one replaces the earlier).
+fn same_register(a: &shared::record::FieldChange, b: &shared::record::FieldChange) -> bool {
+    use shared::record::FieldChange::{Set, SetItem};
+    match (a, b) {
+        (Set { field: x, .. }, Set { field: y, .. }) => x == y,
+        (
+            SetItem {
+                collection: c1,
+                item: i1,
+                field: f1,
+                ..
+            },
+            SetItem {
+                collection: c2,
+                item: i2,
+                field: f2,
+                ..
+            },
+        ) => c1 == c2 && i1 == i2 && f1 == f2,
+        _ => false,
+    }
 }
 
 /// Moves local, unpushed edits of a document onto the server's copy (compacted, or refused): the
 /// field changes they made (from the state they were based on) are written again on the
 /// snapshot, replacing the old outbox entries; `resend` adds changes of this replica's that the
-/// server lost. Nothing the user saved is dropped.
+/// server lost, and `refold` values it lost that are not this replica's own (written first, the
+/// device's own edits over them). Nothing the user saved is dropped.
 fn rebase(
     tx: &Transaction<'_>,
     actor: shared::ids::Actor,
@@ -588,16 +736,20 @@ fn rebase(
     s: &Snapshot,
     after_seq: u64,
     resend: &[Vec<u8>],
+    refold: Vec<shared::record::FieldChange>,
 ) -> Result<(), ReplicaError> {
     let pending: Vec<OutboxEntry> = outbox_of(tx, Some(s.doc))?
         .into_iter()
         .filter(|e| e.seq > after_seq)
         .collect();
     let local = Replica::load_stored(tx, s.doc)?;
-    let (Some(local), false) = (local, pending.is_empty() && resend.is_empty()) else {
+    let nothing = pending.is_empty() && resend.is_empty() && refold.is_empty();
+    let (Some(local), false) = (local, nothing) else {
         return replace(tx, s);
     };
-    let edits = own_edits(
+    // What the compaction the server lost folded in first; this device's own edits over it.
+    let mut edits = refold;
+    let own = own_edits(
         s.doc,
         &local,
         resend
@@ -605,6 +757,10 @@ fn rebase(
             .map(Vec::as_slice)
             .chain(pending.iter().map(|e| e.change.as_slice())),
     )?;
+    for ch in own {
+        edits.retain(|x| !same_register(x, &ch));
+        edits.push(ch);
+    }
     let mut doc = load_snapshot(s)?;
     tx.execute("DELETE FROM outbox WHERE doc = ?1", [id_blob(s.doc)])?;
     if let Some(change) = crdt::write(&mut doc, actor, now, &edits)

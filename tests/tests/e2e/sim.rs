@@ -16,7 +16,7 @@ fn seeds() -> impl Iterator<Item = u64> {
 }
 
 #[test]
-fn sim_invariants_hold_under_faults_restarts_and_a_second_instance() {
+fn sim_invariants_hold_under_faults_restarts_a_second_instance_and_restores() {
     let mut totals = tests::sim::Outcome::default();
     for seed in seeds() {
         let o = run(seed, 250, Faults::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -30,6 +30,8 @@ fn sim_invariants_hold_under_faults_restarts_and_a_second_instance() {
         totals.denied_locally += o.denied_locally;
         totals.restarts += o.restarts;
         totals.second_instance += o.second_instance;
+        totals.server_restores += o.server_restores;
+        totals.device_restores += o.device_restores;
     }
     // The runs must have exercised what they claim to.
     assert!(totals.edits > 1000, "{totals:?}");
@@ -43,6 +45,10 @@ fn sim_invariants_hold_under_faults_restarts_and_a_second_instance() {
     assert!(
         totals.restarts > 10 && totals.second_instance > 10,
         "restarts and a second instance were exercised: {totals:?}"
+    );
+    assert!(
+        totals.server_restores > 5 && totals.device_restores > 5,
+        "restores from backups were exercised: {totals:?}"
     );
 }
 
