@@ -255,7 +255,7 @@ impl Replica {
                 // depending on the missing ones) and pushed again; others' changes come back
                 // from their authors.
                 (RejectReason::MissingDependencies, Some(snap)) => {
-                    merge_snapshot(&tx, &mut writer, now, snap)?;
+                    merge_snapshot(&tx, &mut writer, now, snap, &[])?;
                 }
                 (RejectReason::ReusedSequence, Some(snap)) => {
                     // Restored from an older backup: the server holds later changes of ours.
@@ -270,6 +270,10 @@ impl Replica {
                     let refused: Vec<OutboxEntry> = outbox_of(&tx, Some(rej.doc))?
                         .into_iter()
                         .filter(|e| e.seq <= resp.acked_outbox)
+                        .collect();
+                    let refused_changes: Vec<automerge::Change> = refused
+                        .iter()
+                        .filter_map(|e| crdt::decode_change(&e.change).ok())
                         .collect();
                     let refused = match Replica::load_stored(&tx, rej.doc)? {
                         Some(local) if !refused.is_empty() => {
@@ -297,17 +301,9 @@ impl Replica {
                         ],
                     )?;
                     match snap {
-                        Some(s) => {
-                            rebase(
-                                &tx,
-                                writer.actor,
-                                now,
-                                s,
-                                resp.acked_outbox,
-                                &[],
-                                Vec::new(),
-                            )?;
-                        }
+                        // Compared like any snapshot: acknowledged changes of ours a restored
+                        // server lost are sent again, the refused ones are dropped.
+                        Some(s) => merge_snapshot(&tx, &mut writer, now, s, &refused_changes)?,
                         None => {
                             let later = outbox_of(&tx, Some(rej.doc))?;
                             if let (Some(stored), true) =
@@ -336,7 +332,7 @@ impl Replica {
         }
         for snap in &resp.snapshots {
             out.snapshots += 1;
-            merge_snapshot(&tx, &mut writer, now, snap)?;
+            merge_snapshot(&tx, &mut writer, now, snap, &[])?;
             tx.prepare_cached("DELETE FROM resync_pending WHERE id = ?1")?
                 .execute([id_blob(snap.doc)])?;
             // Back in scope: an eviction still waiting from before no longer applies.
@@ -500,11 +496,14 @@ const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 
 /// A snapshot for a document: new ones are stored as they come (no document load, which is what
 /// makes a first sync fast); known ones are merged, or rebased when the server compacted them.
+/// `refused`: changes of ours the server just refused (already out of the outbox), which the
+/// copy must drop rather than send again.
 fn merge_snapshot(
     tx: &Transaction<'_>,
     writer: &mut Writer,
     now: shared::clock::Millis,
     s: &Snapshot,
+    refused: &[automerge::Change],
 ) -> Result<(), ReplicaError> {
     let Some(local) = Replica::load_stored(tx, s.doc)? else {
         // New documents are stored unloaded (that is what keeps a first sync fast), so at least
@@ -530,16 +529,17 @@ fn merge_snapshot(
     // backup). This replica's own are written again, under a fresh actor (the old sequence
     // numbers may live on elsewhere); others' come back from their own devices.
     let lacking = theirs.get_changes_added(&doc);
-    if !lacking.is_empty() || behind {
+    if !lacking.is_empty() || behind || !refused.is_empty() {
         let waiting: HashSet<ChangeHash> = outbox_of(tx, Some(s.doc))?
             .iter()
             .filter_map(|e| crdt::decode_change(&e.change).ok().map(|c| c.hash()))
+            .chain(refused.iter().map(automerge::Change::hash))
             .collect();
         let lost: Vec<&automerge::Change> = lacking
             .iter()
             .filter(|c| !waiting.contains(&c.hash()))
             .collect();
-        if !lost.is_empty() || behind {
+        if !lost.is_empty() || behind || !refused.is_empty() {
             let author = writer.actor.author;
             let own: Vec<Vec<u8>> = lost
                 .iter()
@@ -557,11 +557,14 @@ fn merge_snapshot(
             // What the lost changes made that is not this device's own (another device's note
             // it received, values a compaction folded into the server's snapshot) is written
             // again from this copy too: its author may no longer hold the document.
-            let refold = if behind || author.role != shared::ids::Role::Technician {
+            let mut refold = if behind || author.role != shared::ids::Role::Technician {
                 lost_by_server(s.doc, &doc, &theirs, s.kind, author.role)?
             } else {
                 Vec::new()
             };
+            // Never what was just refused.
+            let no = edits_of(s.doc, &doc, s.kind, refused.iter().map(|c| c.raw_bytes()))?;
+            refold.retain(|c| !no.iter().any(|n| same_register(n, c)));
             if !own.is_empty() || !refold.is_empty() {
                 writer.renew(tx)?;
             }

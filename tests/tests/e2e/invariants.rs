@@ -833,3 +833,102 @@ fn invariant_a_value_settled_against_someone_is_shown_to_them_until_acknowledged
     assert_eq!(w.server_job(job).materials[0].quantity, 3);
     assert!(w.svc.read(|e| e.overridden()).unwrap().is_empty());
 }
+
+/// Takes the nightly backup of the SQLite store; `restore_backup` puts it back.
+fn take_backup(w: &Served) {
+    let Backing::Sqlite(dir, _) = &w.backing else {
+        unreachable!()
+    };
+    let backup = dir.path().join("backup.db");
+    let _ = std::fs::remove_file(&backup);
+    rusqlite::Connection::open(dir.path().join("s.db"))
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
+}
+
+fn restore_backup(w: &mut Served) {
+    let Backing::Sqlite(_, file) = &mut w.backing else {
+        unreachable!()
+    };
+    *file = "backup.db";
+    w.restart();
+}
+
+#[test]
+fn invariant_a_server_restored_to_before_a_compaction_gets_the_compacted_work_back() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    take_backup(&w);
+    // Acknowledged work, then a compaction folds it into the server's own snapshot, which both
+    // devices take.
+    w.tech.add_note(job, "Boîtier posé au mur nord").unwrap();
+    w.tech.set_job_status(job, JobStatus::EnRoute).unwrap();
+    w.sync_tech();
+    w.sync_office();
+    w.sync_tech();
+    assert!(w.compact(&w.svc, Duration::ZERO) > 0);
+    w.sync_tech();
+    w.sync_office();
+    // The server's disk dies; the backup predates the work and the compaction.
+    restore_backup(&mut w);
+    assert!(w.server_job(job).notes.is_empty());
+    for _ in 0..2 {
+        w.sync_tech();
+        w.sync_office();
+    }
+    let j = w.server_job(job);
+    assert!(
+        j.notes.iter().any(|n| n.text == "Boîtier posé au mur nord"),
+        "the compacted note came back: {:?}",
+        j.notes
+    );
+    assert_eq!(j.status, JobStatus::EnRoute);
+    let server = w.svc.read(|e| e.record(job.doc()).cloned()).unwrap();
+    assert_eq!(w.tech.record(job.doc()).unwrap(), server);
+    assert_eq!(w.office.record(job.doc()).unwrap(), server);
+}
+
+#[test]
+fn invariant_work_on_a_job_reassigned_after_the_backup_survives_the_restore() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    // The backup is taken while the job belongs to someone else.
+    let mine = w.technician();
+    let other = reassign_away(&mut w, job);
+    take_backup(&w);
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.technician = Some(mine);
+            Ok(())
+        })
+        .unwrap();
+    w.sync_office();
+    w.sync_tech();
+    // Given back to this technician, who works on it; the server acknowledges.
+    w.tech.add_note(job, "Prise installée au salon").unwrap();
+    w.sync_tech();
+    assert_eq!(w.tech.pending().unwrap().len(), 0);
+    // The office's device is away: only the technician holds the note when the server comes
+    // back from the backup, where the job is the other technician's.
+    restore_backup(&mut w);
+    assert_eq!(w.server_job(job).technician, Some(other));
+    for _ in 0..3 {
+        w.sync_tech();
+    }
+    let on_server = w
+        .server_job(job)
+        .notes
+        .iter()
+        .any(|n| n.text == "Prise installée au salon");
+    let kept = w.tech.rejections().unwrap().iter().any(|r| {
+        r.refused.iter().any(|c| {
+            matches!(c, shared::record::FieldChange::SetItem { field, value, .. }
+                if field == "text" && value.as_str() == Some("Prise installée au salon"))
+        })
+    });
+    assert!(
+        on_server || kept,
+        "the note is back on the server or kept as a rejection the technician sees"
+    );
+}
