@@ -304,6 +304,14 @@ impl Replica {
                         // Compared like any snapshot: acknowledged changes of ours a restored
                         // server lost are sent again, the refused ones are dropped.
                         Some(s) => merge_snapshot(&tx, &mut writer, now, s, &refused_changes)?,
+                        // The server lost track of this replica (restarted, or restored from an
+                        // older backup that may predate a reassignment): before the document
+                        // goes, the rest of our work on it is queued again, to be taken back or
+                        // kept as a rejection with its content.
+                        None if resp.full_resync => {
+                            let skip = refused_changes.iter().map(automerge::Change::hash);
+                            requeue_own(&tx, rej.doc, writer.actor.author, &skip.collect())?;
+                        }
                         None => {
                             let later = outbox_of(&tx, Some(rej.doc))?;
                             if let (Some(stored), true) =
@@ -583,20 +591,38 @@ fn merge_snapshot(
 /// as a rejection the user sees; either way the work is not dropped with the document.
 fn keep_own_work(tx: &Transaction<'_>, me: shared::ids::Author) -> Result<(), ReplicaError> {
     let leaving: Vec<Vec<u8>> = tx
-        .prepare("SELECT e.id FROM evict_pending e WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.doc = e.id)")?
+        .prepare("SELECT id FROM evict_pending")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in leaving {
-        let id = blob_id(&id)?;
-        let Some(stored) = Replica::load_stored(tx, id)? else {
-            continue;
-        };
-        let doc = crdt::load(&stored.bytes)
-            .map_err(|e| ReplicaError::BadSyncData(format!("document {id}: {e}")))?;
-        for c in doc.get_changes(&[]) {
-            if shared::ids::Author::from_actor_bytes(c.actor_id().to_bytes()) == Some(me) {
-                Replica::queue(tx, id, stored.kind, stored.epoch, c.raw_bytes())?;
-            }
+        requeue_own(tx, blob_id(&id)?, me, &HashSet::new())?;
+    }
+    Ok(())
+}
+
+/// Queues this replica's own changes to a document again (but those in `skip` and those still
+/// queued), so a server that may have lost them sees them before the document goes.
+fn requeue_own(
+    tx: &Transaction<'_>,
+    id: DocId,
+    me: shared::ids::Author,
+    skip: &HashSet<ChangeHash>,
+) -> Result<(), ReplicaError> {
+    let Some(stored) = Replica::load_stored(tx, id)? else {
+        return Ok(());
+    };
+    let doc = crdt::load(&stored.bytes)
+        .map_err(|e| ReplicaError::BadSyncData(format!("document {id}: {e}")))?;
+    let queued: HashSet<ChangeHash> = outbox_of(tx, Some(id))?
+        .iter()
+        .filter_map(|e| crdt::decode_change(&e.change).ok().map(|c| c.hash()))
+        .collect();
+    for c in doc.get_changes(&[]) {
+        if shared::ids::Author::from_actor_bytes(c.actor_id().to_bytes()) == Some(me)
+            && !queued.contains(&c.hash())
+            && !skip.contains(&c.hash())
+        {
+            Replica::queue(tx, id, stored.kind, stored.epoch, c.raw_bytes())?;
         }
     }
     Ok(())
