@@ -932,3 +932,95 @@ fn invariant_work_on_a_job_reassigned_after_the_backup_survives_the_restore() {
         "the note is back on the server or kept as a rejection the technician sees"
     );
 }
+
+#[test]
+fn invariant_a_conflict_resolution_keeps_every_value_exactly_as_typed() {
+    use shared::ipc::{ConflictView, ResolveArgs};
+    use shared::record::Scalar;
+    // Across the app's IPC (JSON), every kind of value keeps its kind and text.
+    for v in [
+        Scalar::Null,
+        Scalar::Bool(true),
+        Scalar::Int(1),
+        Scalar::F64(1.0),
+        Scalar::F64(-0.5),
+        Scalar::str("Réparer « fibre » — été, 9 h 30"),
+    ] {
+        let args = ResolveArgs {
+            doc: "d".into(),
+            field: "f".into(),
+            value: v.clone(),
+        };
+        let back: ResolveArgs =
+            serde_json::from_str(&serde_json::to_string(&args).unwrap()).unwrap();
+        assert_eq!(back.value, v, "{v:?} crosses the IPC unchanged");
+    }
+    // Two dispatchers, offline from each other, set the title, the duration and the start.
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    let (mut second, mut second_net) = w.another(Role::Dispatcher, 5);
+    let title = "Réparer « fibre » — été";
+    w.office
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.title = shared::model::Name::parse(title).unwrap();
+            j.duration_min = 45;
+            j.start = None;
+            Ok(())
+        })
+        .unwrap();
+    second
+        .update::<DispatchJob>(job.doc(), |j| {
+            j.title = shared::model::Name::parse("Autre titre").unwrap();
+            j.duration_min = 90;
+            j.start = chrono::NaiveTime::from_hms_opt(13, 0, 0);
+            Ok(())
+        })
+        .unwrap();
+    w.sync_office();
+    second.sync(&mut second_net).unwrap();
+    w.sync_office();
+    // The inbox, as the UI receives it, and each choice sent back as the UI sends it.
+    let views: Vec<ConflictView> =
+        serde_json::from_str(&serde_json::to_string(&w.office.conflict_views().unwrap()).unwrap())
+            .unwrap();
+    let pick = |field: &str, want: &Scalar| -> ResolveArgs {
+        let v = views
+            .iter()
+            .find(|c| c.doc == job.doc().to_string() && c.field == field)
+            .unwrap_or_else(|| panic!("{field} is a listed conflict: {views:?}"));
+        let value = v
+            .values
+            .iter()
+            .map(|x| x.value.clone())
+            .find(|x| x == want)
+            .unwrap_or_else(|| panic!("{want:?} among {:?}", v.values));
+        serde_json::from_str(
+            &serde_json::to_string(&ResolveArgs {
+                doc: v.doc.clone(),
+                field: field.into(),
+                value,
+            })
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    for (field, want) in [
+        ("title", Scalar::str(title)),
+        ("duration_min", Scalar::Int(45)),
+        ("start", Scalar::Null),
+    ] {
+        let a = pick(field, &want);
+        w.office.resolve_with(&a.doc, &a.field, &a.value).unwrap();
+    }
+    w.sync_office();
+    second.sync(&mut second_net).unwrap();
+    let j = w.server_job(job);
+    assert_eq!(j.title.as_str(), title);
+    assert_eq!(j.duration_min, 45);
+    assert_eq!(j.start, None);
+    assert!(w.server_conflicts(job.doc()).is_empty());
+    assert_eq!(
+        second.record(job.doc()).unwrap(),
+        w.office.record(job.doc()).unwrap()
+    );
+}
