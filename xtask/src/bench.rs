@@ -177,7 +177,7 @@ pub(crate) fn core() -> Result<()> {
         "round_trips",
     );
 
-    // edit_commit_*: one offline edit, committed (WAL, survives the app being killed).
+    // edit_commit_*: one offline edit, committed (WAL, synchronous=FULL: synced to disk).
     let jobs: Vec<JobId> = data.jobs.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut times = Vec::with_capacity(1000);

@@ -172,10 +172,11 @@ impl Replica {
         clock: Arc<dyn Clock>,
         seed: Option<u64>,
     ) -> Result<Self, ReplicaError> {
-        // WAL with synchronous=NORMAL: a committed transaction survives the app being killed
-        // (it is in the WAL before COMMIT returns); only an OS crash can lose the last commits.
+        // WAL with synchronous=FULL: the WAL is synced at every commit, so an edit the user saw
+        // saved survives the phone dying (power loss, the OS stopped mid-write), not only the
+        // app being killed.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "cache_size", -48_000)?;
         // Checkpoints happen after each sync (an idle moment), not in the middle of a user's edit;
