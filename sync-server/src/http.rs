@@ -787,10 +787,12 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     // Last-Event-ID) or is revoked.
     let until_expiry = tokio::time::sleep(std::time::Duration::from_secs(expires_in));
     let end = futures_util::future::select(Box::pin(until_expiry), Box::pin(revoked));
-    let stream = replay
-        .chain(live)
-        .take_until(end)
-        .map(Ok::<_, std::convert::Infallible>);
+    // Counted as open for as long as the stream lives.
+    let counted = state.sync.metrics().stream_opened();
+    let stream = replay.chain(live).take_until(end).map(move |ev| {
+        let _open = &counted;
+        Ok::<_, std::convert::Infallible>(ev)
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
         .into_response())
@@ -798,6 +800,31 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
 
 async fn health() -> &'static str {
     "ok"
+}
+
+/// The Prometheus scrape (an office token: the figures describe the whole fleet). Prometheus
+/// sends it with `authorization: { credentials: … }` in its scrape settings.
+async fn metrics(State(state): State<AppState>, Authed(who): Authed) -> Result<Response, ApiError> {
+    office(&who)?;
+    let sync = Arc::clone(&state.sync);
+    let mut levels = tokio::task::spawn_blocking(move || sync.levels())
+        .await
+        .map_err(|_| ServiceError::Poisoned)??;
+    if let Some(erp) = &state.erp {
+        let s = erp.bridge.stats();
+        levels.bridge_backlog = Some(levels.head.saturating_sub(s.cursor));
+        levels.bridge_parked = s.parked;
+        levels.bridge_failures = s.transient_failures;
+    }
+    let body = state.sync.metrics().render(levels);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }
 
 async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
@@ -1067,6 +1094,22 @@ async fn rate_limit(
     next.run(req).await
 }
 
+/// The span every request's log lines carry: the matched route, never the raw path (ids and
+/// hashes in paths would make every line unique), and no query string or header that could hold
+/// a token.
+fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str);
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("http", method = %req.method(), route, request_id = id)
+}
+
 pub fn router(state: AppState) -> Router {
     let quota =
         governor::Quota::per_second(std::num::NonZeroU32::MIN.saturating_add(RATE_PER_S - 1))
@@ -1125,6 +1168,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(crate::photos::MAX_PHOTO)),
         )
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/ready", get(ready))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -1138,5 +1182,21 @@ pub fn router(state: AppState) -> Router {
         .merge(stream)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_IDLE))
         .layer(axum::middleware::from_fn_with_state(limit, rate_limit))
+        // One line per request, at the edge: method, matched route, status, latency, request id
+        // (the caller's `x-request-id`, or a new one, echoed in the answer).
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
+        )
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
         .with_state(state)
 }

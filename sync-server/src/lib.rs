@@ -20,6 +20,7 @@ pub mod demo;
 pub mod erpnext;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod photos;
 pub mod revocation;
 pub mod service;

@@ -1,6 +1,6 @@
 //! The sync use case: decode, merge through the engine, persist, answer. No HTTP types here.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use shared::clock::Clock;
 use shared::ids::DeviceId;
@@ -63,6 +63,8 @@ pub struct SyncService {
     head: tokio::sync::watch::Sender<u64>,
     /// How long a device's offline work on a document that left its scope is still accepted.
     retention: std::time::Duration,
+    /// What `GET /metrics` shows.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The account a device id is bound to, as stored: `technician/<id>`, `dispatcher/office`…
@@ -139,6 +141,7 @@ impl SyncService {
             min_app_version: None,
             head,
             retention: DEFAULT_RETENTION,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         })
     }
 
@@ -498,7 +501,10 @@ impl SyncService {
                 ));
             }
         };
-        if let Err(e) = g.store.persist(&effects) {
+        let writing = std::time::Instant::now();
+        let persisted = g.store.persist(&effects);
+        self.metrics.commit(writing.elapsed());
+        if let Err(e) = persisted {
             self.poison();
             tracing::error!(error = %e, "sync.persist_failed");
             return Err(e.into());
@@ -578,6 +584,38 @@ impl SyncService {
     /// One sync exchange for an authenticated device: frame in, frame out. The answer is only
     /// produced once everything it acknowledges is on disk.
     pub fn exchange(&self, who: Device, frame: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let started = std::time::Instant::now();
+        let result = self.exchange_inner(who, frame);
+        let (outcome, merged) = match &result {
+            Ok((_, merged)) => ("ok", *merged),
+            Err(ServiceError::Refused(_)) => ("refused", 0),
+            Err(_) => ("error", 0),
+        };
+        self.metrics.exchange(outcome, started.elapsed(), merged);
+        result.map(|(answer, _)| answer)
+    }
+
+    /// The service's counters and histograms.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// The levels `GET /metrics` reads when scraped.
+    pub fn levels(&self) -> Result<crate::metrics::Levels, ServiceError> {
+        self.read(|e| {
+            let s = e.stats();
+            crate::metrics::Levels {
+                documents: s.docs as u64,
+                log_entries: s.log_entries as u64,
+                head: s.head_seq,
+                conflicts: e.conflicts().len() as u64,
+                ..Default::default()
+            }
+        })
+    }
+
+    /// One exchange; also says how many pushed documents were merged.
+    fn exchange_inner(&self, who: Device, frame: &[u8]) -> Result<(Vec<u8>, usize), ServiceError> {
         let req = match protocol::decode(frame) {
             Ok(Message::Request(r)) => r,
             Ok(_) => {
@@ -652,6 +690,7 @@ impl SyncService {
             changes = resp.changes.len(),
             "sync.exchange"
         );
-        Ok(protocol::encode(&Message::Response(resp)))
+        let merged = req.push.len().saturating_sub(resp.rejected.len());
+        Ok((protocol::encode(&Message::Response(resp)), merged))
     }
 }

@@ -920,3 +920,46 @@ fn office_accounts_sign_in_by_link_and_lose_their_sessions_when_disabled() {
     assert_eq!(list[0]["active"], false);
     assert_eq!(list[0]["role"], "admin");
 }
+
+#[test]
+fn an_operator_scrapes_metrics_with_an_office_token() {
+    let s = start();
+    let get = |token: Option<&str>| {
+        let mut r = reqwest::blocking::Client::new().get(format!("{}/metrics", s.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(get(None).0, 401, "no token, no figures");
+    let tech_token = session_token(&s, 0xd0fe, Role::Technician, Some(s.data.technicians[0]));
+    assert_eq!(get(Some(&tech_token)).0, 403, "not for technicians");
+    let (mut tech, mut tech_net) = client(&s, Role::Technician, 1);
+    tech.sync(&mut tech_net).unwrap();
+    let office_token = session_token(&s, 0xd0ff, Role::Dispatcher, None);
+    let events = listen(&s.url, &office_token, None);
+    let (status, text) = get(Some(&office_token));
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    };
+    assert!(value("fsm_sync_exchanges_total{outcome=\"ok\"}") >= 1.0);
+    assert!(value("fsm_sync_exchange_seconds_count") >= 1.0);
+    assert!(value("fsm_store_commit_seconds_count") >= 1.0);
+    assert_eq!(value("fsm_live_streams"), 1.0, "the open live stream");
+    assert!(value("fsm_documents") > 10.0, "the demo's documents");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with EOF");
+    drop(events);
+    // Every answer carries a request id: the caller's, or a new one.
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/health", s.url))
+        .header("x-request-id", "scrape-42")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "scrape-42");
+    let r = reqwest::blocking::get(format!("{}/health", s.url)).unwrap();
+    assert_eq!(r.headers()["x-request-id"].len(), 36, "a fresh UUID");
+}
