@@ -9,6 +9,9 @@
 //! * `sync-server revoke --data DIR --device ID | --technician ID` — every session so far of a
 //!   device (a lost phone) or of a technician (someone who left); a running server applies it
 //!   within 30 seconds.
+//! * `sync-server restored --data DIR [--postgres URL]` — after putting a backup in place (server
+//!   stopped): records the restore, so nothing is compacted for `device_retention_days` while
+//!   devices send back the work the backup lacks.
 //! * `sync-server erpnext setup` — creates the custom doctypes and fields the bridge maps (and the
 //!   webhooks, when `erpnext.webhook_url` and `erpnext.webhook_secret` are set) in the ERPNext of
 //!   `APP_ERPNEXT__URL` / `APP_ERPNEXT__TOKEN`. Safe to run again.
@@ -262,9 +265,12 @@ fn main() -> Result<()> {
         return erpnext_command(&args, &settings);
     }
     let demo_mode = args.command == "demo";
-    if !matches!(args.command.as_str(), "demo" | "serve" | "token" | "revoke") {
+    if !matches!(
+        args.command.as_str(),
+        "demo" | "serve" | "token" | "revoke" | "restored"
+    ) {
         println!(
-            "usage: sync-server demo|serve|token|revoke|erpnext setup [--data DIR] [--listen ADDR] [--role R] [--technician ID] [--device ID] [--days N] [--demo]"
+            "usage: sync-server demo|serve|token|revoke|restored|erpnext setup [--data DIR] [--listen ADDR] [--role R] [--technician ID] [--device ID] [--days N] [--demo]"
         );
         return Ok(());
     }
@@ -290,6 +296,16 @@ fn main() -> Result<()> {
     };
     if args.command == "revoke" {
         return revoke_command(&args, &settings, store.as_mut());
+    }
+    if args.command == "restored" {
+        // The time in the store's meta; the service reads it before compacting.
+        let now = SystemClock.now();
+        store.set_meta(sync_server::service::RESTORED_AT, &now.0.to_string())?;
+        println!(
+            "restore recorded: nothing is compacted for {} days while devices send back the work the backup lacks",
+            settings.device_retention_days
+        );
+        return Ok(());
     }
     // The demo's secret signs only for the demo, or for `token --demo`: never a silent fallback.
     let keys = Arc::new(

@@ -67,6 +67,9 @@ pub struct SyncService {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// When the store was last restored from a backup (Unix milliseconds), in the store's meta.
+pub const RESTORED_AT: &str = "restored_at";
+
 /// The account a device id is bound to, as stored: `technician/<id>`, `dispatcher/office`…
 fn account_key(who: &Device) -> String {
     match who.subject {
@@ -367,6 +370,17 @@ impl SyncService {
         self.with_engine(|e| Ok(((), e.insert_all(entities, now)?)))
     }
 
+    /// Records that the store was just restored from a backup (`sync-server restored`): nothing
+    /// is compacted for the retention that follows, while devices still hold work the store lost
+    /// (the recorded positions belong to the backup's history, and devices that synced only after
+    /// the backup are not recorded at all).
+    pub fn mark_restored(&self) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let mut g = self.lock();
+        g.store.set_meta(RESTORED_AT, &now.0.to_string())?;
+        Ok(())
+    }
+
     /// Compacts what every device still expected back has synced past: the horizon is the lowest
     /// position of the devices seen within `retention` (durable, shared by all instances, read
     /// under the store's cross-instance lock). A device away longer than that rebases its
@@ -380,7 +394,18 @@ impl SyncService {
             return Err(ServiceError::Poisoned);
         }
         self.critical_with_store(&mut g, None, |engine, store| {
-            let horizon = store.horizon(since)?.unwrap_or(u64::MAX);
+            // Within the retention after a restore from a backup, the recorded positions belong
+            // to the backup's history, and devices that synced only after the backup was taken
+            // are not recorded at all: any of them may hold work the store lost.
+            let restored_recently = store
+                .meta(RESTORED_AT)?
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|at| at >= since.0);
+            let horizon = if restored_recently {
+                0
+            } else {
+                store.horizon(since)?.unwrap_or(u64::MAX)
+            };
             let effects = engine
                 .compact(now, horizon)
                 .map_err(|e| ServiceError::Engine(e.to_string()))?;

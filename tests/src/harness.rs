@@ -43,6 +43,8 @@ pub struct Durable {
     cursors: std::collections::HashMap<DeviceId, (u64, Millis)>,
     /// Per device and document: held (`None`) or released at.
     held: std::collections::HashMap<(DeviceId, DocId), Option<Millis>>,
+    /// When the store was restored from a backup, as the operator records it.
+    restored_at: Option<Millis>,
 }
 
 impl Durable {
@@ -162,8 +164,12 @@ impl Durable {
             .collect()
     }
 
-    /// The lowest position of the devices seen at or after `since`.
+    /// The lowest position of the devices seen at or after `since`; nothing within the
+    /// retention after a restore (as the service does).
     fn horizon(&self, since: Millis) -> u64 {
+        if self.restored_at.is_some_and(|r| r >= since) {
+            return 0;
+        }
         self.cursors
             .values()
             .filter(|(_, at)| *at >= since)
@@ -278,7 +284,9 @@ impl Hub {
     }
 
     /// The store is lost and replaced by an older `backup`; every instance restarts from it.
-    pub fn restore(&self, backup: Durable, seed: u64) -> anyhow::Result<()> {
+    pub fn restore(&self, mut backup: Durable, seed: u64) -> anyhow::Result<()> {
+        // The operator's `sync-server restored` after putting the backup in place.
+        backup.restored_at = Some(self.clock.now());
         *self.durable.borrow_mut() = backup;
         self.restart(seed)?;
         if self.second.borrow().is_some() {

@@ -524,7 +524,17 @@ fn merge_snapshot(
         }
         return store_snapshot(tx, s, true);
     };
-    if local.kind != s.kind || local.epoch < s.epoch {
+    if local.kind == s.kind && local.epoch < s.epoch {
+        // A compacted copy. Items are append-only, so one this copy shows that the compacted
+        // copy lacks was lost by the server (compacted after a restore from an older backup,
+        // before this replica could send it again): it is written again, with the pending edits.
+        let mine = crdt::load(&local.bytes)
+            .map_err(|e| ReplicaError::BadSyncData(format!("document {}: {e}", s.doc)))?;
+        let theirs = load_snapshot(s)?;
+        let missing = items_lost(&mine, &theirs, s.kind, writer.actor.author.role);
+        return rebase(tx, writer.actor, now, s, 0, &[], missing);
+    }
+    if local.kind != s.kind {
         return rebase(tx, writer.actor, now, s, 0, &[], Vec::new());
     }
     // An older epoch than ours: the server went back in time (restored from a backup).
@@ -728,6 +738,34 @@ fn lost_by_server(
             }),
         })
         .collect())
+}
+
+/// The collection items `mine` shows that `theirs` lacks entirely, as this role may add them.
+fn items_lost(
+    mine: &Automerge,
+    theirs: &Automerge,
+    kind: shared::record::EntityKind,
+    role: shared::ids::Role,
+) -> Vec<shared::record::FieldChange> {
+    let server = crdt::read(theirs, kind).record;
+    let schema = shared::model::schema(kind);
+    server
+        .diff(&crdt::read(mine, kind).record)
+        .into_iter()
+        .filter(|c| match c {
+            shared::record::FieldChange::SetItem {
+                collection, item, ..
+            } => {
+                schema
+                    .collection(collection)
+                    .is_some_and(|spec| spec.writers.allows(role))
+                    && !server
+                        .items(collection)
+                        .is_some_and(|items| items.contains_key(item))
+            }
+            shared::record::FieldChange::Set { .. } => false,
+        })
+        .collect()
 }
 
 /// Whether two field changes write the same register (a later one replaces the earlier).

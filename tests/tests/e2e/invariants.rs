@@ -853,6 +853,8 @@ fn restore_backup(w: &mut Served) {
     };
     *file = "backup.db";
     w.restart();
+    // The operator's `sync-server restored`.
+    w.svc.mark_restored().unwrap();
 }
 
 #[test]
@@ -1023,4 +1025,41 @@ fn invariant_a_conflict_resolution_keeps_every_value_exactly_as_typed() {
         second.record(job.doc()).unwrap(),
         w.office.record(job.doc()).unwrap()
     );
+}
+
+#[test]
+fn invariant_a_server_restored_from_a_backup_compacts_nothing_a_device_still_has_to_send() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    take_backup(&w);
+    w.tech.add_note(job, "Fusion refaite au boîtier").unwrap();
+    w.tech.set_job_status(job, JobStatus::EnRoute).unwrap();
+    w.sync_tech();
+    assert_eq!(w.tech.pending().unwrap().len(), 0);
+    // Restored, then the periodic compaction runs before the technician is back: the
+    // positions recorded in the backup say nothing of what devices hold since.
+    restore_backup(&mut w);
+    assert_eq!(
+        w.compact(&w.svc, MONTH),
+        0,
+        "nothing is compacted until the devices have synced again"
+    );
+    for _ in 0..2 {
+        w.sync_tech();
+        w.sync_office();
+    }
+    let j = w.server_job(job);
+    assert!(
+        j.notes
+            .iter()
+            .any(|n| n.text == "Fusion refaite au boîtier")
+    );
+    assert_eq!(j.status, JobStatus::EnRoute, "a register comes back too");
+    // After the retention, compaction goes on.
+    w.clock.advance(MONTH.as_millis() as i64 + 86_400_000);
+    for _ in 0..2 {
+        w.sync_tech();
+        w.sync_office();
+    }
+    assert!(w.compact(&w.svc, MONTH) > 0);
 }
