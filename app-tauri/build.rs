@@ -2,6 +2,16 @@
 //! exactly the commands a window may call and nothing else.
 
 fn main() {
+    // The shell embeds the UI bundle at compile time; without it Tauri's macro fails deep inside
+    // generated code. Say what to run instead.
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../app-ui/dist/index.html");
+    println!("cargo:rerun-if-changed=../app-ui/dist/index.html");
+    if !dist.exists() {
+        eprintln!(
+            "error: app-ui/dist is missing: build the UI bundle first with `cargo xtask ui` (the app embeds it)"
+        );
+        std::process::exit(1);
+    }
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
         tauri_build::AppManifest::new().commands(&[
             "session_get",
