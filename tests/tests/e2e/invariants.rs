@@ -218,6 +218,14 @@ impl Served {
         self.tech.sync(&mut net).unwrap();
     }
 
+    /// Rounds of the technician then the office syncing.
+    fn sync_both(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.sync_tech();
+            self.sync_office();
+        }
+    }
+
     fn sync_office(&mut self) {
         let mut net = self.office_net(&self.svc);
         self.office.sync(&mut net).unwrap();
@@ -633,10 +641,7 @@ fn invariant_a_server_restored_from_an_older_backup_gets_acknowledged_work_back(
         "the restored server lacks the work"
     );
     // Both devices notice the server is behind what it acknowledged, and send it again.
-    for _ in 0..2 {
-        w.sync_tech();
-        w.sync_office();
-    }
+    w.sync_both(2);
     let j = w.server_job(job);
     assert!(
         j.notes
@@ -654,10 +659,7 @@ fn invariant_a_server_restored_from_an_older_backup_gets_acknowledged_work_back(
             Ok(())
         })
         .unwrap();
-    for _ in 0..2 {
-        w.sync_tech();
-        w.sync_office();
-    }
+    w.sync_both(2);
     assert!(w.tech.rejections().unwrap().is_empty() && w.office.rejections().unwrap().is_empty());
     let server = w.svc.read(|e| e.record(job.doc()).cloned()).unwrap();
     assert_eq!(w.tech.record(job.doc()).unwrap(), server);
@@ -875,10 +877,7 @@ fn invariant_a_server_restored_to_before_a_compaction_gets_the_compacted_work_ba
     // The server's disk dies; the backup predates the work and the compaction.
     restore_backup(&mut w);
     assert!(w.server_job(job).notes.is_empty());
-    for _ in 0..2 {
-        w.sync_tech();
-        w.sync_office();
-    }
+    w.sync_both(2);
     let j = w.server_job(job);
     assert!(
         j.notes.iter().any(|n| n.text == "Boîtier posé au mur nord"),
@@ -1042,12 +1041,9 @@ fn invariant_a_server_restored_from_a_backup_compacts_nothing_a_device_still_has
     assert_eq!(
         w.compact(&w.svc, MONTH),
         0,
-        "nothing is compacted until the devices have synced again"
+        "nothing is compacted within the retention after a restore"
     );
-    for _ in 0..2 {
-        w.sync_tech();
-        w.sync_office();
-    }
+    w.sync_both(2);
     let j = w.server_job(job);
     assert!(
         j.notes
@@ -1057,9 +1053,6 @@ fn invariant_a_server_restored_from_a_backup_compacts_nothing_a_device_still_has
     assert_eq!(j.status, JobStatus::EnRoute, "a register comes back too");
     // After the retention, compaction goes on.
     w.clock.advance(MONTH.as_millis() as i64 + 86_400_000);
-    for _ in 0..2 {
-        w.sync_tech();
-        w.sync_office();
-    }
+    w.sync_both(2);
     assert!(w.compact(&w.svc, MONTH) > 0);
 }
