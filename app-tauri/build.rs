@@ -1,16 +1,20 @@
 //! Generates the app's permissions: one `allow-<command>` per command, so capabilities grant
 //! exactly the commands a window may call and nothing else.
 
+use std::io::Write;
+
 fn main() {
     // The shell embeds the UI bundle at compile time; without it Tauri's macro fails deep inside
-    // generated code. Say what to run instead.
+    // generated code. Say what to run instead (`cargo::error` fails the build with this line).
     let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../app-ui/dist/index.html");
-    println!("cargo:rerun-if-changed=../app-ui/dist/index.html");
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "cargo::rerun-if-changed=../app-ui/dist/index.html");
     if !dist.exists() {
-        eprintln!(
-            "error: app-ui/dist is missing: build the UI bundle first with `cargo xtask ui` (the app embeds it)"
+        let _ = writeln!(
+            out,
+            "cargo::error=app-ui/dist is missing: build the UI bundle first with `cargo xtask ui` (the app embeds it)"
         );
-        std::process::exit(1);
+        return;
     }
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
         tauri_build::AppManifest::new().commands(&[
