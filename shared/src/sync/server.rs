@@ -657,6 +657,7 @@ impl ServerEngine {
             doc,
             None,
             vec![(change, None)],
+            None,
             &mut effects,
         );
         Ok(effects)
@@ -725,6 +726,7 @@ impl ServerEngine {
                 doc,
                 None,
                 vec![(change, None)],
+                None,
                 &mut effects,
             ),
             None => self.keep_loaded(id, doc),
@@ -739,6 +741,7 @@ impl ServerEngine {
         doc: Automerge,
         m: Option<crdt::Materialized>,
         changes: Vec<(Vec<u8>, Option<DeviceId>)>,
+        pushed: Option<std::sync::Arc<[FieldPath]>>,
         effects: &mut Vec<ServerEffect>,
     ) {
         let m = m.unwrap_or_else(|| crdt::read(&doc, kind));
@@ -757,7 +760,21 @@ impl ServerEngine {
             .filter(|o| o.epoch == epoch)
             .map(|o| o.seqs.clone())
             .unwrap_or_default();
-        let changed = old.as_ref().map(|o| touched(&o.record, &m.record));
+        // What the commit changed, plus what the pushed changes themselves wrote: a write the
+        // server undid (a compensation) leaves the server's reading as it was, but the device
+        // that pushed it shows its own value until it gets the undoing change, so that field
+        // travels with the changes too.
+        let changed = old.as_ref().map(|o| {
+            let t = touched(&o.record, &m.record);
+            match &pushed {
+                Some(p) if !p.is_empty() => {
+                    let all: std::collections::BTreeSet<FieldPath> =
+                        t.iter().chain(p.iter()).cloned().collect();
+                    all.into_iter().collect()
+                }
+                _ => t,
+            }
+        });
         for (change, origin) in changes {
             self.head += 1;
             seqs.push(self.head);
@@ -1374,6 +1391,7 @@ impl ServerEngine {
             technician.as_deref(),
         ));
         let mut changes = logged;
+        let pushed = before.as_ref().map(|b| touched(b, &after.record));
         let mut materialized = Some(after);
         if let Some(fix) = crdt::write(&mut doc, self.config.author, now, &compensation)
             .map_err(|e| RejectReason::CorruptChange(e.to_string()))?
@@ -1414,6 +1432,7 @@ impl ServerEngine {
             doc,
             materialized,
             changes,
+            pushed,
             &mut effects,
         );
         Ok(Applied { effects })
