@@ -655,9 +655,8 @@ impl ServerEngine {
             id,
             (entity.kind(), 0),
             doc,
-            None,
+            (None, None),
             vec![(change, None)],
-            None,
             &mut effects,
         );
         Ok(effects)
@@ -724,9 +723,8 @@ impl ServerEngine {
                 id,
                 (kind, epoch),
                 doc,
-                None,
+                (None, None),
                 vec![(change, None)],
-                None,
                 &mut effects,
             ),
             None => self.keep_loaded(id, doc),
@@ -739,9 +737,8 @@ impl ServerEngine {
         id: DocId,
         (kind, epoch): (EntityKind, u32),
         doc: Automerge,
-        m: Option<crdt::Materialized>,
+        (m, pushed): (Option<crdt::Materialized>, Option<&[FieldPath]>),
         changes: Vec<(Vec<u8>, Option<DeviceId>)>,
-        pushed: Option<std::sync::Arc<[FieldPath]>>,
         effects: &mut Vec<ServerEffect>,
     ) {
         let m = m.unwrap_or_else(|| crdt::read(&doc, kind));
@@ -766,7 +763,7 @@ impl ServerEngine {
         // travels with the changes too.
         let changed = old.as_ref().map(|o| {
             let t = touched(&o.record, &m.record);
-            match &pushed {
+            match pushed {
                 Some(p) if !p.is_empty() => {
                     let all: std::collections::BTreeSet<FieldPath> =
                         t.iter().chain(p.iter()).cloned().collect();
@@ -1430,9 +1427,8 @@ impl ServerEngine {
             push.doc,
             (push.kind, epoch),
             doc,
-            materialized,
+            (materialized, pushed.as_deref()),
             changes,
-            pushed,
             &mut effects,
         );
         Ok(Applied { effects })
