@@ -281,6 +281,20 @@ impl FieldChange {
         }
     }
 
+    /// The register this change writes: a root field (`None`, field) or a collection item's
+    /// field (`Some((collection, item))`, field). Two changes to one register: the later wins.
+    pub fn register(&self) -> (Option<(&str, &str)>, &str) {
+        match self {
+            FieldChange::Set { field, .. } => (None, field),
+            FieldChange::SetItem {
+                collection,
+                item,
+                field,
+                ..
+            } => (Some((collection, item)), field),
+        }
+    }
+
     /// The register or collection this change touches.
     pub fn target(&self) -> &str {
         match self {

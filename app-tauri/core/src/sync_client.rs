@@ -710,34 +710,15 @@ fn lost_by_server(
     kind: shared::record::EntityKind,
     role: shared::ids::Role,
 ) -> Result<Vec<shared::record::FieldChange>, ReplicaError> {
-    use shared::record::FieldChange::{Set, SetItem};
     let newer: Vec<Vec<u8>> = mine
         .get_changes_added(theirs)
         .iter()
         .map(|c| c.raw_bytes().to_vec())
         .collect();
     let touched = edits_of(id, theirs, kind, newer.iter().map(Vec::as_slice))?;
-    let server = crdt::read(theirs, kind).record;
-    let schema = shared::model::schema(kind);
-    Ok(server
-        .diff(&crdt::read(mine, kind).record)
-        .into_iter()
-        .filter(|c| !touched.iter().any(|t| same_register(t, c)))
-        .filter(|c| match c {
-            Set { field, .. } => schema.field(field).is_some_and(|f| f.writers.allows(role)),
-            SetItem {
-                collection,
-                item,
-                field,
-                ..
-            } => schema.collection(collection).is_some_and(|spec| {
-                let exists = server
-                    .items(collection)
-                    .is_some_and(|items| items.contains_key(item));
-                spec.writers.allows(role) && (!exists || spec.mutable.contains(&field.as_str()))
-            }),
-        })
-        .collect())
+    let mut out = writable_differences(mine, theirs, kind, role);
+    out.retain(|c| !touched.iter().any(|t| same_register(t, c)));
+    Ok(out)
 }
 
 /// The collection items `mine` shows that `theirs` lacks entirely, as this role may add them.
@@ -748,47 +729,43 @@ fn items_lost(
     role: shared::ids::Role,
 ) -> Vec<shared::record::FieldChange> {
     let server = crdt::read(theirs, kind).record;
+    let mut out = writable_differences(mine, theirs, kind, role);
+    out.retain(|c| match c.register() {
+        (Some((collection, item)), _) => !server
+            .items(collection)
+            .is_some_and(|items| items.contains_key(item)),
+        (None, _) => false,
+    });
+    out
+}
+
+/// The field changes that take `theirs` to what `mine` shows, keeping only what this role may
+/// write: registers its role writes, new items of collections it writes, and the mutable fields
+/// of existing items.
+fn writable_differences(
+    mine: &Automerge,
+    theirs: &Automerge,
+    kind: shared::record::EntityKind,
+    role: shared::ids::Role,
+) -> Vec<shared::record::FieldChange> {
+    let server = crdt::read(theirs, kind).record;
     let schema = shared::model::schema(kind);
-    server
-        .diff(&crdt::read(mine, kind).record)
-        .into_iter()
-        .filter(|c| match c {
-            shared::record::FieldChange::SetItem {
-                collection, item, ..
-            } => {
-                schema
-                    .collection(collection)
-                    .is_some_and(|spec| spec.writers.allows(role))
-                    && !server
-                        .items(collection)
-                        .is_some_and(|items| items.contains_key(item))
-            }
-            shared::record::FieldChange::Set { .. } => false,
-        })
-        .collect()
+    let mut out = server.diff(&crdt::read(mine, kind).record);
+    out.retain(|c| match c.register() {
+        (None, field) => schema.field(field).is_some_and(|f| f.writers.allows(role)),
+        (Some((collection, item)), field) => schema.collection(collection).is_some_and(|spec| {
+            let exists = server
+                .items(collection)
+                .is_some_and(|items| items.contains_key(item));
+            spec.writers.allows(role) && (!exists || spec.mutable.contains(&field))
+        }),
+    });
+    out
 }
 
 /// Whether two field changes write the same register (a later one replaces the earlier).
 fn same_register(a: &shared::record::FieldChange, b: &shared::record::FieldChange) -> bool {
-    use shared::record::FieldChange::{Set, SetItem};
-    match (a, b) {
-        (Set { field: x, .. }, Set { field: y, .. }) => x == y,
-        (
-            SetItem {
-                collection: c1,
-                item: i1,
-                field: f1,
-                ..
-            },
-            SetItem {
-                collection: c2,
-                item: i2,
-                field: f2,
-                ..
-            },
-        ) => c1 == c2 && i1 == i2 && f1 == f2,
-        _ => false,
-    }
+    a.register() == b.register()
 }
 
 /// Moves local, unpushed edits of a document onto the server's copy (compacted, or refused): the

@@ -1515,10 +1515,7 @@ impl ServerEngine {
         });
         let decided = q.duplicate_of.is_some()
             || before.is_some_and(|b| b.get("duplicate_of") != &Scalar::Null)
-            || self
-                .docs
-                .get(&id)
-                .is_some_and(|d| d.conflicts.iter().any(|c| c.field == "duplicate_of"));
+            || self.open_on(id, "duplicate_of");
         if !changed || decided {
             return None;
         }
