@@ -119,6 +119,15 @@ pub(crate) fn decode_record(b: &[u8]) -> Result<Record, ReplicaError> {
         .map_err(|e| ReplicaError::BadSyncData(format!("stored record unreadable: {e}")))
 }
 
+/// Whether a table of the replica has a column (replicas made by older versions may lack it).
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, ReplicaError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+        [table, column],
+        |r| r.get(0),
+    )?)
+}
+
 /// A copy of a replica taken by [`Replica::backup`], to restore with [`Replica::restore`].
 pub struct ReplicaBackup(Connection);
 
@@ -184,24 +193,14 @@ impl Replica {
         conn.pragma_update(None, "wal_autocheckpoint", 8_000)?;
         conn.execute_batch(include_str!("replica/schema.sql"))?;
         // Replicas made before refused edits were kept: add the column.
-        let has_refused: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('rejections') WHERE name = 'refused')",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_refused {
+        if !has_column(&conn, "rejections", "refused")? {
             conn.execute_batch(
                 "ALTER TABLE rejections ADD COLUMN refused TEXT NOT NULL DEFAULT '[]'",
             )?;
         }
         // Replicas made before overridden values were listed stored conflicts as display text:
         // drop them and resync in full, which lists both again from the server, typed.
-        let typed_conflicts: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('conflicts') WHERE name = 'settled')",
-            [],
-            |r| r.get(0),
-        )?;
-        if !typed_conflicts {
+        if !has_column(&conn, "conflicts", "settled")? {
             conn.execute_batch(
                 "BEGIN;
                  DROP TABLE conflicts;
