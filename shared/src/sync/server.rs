@@ -232,6 +232,18 @@ struct Session {
     held: Option<Set<DocId>>,
 }
 
+/// How a request's position relates to what the server confirmed before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// An answer presented for the first time: the device applied it, and holds every change it
+    /// pushed since (they all came after it).
+    First,
+    /// The position already confirmed, presented again: a retry whose answer was lost, or a
+    /// device restored from a backup taken at that position, which may lack what it pushed
+    /// after it.
+    Again,
+}
+
 /// How many unconfirmed answers a session remembers.
 const PENDING_ANSWERS: usize = 4;
 
@@ -878,6 +890,8 @@ impl ServerEngine {
             });
         }
 
+        // Log entries past this come from this request's own pushes, which the device holds.
+        let head_before = self.head;
         let mut effects = Vec::new();
         let mut rejected = Vec::new();
         // What the device could see before this exchange: it may only write there, to
@@ -936,7 +950,8 @@ impl ServerEngine {
             }
         }
 
-        let full_resync = !self.confirm(device, req.cursor, req.token);
+        let presented = self.confirm(device, req.cursor, req.token);
+        let full_resync = presented.is_none();
         let empty = Known::default();
         let known = match self.sessions.get(&device) {
             Some(s) if !full_resync => &s.confirmed,
@@ -966,7 +981,7 @@ impl ServerEngine {
             // Per document: the paths the changes touched (`None`: unknown, send it whole).
             let mut paths: Vec<Option<std::collections::BTreeSet<&FieldPath>>> = Vec::new();
             let mut resnap: Set<DocId> = Set::default();
-            for (_, e) in self.log.range(known.cursor + 1..) {
+            for (seq, e) in self.log.range(known.cursor + 1..) {
                 if !known.docs.contains(&e.doc)
                     || !scope.contains(&e.doc)
                     || resnap.contains(&e.doc)
@@ -977,7 +992,12 @@ impl ServerEngine {
                     Payload::Snapshot => {
                         resnap.insert(e.doc);
                     }
-                    Payload::Change(bytes) if e.origin != Some(device) => {
+                    // The device's own changes are not sent back, unless it presents a position
+                    // again: it may then be a restored copy lacking what it pushed before.
+                    Payload::Change(bytes)
+                        if e.origin != Some(device)
+                            || (presented == Some(Position::Again) && *seq <= head_before) =>
+                    {
                         let Some(state) = self.docs.get(&e.doc) else {
                             continue;
                         };
@@ -1170,15 +1190,13 @@ impl ServerEngine {
     }
 
     /// Finds what the client holds, as of the answer it last applied (named by cursor and token),
-    /// and makes it the confirmed state. `false` when the position is unknown (a first sync, a
+    /// and makes it the confirmed state. `None` when the position is unknown (a first sync, a
     /// late duplicate, a server restart): the client then gets its whole scope again, which
     /// merges harmlessly into what it has.
-    fn confirm(&mut self, device: DeviceId, cursor: u64, token: u64) -> bool {
-        let Some(s) = self.sessions.get_mut(&device) else {
-            return false;
-        };
+    fn confirm(&mut self, device: DeviceId, cursor: u64, token: u64) -> Option<Position> {
+        let s = self.sessions.get_mut(&device)?;
         if cursor == 0 && token == 0 {
-            return false;
+            return None;
         }
         if let Some(i) = s
             .pending
@@ -1187,8 +1205,9 @@ impl ServerEngine {
         {
             s.confirmed = s.pending.remove(i);
             s.pending.clear();
+            return Some(Position::First);
         }
-        s.confirmed.token == token && s.confirmed.cursor == cursor
+        (s.confirmed.token == token && s.confirmed.cursor == cursor).then_some(Position::Again)
     }
 
     fn apply_push(
