@@ -2,12 +2,16 @@
 //!
 //! - [`client`]: the Frappe REST client and the classification of its answers.
 //! - [`mapping`]: which ERPNext field holds which register, both ways.
-//! - [`bridge`]: the three-way merge per document, the outbound cursor, polling, issues.
+//! - [`plan`]: what reconciling a document should do, decided from the three records alone.
+//! - [`state`]: the bridge's durable state (shadows, issues, markers, cursors), typed.
+//! - [`bridge`]: carries the plan out per document; the outbound cursor, polling, issues.
 //! - [`setup`]: creates the custom doctypes and fields the mapping needs in a real ERPNext.
 
 pub mod bridge;
 pub mod client;
 pub mod mapping;
+pub mod plan;
+pub mod state;
 
 pub use bridge::{Bridge, BridgeOptions, BridgeStats, Issue, Outcome, erpnext_author};
 pub use client::{ErpClient, ErpConfig, ErpError};

@@ -13,12 +13,18 @@
 //!    carrying `theirs`' `modified` verbatim (a concurrent ERPNext save makes it 417: start over);
 //! 4. the answer becomes the new shadow. What was pushed comes back equal, so nothing echoes.
 //!
-//! Outbound work is the change log itself: the bridge keeps a cursor into it (`erp:out_cursor`)
+//! The decisions are pure functions of the three records ([`super::plan`]); the bridge reads,
+//! asks them, and acts. Its own durable state (shadows, issues, markers, cursors) is typed
+//! ([`super::state`]); a piece it cannot read back stops that document as an issue.
+//!
+//! Outbound work is the change log itself: the bridge keeps a cursor into it
 //! and only moves it past documents that are reconciled or parked, so nothing acknowledged is
 //! missed across restarts or an ERPNext outage. Inbound work is ERPNext's webhooks and a poll on
 //! `modified >= cursor` (de-duplicated against the shadows), plus the `Deleted Document` feed.
 //! Data ERPNext refuses (417 and deterministic 500s) is parked as an **issue** for dispatchers
-//! instead of being retried forever; transient failures are retried with capped backoff.
+//! instead of being retried forever, and so are failures that would repeat (the engine refusing
+//! ERPNext's values) after a few attempts; transient failures (ERPNext or the store unreachable)
+//! are retried with capped backoff for as long as they last.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -35,6 +41,8 @@ use shared::sync::server::ServerEngine;
 
 use super::client::{ErpClient, ErpError};
 use super::mapping::{self, DocMap, ID_FIELD, MapError, Names};
+use super::plan::{self, Start};
+use super::state::{Shadow, State, blocking};
 use crate::service::{ServiceError, SyncService};
 
 /// The author of every change the bridge writes on ERPNext's behalf.
@@ -67,15 +75,6 @@ impl Default for BridgeOptions {
             page: 500,
         }
     }
-}
-
-/// ERPNext's record as last reconciled.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Shadow {
-    name: String,
-    modified: String,
-    heads: Vec<String>,
-    record: Record,
 }
 
 /// A document ERPNext refused, waiting for a person.
@@ -116,8 +115,30 @@ pub enum BridgeError {
     Map(#[from] MapError),
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// The engine refused what the bridge wrote on ERPNext's behalf.
+    #[error("the sync engine refused ERPNext's values: {0}")]
+    Engine(String),
+    /// The bridge's own state for a document cannot be read back.
+    #[error("the bridge's {what} cannot be read: {problem}")]
+    CorruptState {
+        doc: Option<DocId>,
+        what: &'static str,
+        problem: String,
+    },
     #[error("{0}")]
     Other(String),
+}
+
+impl BridgeError {
+    /// From the service's engine call: a storage failure stays one (retried while the store is
+    /// down); the engine's own refusal is [`BridgeError::Engine`].
+    fn from_engine(e: anyhow::Error) -> Self {
+        match e.downcast::<ServiceError>() {
+            Ok(ServiceError::Engine(m)) => BridgeError::Engine(m),
+            Ok(other) => BridgeError::Service(other),
+            Err(e) => BridgeError::Engine(format!("{e:#}")),
+        }
+    }
 }
 
 impl BridgeError {
@@ -126,11 +147,24 @@ impl BridgeError {
             BridgeError::Erp(e) => e.retryable(),
             // A stale write that kept losing the race, or a link still on its way.
             BridgeError::Map(MapError::NotInErp { .. } | MapError::UnknownLink { .. }) => true,
-            BridgeError::Map(MapError::BadValue { .. }) => false,
-            BridgeError::Service(_) | BridgeError::Other(_) => true,
+            BridgeError::Map(MapError::BadValue { .. }) | BridgeError::CorruptState { .. } => false,
+            BridgeError::Service(_) | BridgeError::Engine(_) | BridgeError::Other(_) => true,
         }
     }
+
+    /// Retried a few times only: the same inputs would fail the same way (the store being
+    /// down and ERPNext being unreachable are retried for as long as they last).
+    fn bounded(&self) -> bool {
+        matches!(self, BridgeError::Engine(_) | BridgeError::Other(_))
+            || matches!(
+                self,
+                BridgeError::Map(MapError::NotInErp { .. } | MapError::UnknownLink { .. })
+            )
+    }
 }
+
+/// How many times a document is tried before a bounded failure becomes an issue.
+const MAX_ATTEMPTS: u32 = 5;
 
 /// Counters for status pages, tests and benchmarks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -151,16 +185,6 @@ pub struct BridgeStats {
     pub wakeups: u64,
     pub last_error: Option<String>,
 }
-
-const OUT_CURSOR: &str = "erp:out_cursor";
-const SHADOW: &str = "erp:shadow:";
-const ISSUE: &str = "erp:issue:";
-const CREATING: &str = "erp:creating:";
-const IMPORTING: &str = "erp:importing:";
-const POLL: &str = "erp:poll:";
-const DELETED_FEED: &str = "erp:poll-deleted";
-/// The first poll's cursor: everything.
-const EPOCH: &str = "1970-01-01 00:00:00.000000";
 
 /// A document's kind, record and heads, with the log head they were read at.
 type DocRead = (EntityKind, Record, Vec<String>, u64);
@@ -203,6 +227,8 @@ pub struct Bridge {
     stats: Mutex<BridgeStats>,
     /// One reconciliation per document at a time (a link detour and the batch may meet).
     busy: Mutex<HashMap<DocId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounded failures per document since it was last reconciled ([`MAX_ATTEMPTS`]).
+    attempts: Mutex<HashMap<DocId, u32>>,
     refresh_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
     refresh_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>,
 }
@@ -210,15 +236,6 @@ pub struct Bridge {
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bridge").finish_non_exhaustive()
-    }
-}
-
-/// The service does blocking I/O (SQLite, the PostgreSQL client): on a multi-threaded runtime
-/// the worker is handed over while it runs, so other tasks carry on.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 
@@ -235,20 +252,8 @@ impl Svc<'_> {
         f: impl FnOnce(
             &mut ServerEngine,
         ) -> anyhow::Result<(T, Vec<shared::sync::server::ServerEffect>)>,
-    ) -> anyhow::Result<T> {
-        blocking(|| self.0.with_engine(f))
-    }
-    fn meta(self, key: &str) -> Result<Option<String>, ServiceError> {
-        blocking(|| self.0.meta(key))
-    }
-    fn set_meta(self, key: &str, value: &str) -> Result<(), ServiceError> {
-        blocking(|| self.0.set_meta(key, value))
-    }
-    fn delete_meta(self, key: &str) -> Result<(), ServiceError> {
-        blocking(|| self.0.delete_meta(key))
-    }
-    fn meta_prefix(self, prefix: &str) -> Result<Vec<(String, String)>, ServiceError> {
-        blocking(|| self.0.meta_prefix(prefix))
+    ) -> Result<T, BridgeError> {
+        blocking(|| self.0.with_engine(f)).map_err(BridgeError::from_engine)
     }
     fn now(self) -> Millis {
         self.0.now()
@@ -289,10 +294,7 @@ impl Bridge {
                 }
             }
         })?;
-        let cursor = Svc(&sync)
-            .meta(OUT_CURSOR)?
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        let cursor = State(&sync).out_cursor()?;
         let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Arc::new(Self {
             sync,
@@ -306,6 +308,7 @@ impl Bridge {
                 ..BridgeStats::default()
             }),
             busy: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
             refresh_tx,
             refresh_rx: tokio::sync::Mutex::new(refresh_rx),
         }))
@@ -313,6 +316,10 @@ impl Bridge {
 
     fn svc(&self) -> Svc<'_> {
         Svc(&self.sync)
+    }
+
+    fn state(&self) -> State<'_> {
+        State(&self.sync)
     }
 
     pub fn stats(&self) -> BridgeStats {
@@ -328,33 +335,19 @@ impl Bridge {
 
     /// Open issues, oldest first.
     pub fn issues(&self) -> Result<Vec<Issue>, BridgeError> {
-        let mut out: Vec<Issue> = self
-            .svc()
-            .meta_prefix(ISSUE)?
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_str(&v).ok())
-            .collect();
-        out.sort_by_key(|i: &Issue| (i.at, i.doc));
-        Ok(out)
+        self.state().issues(self.svc().now())
     }
 
     /// Forgets an issue and reconciles its document again (after someone fixed the data).
     pub async fn retry(&self, doc: DocId) -> Result<Outcome, BridgeError> {
-        self.svc().delete_meta(&format!("{ISSUE}{doc}"))?;
+        self.state().clear_issue(doc)?;
+        lock(&self.attempts).remove(&doc);
         let outcome = self.reconcile_or_park(doc).await?;
         Ok(outcome)
     }
 
-    fn shadow(&self, doc: DocId) -> Result<Option<Shadow>, BridgeError> {
-        Ok(self
-            .svc()
-            .meta(&format!("{SHADOW}{doc}"))?
-            .and_then(|s| serde_json::from_str(&s).ok()))
-    }
-
     fn save_shadow(&self, doc: DocId, kind: EntityKind, sh: &Shadow) -> Result<(), BridgeError> {
-        let text = serde_json::to_string(sh).map_err(|e| BridgeError::Other(e.to_string()))?;
-        self.svc().set_meta(&format!("{SHADOW}{doc}"), &text)?;
+        self.state().set_shadow(doc, sh)?;
         lock(&self.names).insert(kind, doc, &sh.name);
         Ok(())
     }
@@ -393,14 +386,10 @@ impl Bridge {
     ) -> Result<Vec<String>, BridgeError> {
         let author = self.author;
         let now = self.svc().now();
-        let heads = self
-            .svc()
-            .with_engine(|e| {
-                let (effects, heads) = e.edit_concurrent(doc, base, &author, changes, now)?;
-                Ok((heads, effects))
-            })
-            .map_err(|e| BridgeError::Other(format!("{e:#}")))?;
-        Ok(heads)
+        self.svc().with_engine(|e| {
+            let (effects, heads) = e.edit_concurrent(doc, base, &author, changes, now)?;
+            Ok((heads, effects))
+        })
     }
 
     fn set_erp_name(&self, doc: DocId, heads: &[String], name: &str) -> Result<(), BridgeError> {
@@ -431,7 +420,8 @@ impl Bridge {
             let result = self.reconcile_locked(doc, depth).await;
             if result.is_ok() {
                 // In step now, however it got there (its own turn or another's link detour).
-                self.svc().delete_meta(&format!("{ISSUE}{doc}"))?;
+                self.state().clear_issue(doc)?;
+                lock(&self.attempts).remove(&doc);
             }
             drop(_turn);
             let mut busy = lock(&self.busy);
@@ -469,37 +459,24 @@ impl Bridge {
             return Ok(Outcome::Skipped);
         };
         let map = mapping::doc_map(kind);
-        let shadow = self.shadow(doc)?;
-        if ours.get("deleted") == &Scalar::Bool(true) {
-            return Ok(Outcome::Skipped);
-        }
+        let shadow = self.state().shadow(doc)?;
         // Field work arrived on a document deleted here or in ERPNext, or two records of one
-        // unit met: nothing goes to ERPNext until the office decides (a restored document is
-        // created again; a confirmed duplicate never goes, its twin stands for the unit).
+        // unit met: nothing goes to ERPNext until the office decides.
         let undecided = self.svc().read(|e| {
             e.conflicts_of(doc)
                 .iter()
                 .any(|c| c.field == "deleted" || c.field == "duplicate_of")
         })?;
-        if undecided || ours.get("duplicate_of") != &Scalar::Null {
-            return Ok(Outcome::Skipped);
-        }
-        let known = shadow
-            .as_ref()
-            .map(|s| s.name.clone())
-            .or_else(|| ours.get("erp_name").as_str().map(str::to_owned));
-        let theirs = match &known {
-            Some(name) => match self.erp.get(map.doctype, name).await {
-                Ok(v) => Some((name.clone(), v)),
-                Err(ErpError::NotFound) => {
-                    return self.deleted_in_erp(doc, heads, shadow.as_ref());
-                }
-                Err(e) => return Err(e.into()),
-            },
-            None => {
-                let creating = format!("{CREATING}{doc}");
-                // Only a create that may have happened needs the lookup.
-                let found = if self.svc().meta(&creating)?.is_some() {
+        let creating = self.state().creating(doc)?;
+        let name = match plan::start(
+            &ours,
+            undecided,
+            shadow.as_ref().map(|s| s.name.as_str()),
+            creating,
+        ) {
+            Start::Skip(_) => return Ok(Outcome::Skipped),
+            Start::Create { lookup } => {
+                let found = if lookup {
                     self.erp
                         .find(map.doctype, ID_FIELD, &doc.to_string())
                         .await?
@@ -507,92 +484,53 @@ impl Bridge {
                     None
                 };
                 match found {
-                    Some(name) => Some((name.clone(), self.erp.get(map.doctype, &name).await?)),
-                    None => {
-                        let mut body =
-                            self.to_erp(map, &mapping::mapped(map, &ours), None, None)?;
-                        body.insert(ID_FIELD.into(), Value::String(doc.to_string()));
-                        self.svc().set_meta(&creating, "1")?;
-                        let created = match self.erp.insert(map.doctype, &body).await {
-                            Ok(v) => v,
-                            Err(ErpError::Invalid { exc_type, .. })
-                                if exc_type == "UniqueValidationError" =>
-                            {
-                                // Created by an attempt whose answer was lost: look it up next time.
-                                return Err(ErpError::Stale.into());
-                            }
-                            Err(ErpError::Duplicate(_)) => return Err(ErpError::Stale.into()),
-                            Err(e) => return Err(e.into()),
-                        };
-                        let name = text(&created, "name").ok_or_else(|| {
-                            BridgeError::Other("create answer without name".into())
-                        })?;
-                        self.set_erp_name(doc, &heads, &name)?;
-                        let (_, _, heads, head) =
-                            self.read_doc(doc)?.unwrap_or((kind, ours, heads, head));
-                        self.save_shadow(
-                            doc,
-                            kind,
-                            &Shadow {
-                                name,
-                                modified: text(&created, "modified").unwrap_or_default(),
-                                heads,
-                                record: self.read_erp(map, &created)?,
-                            },
-                        )?;
-                        self.svc().delete_meta(&creating)?;
-                        self.mark(doc, head, |s| s.created += 1);
-                        return Ok(Outcome::Created);
-                    }
+                    Some(name) => name,
+                    None => return self.create(doc, kind, &ours, heads, head).await,
                 }
             }
+            Start::Fetch(name) => name,
         };
-        let Some((name, theirs)) = theirs else {
-            return Ok(Outcome::Skipped);
+        let theirs = match self.erp.get(map.doctype, &name).await {
+            Ok(v) => v,
+            Err(ErpError::NotFound) => return self.deleted_in_erp(doc, heads, shadow.as_ref()),
+            Err(e) => return Err(e.into()),
         };
         let theirs_rec = self.read_erp(map, &theirs)?;
         let modified = text(&theirs, "modified").unwrap_or_default();
 
         // Pull: what ERPNext changed since the shadow, merged concurrently with the field's edits.
-        let mut pulled = false;
+        let pull = plan::pull(
+            kind,
+            doc,
+            &ours,
+            shadow.as_ref().map(|s| &s.record),
+            &theirs_rec,
+        )?;
+        let pulled = !pull.is_empty();
         let (ours, heads, head) = match &shadow {
-            Some(sh) => {
-                let changes =
-                    mapping::canonical_pull(kind, doc, &ours, &sh.record.diff(&theirs_rec))?;
-                if changes.is_empty() {
-                    (ours, heads, head)
-                } else {
-                    pulled = true;
-                    self.write_as_erp(doc, &sh.heads, &changes)?;
-                    let (_, ours, heads, head) = self
-                        .read_doc(doc)?
-                        .ok_or_else(|| BridgeError::Other("document vanished".into()))?;
-                    (ours, heads, head)
-                }
+            Some(sh) if pulled => {
+                self.write_as_erp(doc, &sh.heads, &pull)?;
+                let (_, ours, heads, head) = self
+                    .read_doc(doc)?
+                    .ok_or_else(|| BridgeError::Other("document vanished".into()))?;
+                (ours, heads, head)
             }
-            None => (ours, heads, head),
+            _ => (ours, heads, head),
         };
-        if ours.get("erp_name").as_str() != Some(name.as_str()) {
+        if plan::needs_name(&ours, &name) {
             self.set_erp_name(doc, &heads, &name)?;
         }
 
         // Push: where the document now differs from ERPNext.
-        let now_mapped = mapping::mapped(map, &ours);
-        let fields: Vec<&str> = map
-            .fields
-            .iter()
-            .filter(|f| now_mapped.get(f.ours) != theirs_rec.get(f.ours))
-            .map(|f| f.ours)
-            .collect();
-        let tables: Vec<&str> = map
-            .tables
-            .iter()
-            .filter(|t| now_mapped.items(t.collection) != theirs_rec.items(t.collection))
-            .map(|t| t.collection)
-            .collect();
-        let pushed = !(fields.is_empty() && tables.is_empty());
+        let push = plan::push(map, &ours, &theirs_rec);
+        let pushed = !push.is_empty();
         let (modified, record) = if pushed {
-            let body = self.to_erp(map, &now_mapped, Some(&fields), Some(&tables))?;
+            let body = self.to_erp(
+                map,
+                &mapping::mapped(map, &ours),
+                Some(&push.fields),
+                Some(&push.tables),
+            )?;
             let answer = self
                 .erp
                 .update(map.doctype, &name, Some(&modified), &body)
@@ -629,6 +567,50 @@ impl Bridge {
         })
     }
 
+    /// Creates ERPNext's record of a document it has never had.
+    async fn create(
+        &self,
+        doc: DocId,
+        kind: EntityKind,
+        ours: &Record,
+        heads: Vec<String>,
+        head: u64,
+    ) -> Result<Outcome, BridgeError> {
+        let map = mapping::doc_map(kind);
+        let mut body = self.to_erp(map, &mapping::mapped(map, ours), None, None)?;
+        body.insert(ID_FIELD.into(), Value::String(doc.to_string()));
+        self.state().set_creating(doc, true)?;
+        let created = match self.erp.insert(map.doctype, &body).await {
+            Ok(v) => v,
+            // Created by an attempt whose answer was lost: look it up next time.
+            Err(ErpError::Invalid { exc_type, .. }) if exc_type == "UniqueValidationError" => {
+                return Err(ErpError::Stale.into());
+            }
+            Err(ErpError::Duplicate(_)) => return Err(ErpError::Stale.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let name = text(&created, "name")
+            .ok_or_else(|| BridgeError::Other("create answer without name".into()))?;
+        self.set_erp_name(doc, &heads, &name)?;
+        let (heads, head) = match self.read_doc(doc)? {
+            Some((_, _, h, hd)) => (h, hd),
+            None => (heads, head),
+        };
+        self.save_shadow(
+            doc,
+            kind,
+            &Shadow {
+                name,
+                modified: text(&created, "modified").unwrap_or_default(),
+                heads,
+                record: self.read_erp(map, &created)?,
+            },
+        )?;
+        self.state().set_creating(doc, false)?;
+        self.mark(doc, head, |s| s.created += 1);
+        Ok(Outcome::Created)
+    }
+
     fn sync_head(&self) -> Result<u64, BridgeError> {
         Ok(self.svc().read(|e| e.head())?)
     }
@@ -662,7 +644,7 @@ impl Bridge {
                 },
             ],
         )?;
-        self.svc().delete_meta(&format!("{SHADOW}{doc}"))?;
+        self.state().forget_shadow(doc)?;
         let head = self.sync_head()?;
         self.mark(doc, head, |s| s.deleted += 1);
         Ok(Outcome::DeletedInErp)
@@ -688,12 +670,11 @@ impl Bridge {
         };
         // One id per ERPNext record, chosen before anything is written: an import cut short
         // and retried reuses it instead of creating a second document.
-        let marker = format!("{IMPORTING}{}:{name}", map.doctype);
-        let doc = match self.svc().meta(&marker)?.and_then(|d| d.parse().ok()) {
+        let doc = match self.state().importing(map.doctype, name)? {
             Some(d) => d,
             None => {
                 let d = DocId::new_v7(self.svc().now(), rand::random());
-                self.svc().set_meta(&marker, &d.to_string())?;
+                self.state().set_importing(map.doctype, name, Some(d))?;
                 d
             }
         };
@@ -708,8 +689,7 @@ impl Bridge {
         if self.read_doc(doc)?.is_none() {
             let now = self.svc().now();
             self.svc()
-                .with_engine(|e| Ok(((), e.insert(&entity, now)?)))
-                .map_err(|e| BridgeError::Other(format!("{e:#}")))?;
+                .with_engine(|e| Ok(((), e.insert(&entity, now)?)))?;
         }
         let mut body = Map::new();
         body.insert(ID_FIELD.into(), Value::String(doc.to_string()));
@@ -733,17 +713,34 @@ impl Bridge {
                 record: self.read_erp(map, &answer)?,
             },
         )?;
-        self.svc().delete_meta(&marker)?;
+        self.state().set_importing(map.doctype, name, None)?;
         let head = self.sync_head()?;
         self.mark(doc, head, |s| s.imported += 1);
         Ok(doc)
     }
 
     /// Reconciles; data ERPNext refuses becomes an issue instead of an error.
+    /// Failures that would repeat (the engine refusing ERPNext's values, a link that never
+    /// resolves) are tried [`MAX_ATTEMPTS`] times, then parked too.
     async fn reconcile_or_park(&self, doc: DocId) -> Result<Outcome, BridgeError> {
         match self.reconcile(doc).await {
             Ok(o) => Ok(o),
-            Err(e) if e.retryable() => Err(e),
+            Err(e) if e.retryable() => {
+                if e.bounded() {
+                    let tries = {
+                        let mut a = lock(&self.attempts);
+                        let n = a.entry(doc).or_default();
+                        *n += 1;
+                        *n
+                    };
+                    if tries >= MAX_ATTEMPTS {
+                        lock(&self.attempts).remove(&doc);
+                        self.park(doc, "push", &e)?;
+                        return Ok(Outcome::Skipped);
+                    }
+                }
+                Err(e)
+            }
             Err(e) => {
                 self.park(doc, "push", &e)?;
                 Ok(Outcome::Skipped)
@@ -761,6 +758,8 @@ impl Bridge {
             | BridgeError::Erp(ErpError::Server { exc_type, .. }) => exc_type.clone(),
             BridgeError::Erp(ErpError::Duplicate(_)) => "DuplicateEntryError".into(),
             BridgeError::Map(_) => "MappingError".into(),
+            BridgeError::Engine(_) => "EngineError".into(),
+            BridgeError::CorruptState { .. } => "CorruptState".into(),
             _ => String::new(),
         };
         let issue = Issue {
@@ -777,8 +776,7 @@ impl Bridge {
             at: self.svc().now(),
         };
         tracing::warn!(doc = %doc, doctype = %issue.doctype, exc_type = %issue.exc_type, "erpnext.parked");
-        let text = serde_json::to_string(&issue).map_err(|e| BridgeError::Other(e.to_string()))?;
-        self.svc().set_meta(&format!("{ISSUE}{doc}"), &text)?;
+        self.state().set_issue(&issue)?;
         let head = self.sync_head()?;
         self.mark(doc, head, |s| s.parked += 1);
         Ok(())
@@ -847,7 +845,7 @@ impl Bridge {
     fn set_cursor(&self, c: u64) -> Result<(), BridgeError> {
         let mut s = lock(&self.stats);
         if c > s.cursor {
-            self.svc().set_meta(OUT_CURSOR, &c.to_string())?;
+            self.state().set_out_cursor(c)?;
             s.cursor = c;
         }
         Ok(())
@@ -888,8 +886,7 @@ impl Bridge {
     }
 
     async fn poll_doctype(&self, map: &DocMap) -> Result<usize, BridgeError> {
-        let key = format!("{POLL}{}", map.doctype);
-        let mut cursor = self.svc().meta(&key)?.unwrap_or_else(|| EPOCH.to_owned());
+        let mut cursor = self.state().poll_cursor(map.doctype)?;
         let mut start = 0;
         let mut seen = 0;
         loop {
@@ -920,7 +917,13 @@ impl Bridge {
                         .copied()
                 });
                 let known = match doc {
-                    Some(d) => self.shadow(d)?.is_some_and(|s| s.modified == modified),
+                    // An unreadable shadow is looked at again, and parked there.
+                    Some(d) => self
+                        .state()
+                        .shadow(d)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.modified == modified),
                     None => false,
                 };
                 if !known {
@@ -943,7 +946,7 @@ impl Bridge {
                 Some(m) if m != cursor => {
                     cursor = m;
                     start = 0;
-                    self.svc().set_meta(&key, &cursor)?;
+                    self.state().set_poll_cursor(map.doctype, &cursor)?;
                 }
                 // A full page all at the cursor's timestamp: page within it.
                 Some(_) => start += rows.len(),
@@ -957,10 +960,7 @@ impl Bridge {
 
     async fn poll_deleted(&self) -> Result<usize, BridgeError> {
         let doctypes: Vec<&str> = mapping::ALL.iter().map(|m| m.doctype).collect();
-        let mut cursor = self
-            .svc()
-            .meta(DELETED_FEED)?
-            .unwrap_or_else(|| EPOCH.to_owned());
+        let mut cursor = self.state().deleted_cursor()?;
         let mut seen = 0;
         loop {
             let rows = self
@@ -993,14 +993,19 @@ impl Bridge {
                     && let Some((_, r, heads, _)) = self.read_doc(doc)?
                     && r.get("deleted") != &Scalar::Bool(true)
                 {
-                    let shadow = self.shadow(doc)?;
-                    self.deleted_in_erp(doc, heads, shadow.as_ref())?;
+                    match self.state().shadow(doc) {
+                        Ok(shadow) => {
+                            self.deleted_in_erp(doc, heads, shadow.as_ref())?;
+                        }
+                        // Its state is unreadable: a person looks at it, the feed goes on.
+                        Err(e) => self.park(doc, "pull", &e)?,
+                    }
                 }
             }
             match rows.last().and_then(|r| text(r, "creation")) {
                 Some(c) if c != cursor => {
                     cursor = c;
-                    self.svc().set_meta(DELETED_FEED, &cursor)?;
+                    self.state().set_deleted_cursor(&cursor)?;
                 }
                 _ => return Ok(seen),
             }

@@ -510,6 +510,60 @@ fn erpnext_failures_lose_nothing_duplicate_nothing_and_park_refused_data() {
     w.assert_erpnext_agrees();
 }
 
+/// A shadow (ERPNext's record as last reconciled) that cannot be read back must stop its
+/// document as an issue. Read as "no shadow", it would make the bridge push the field's values
+/// over the office's edit in ERPNext.
+#[test]
+fn an_unreadable_shadow_stops_its_document_and_never_overwrites_erpnext() {
+    let w = erp_world(Duration::from_secs(10));
+    w.push().unwrap();
+    let (doc, name, title) = w
+        .server_records()
+        .into_iter()
+        .find(|(_, (k, _))| *k == EntityKind::Job)
+        .map(|(d, (_, r))| {
+            (
+                d,
+                r.get("erp_name").as_str().unwrap().to_owned(),
+                r.get("title").as_str().unwrap().to_owned(),
+            )
+        })
+        .unwrap();
+    w.erp
+        .edit(
+            "Dispatch Job",
+            &name,
+            json!({"title": "Office: call before coming"}),
+        )
+        .unwrap();
+    w.service
+        .set_meta(&format!("erp:shadow:{doc}"), "{\"name\": \"DJ-")
+        .unwrap();
+
+    w.poll();
+    let issues = w.bridge.issues().unwrap();
+    let issue = issues
+        .iter()
+        .find(|i| i.doc == doc)
+        .unwrap_or_else(|| panic!("the document is parked: {issues:?}"));
+    assert_eq!(issue.exc_type, "CorruptState");
+    assert!(issue.message.contains("shadow"), "{issue:?}");
+    let theirs = w.erp.doc("Dispatch Job", &name).unwrap();
+    assert_eq!(
+        theirs["title"], "Office: call before coming",
+        "ERPNext kept"
+    );
+    assert_eq!(
+        w.server_records()[&doc].1.get("title"),
+        &Scalar::str(&title)
+    );
+
+    // Pushing again leaves it parked and ERPNext untouched.
+    w.push().unwrap();
+    let theirs = w.erp.doc("Dispatch Job", &name).unwrap();
+    assert_eq!(theirs["title"], "Office: call before coming");
+}
+
 #[test]
 fn erpnext_deletions_mark_documents_deleted_and_are_not_recreated() {
     let w = erp_world(Duration::from_secs(10));
