@@ -104,7 +104,13 @@ pub async fn serve<L>(
 where
     L: axum::serve::Listener,
 {
-    serve_with(listener, router(state), ServeLimits::default(), shutdown).await
+    // After a storage failure (the database restarted), the service answers 503 and rebuilds
+    // itself from the store as soon as it can be reached again.
+    let recovering =
+        tokio::spawn(Arc::clone(&state.sync).keep_recovering(std::time::Duration::from_secs(2)));
+    let served = serve_with(listener, router(state), ServeLimits::default(), shutdown).await;
+    recovering.abort();
+    served
 }
 
 /// Serves `app` on `listener` (plain TCP, or [`tls::TlsListener`]) until `shutdown` resolves:

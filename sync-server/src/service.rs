@@ -20,7 +20,7 @@ pub enum ServiceError {
     Refused(SyncRefusal),
     #[error("the request author does not match the token")]
     WrongAuthor,
-    #[error("storage failed; the server must restart")]
+    #[error("storage failed; the server takes changes again once the store answers")]
     Storage(#[from] StoreError),
     #[error("the server stopped accepting changes after a storage failure")]
     Poisoned,
@@ -50,8 +50,10 @@ pub struct SyncService {
     /// Orders audit entries written in the same millisecond.
     audit_seq: std::sync::atomic::AtomicU64,
     /// Set when persisting failed: the engine is then ahead of the disk, so nothing more may be
-    /// acknowledged until a restart rebuilds it from the store.
+    /// acknowledged until it is rebuilt from the store ([`Self::recover`]).
     poisoned: std::sync::atomic::AtomicBool,
+    /// Wakes [`Self::keep_recovering`] when the service is poisoned.
+    poisoned_signal: tokio::sync::Notify,
     /// Set while the store cannot be reached (cleared by the next exchange that reaches it):
     /// `/ready` reports it so a balancer sends devices elsewhere.
     degraded: std::sync::atomic::AtomicBool,
@@ -140,6 +142,7 @@ impl SyncService {
             revocations: tokio::sync::watch::channel(0).0,
             audit_seq: std::sync::atomic::AtomicU64::new(0),
             poisoned: std::sync::atomic::AtomicBool::new(false),
+            poisoned_signal: tokio::sync::Notify::new(),
             degraded: std::sync::atomic::AtomicBool::new(false),
             min_app_version: None,
             head,
@@ -244,6 +247,49 @@ impl SyncService {
     fn poison(&self) {
         self.poisoned
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.poisoned_signal.notify_one();
+    }
+
+    /// After a storage failure: connects to the store again and rebuilds the engine from it (it
+    /// holds everything ever acknowledged; what failed was never acknowledged), then takes work
+    /// again. `Ok(false)`: nothing to recover from. Devices then resync in full, which merges
+    /// harmlessly into what they hold.
+    pub fn recover(&self) -> Result<bool, ServiceError> {
+        if !self.is_poisoned() {
+            return Ok(false);
+        }
+        let mut g = self.lock();
+        g.store.reconnect()?;
+        // A cross-instance lock left taken by the failed exchange is released first.
+        g.store.end_exchange()?;
+        self.rebuild(&mut g)?;
+        let now_s = self.clock.now().0 / 1000;
+        let revoked = g.store.revoked(now_s)?;
+        self.set_revoked(revoked, true);
+        self.poisoned
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.degraded
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.head.send_replace(g.engine.head());
+        tracing::info!(head = g.engine.head(), "sync.recovered");
+        Ok(true)
+    }
+
+    /// Sleeps until the service is poisoned, then tries [`Self::recover`] every `every` until it
+    /// works, and sleeps again. Runs until dropped.
+    pub async fn keep_recovering(self: Arc<Self>, every: std::time::Duration) {
+        loop {
+            if !self.is_poisoned() {
+                self.poisoned_signal.notified().await;
+            }
+            tokio::time::sleep(every).await;
+            let svc = Arc::clone(&self);
+            match tokio::task::spawn_blocking(move || svc.recover()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "sync.recover_failed"),
+                Err(e) => tracing::error!(error = %e, "sync.recover_panicked"),
+            }
+        }
     }
 
     fn is_poisoned(&self) -> bool {

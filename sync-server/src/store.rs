@@ -73,6 +73,11 @@ pub trait Store: Send {
     fn end_exchange(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Connects again if the connection to a database server was lost (it restarted). A store
+    /// in a local file has nothing to do.
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The SQLite store.

@@ -249,3 +249,121 @@ fn postgres_over_tls_honours_sslmode() {
     assert!(err.to_string().contains("certificate"), "{err}");
     PostgresStore::drop_schema(&url, &schema).unwrap();
 }
+
+/// Ends every connection the store holds, as a PostgreSQL restart does.
+fn end_connections(url: &str, application: &str) {
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&application],
+        )
+        .unwrap();
+    assert!(!ended.is_empty(), "the store had a connection to end");
+}
+
+#[test]
+fn postgres_restarts_are_survived_with_503_meanwhile_and_nothing_acknowledged_lost() {
+    use shared::clock::FixedClock;
+    use sync_server::service::{ServiceError, SyncService};
+
+    #[allow(clippy::disallowed_methods)] // test configuration
+    let url = std::env::var("FSM_TEST_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".into());
+    let schema = format!("fsm_reconnect_{}", std::process::id());
+    let store_url = format!("{url} application_name={schema}");
+    let store = PostgresStore::connect(&store_url, &schema).unwrap_or_else(|e| {
+        panic!("PostgreSQL is needed for this test and is not reachable at `{url}` ({e}); start it or set FSM_TEST_PG_URL")
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = std::sync::Arc::new(
+        SyncService::open(config(), Box::new(store), Box::new(FixedClock::new(NOW))).unwrap(),
+    );
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let spec = demo::Spec {
+            technicians: 1,
+            locations: 2,
+            ..demo::DEMO_SPEC
+        };
+        let data = demo::generate(3, spec, NOW.date());
+        service.seed(&data.entities, NOW).unwrap();
+        let doc = data
+            .entities
+            .iter()
+            .find(|e| e.kind() == shared::record::EntityKind::Job)
+            .unwrap()
+            .doc_id();
+        let title = |t: &str| {
+            vec![FieldChange::Set {
+                field: "title".into(),
+                value: Scalar::str(t),
+            }]
+        };
+        let edit = |t: &str| service.with_engine(|e| Ok(((), e.edit(doc, &title(t), NOW)?)));
+        edit("before the restart").unwrap();
+
+        // Between exchanges: the next one connects again and goes through.
+        end_connections(&url, &schema);
+        edit("after the restart").unwrap();
+        assert!(service.is_ready());
+
+        // In the middle of one: it fails, unacknowledged, and the service refuses work (503)
+        // until it has rebuilt itself from the database, on its own.
+        rt.spawn(
+            std::sync::Arc::clone(&service).keep_recovering(std::time::Duration::from_millis(50)),
+        );
+        let failed = service.with_engine(|e| {
+            end_connections(&url, &schema);
+            Ok(((), e.edit(doc, &title("never acknowledged"), NOW)?))
+        });
+        assert!(
+            failed.is_err(),
+            "a commit on a dead connection is not acknowledged"
+        );
+        assert!(!service.is_ready());
+        let refused = service.read(|e| e.head());
+        assert!(
+            matches!(refused, Err(ServiceError::Poisoned)),
+            "work is refused meanwhile: {refused:?}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !service.is_ready() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the service never recovered"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let read = service
+            .read(|e| e.record(doc).unwrap().get("title").clone())
+            .unwrap();
+        assert_eq!(
+            read,
+            Scalar::str("after the restart"),
+            "what was acknowledged, only"
+        );
+        edit("after the recovery").unwrap();
+
+        // What a fresh process reads from the database is what was acknowledged.
+        let fresh = SyncService::open(
+            config(),
+            Box::new(PostgresStore::connect(&url, &schema).unwrap()),
+            Box::new(FixedClock::new(NOW)),
+        )
+        .unwrap();
+        let stored = fresh
+            .read(|e| e.record(doc).unwrap().get("title").clone())
+            .unwrap();
+        assert_eq!(stored, Scalar::str("after the recovery"));
+    }));
+    drop(rt);
+    drop(service);
+    PostgresStore::drop_schema(&url, &schema).unwrap();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

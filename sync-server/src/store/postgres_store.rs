@@ -14,6 +14,10 @@ use super::{Store, StoreError, Stored};
 /// and every commit is announced on a notification channel (see [`PostgresStore::listen`]).
 pub struct PostgresStore {
     client: Client,
+    /// How to connect again after the database restarts (the URL may hold a password).
+    url: String,
+    schema: String,
+    ca_pem: Option<Vec<u8>>,
     lock_key: i64,
     channel: String,
     locked: bool,
@@ -72,25 +76,68 @@ impl PostgresStore {
             )));
         }
         let mut client = open(url, ca_pem)?;
-        client.batch_execute(&format!(
-            "SET lock_timeout = '30s';
-             CREATE SCHEMA IF NOT EXISTS {schema};
-             SET search_path TO {schema};
-             CREATE TABLE IF NOT EXISTS docs (id BYTEA PRIMARY KEY, kind TEXT NOT NULL, epoch INTEGER NOT NULL, bytes BYTEA NOT NULL);
-             CREATE TABLE IF NOT EXISTS log (seq BIGINT PRIMARY KEY, doc BYTEA NOT NULL, origin BYTEA, change BYTEA);
-             CREATE INDEX IF NOT EXISTS log_doc ON log(doc, seq);
-             CREATE TABLE IF NOT EXISTS conflicts (doc BYTEA PRIMARY KEY, conflicts TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);
-             CREATE TABLE IF NOT EXISTS device_cursors (device BYTEA PRIMARY KEY, cursor BIGINT NOT NULL, seen BIGINT NOT NULL);
-             CREATE TABLE IF NOT EXISTS held (device BYTEA NOT NULL, doc BYTEA NOT NULL, until BIGINT, PRIMARY KEY (device, doc));"
-        ))?;
+        prepare(&mut client, schema)?;
         Ok(Self {
             client,
+            url: url.to_owned(),
+            schema: schema.to_owned(),
+            ca_pem: ca_pem.map(<[u8]>::to_vec),
             lock_key: lock_key(schema),
             channel: channel(schema),
             locked: false,
         })
+    }
+
+    /// A new connection when the current one is closed (the database restarted, or ended it).
+    /// A lock the closed connection held ended with it.
+    fn reopen_if_closed(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            self.reopen()?;
+        }
+        Ok(())
+    }
+
+    /// Takes the cross-instance lock and reads what other instances wrote after `head`.
+    fn catch_up(&mut self, head: u64) -> Result<Option<Stored>, StoreError> {
+        if !self.locked {
+            self.client
+                .execute("SELECT pg_advisory_lock($1)", &[&self.lock_key])?;
+            self.locked = true;
+        }
+        let log = self
+            .client
+            .query(
+                "SELECT seq, doc, origin, change FROM log WHERE seq > $1 ORDER BY seq",
+                &[&seq(head)],
+            )?
+            .into_iter()
+            .map(|r| log_row(&r))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if log.is_empty() {
+            return Ok(None);
+        }
+        let mut ids: Vec<Vec<u8>> = log.iter().map(|l| l.doc.as_bytes().to_vec()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let docs = self
+            .client
+            .query(
+                "SELECT id, kind, epoch, bytes FROM docs WHERE id = ANY($1)",
+                &[&ids],
+            )?
+            .into_iter()
+            .map(|r| doc_row(&r))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((docs, log)))
+    }
+
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        let mut client = open(&self.url, self.ca_pem.as_deref())?;
+        prepare(&mut client, &self.schema)?;
+        self.client = client;
+        self.locked = false;
+        tracing::info!("store.reconnected");
+        Ok(())
     }
 
     /// Whether this connection is encrypted (TLS).
@@ -133,6 +180,44 @@ impl PostgresStore {
         open(url, None)?.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
         Ok(())
     }
+}
+
+/// Whether an error says the connection is gone: closed, or ended by the server (a restart, a
+/// shutdown, an administrator ending it).
+fn connection_lost(e: &StoreError) -> bool {
+    use postgres::error::SqlState;
+    match e {
+        StoreError::Postgres(e) => {
+            e.is_closed()
+                || e.code().is_some_and(|c| {
+                    [
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CRASH_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                    ]
+                    .contains(c)
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Sets a connection up: the schema and tables, created if needed.
+fn prepare(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    client.batch_execute(&format!(
+        "SET lock_timeout = '30s';
+         CREATE SCHEMA IF NOT EXISTS {schema};
+         SET search_path TO {schema};
+         CREATE TABLE IF NOT EXISTS docs (id BYTEA PRIMARY KEY, kind TEXT NOT NULL, epoch INTEGER NOT NULL, bytes BYTEA NOT NULL);
+         CREATE TABLE IF NOT EXISTS log (seq BIGINT PRIMARY KEY, doc BYTEA NOT NULL, origin BYTEA, change BYTEA);
+         CREATE INDEX IF NOT EXISTS log_doc ON log(doc, seq);
+         CREATE TABLE IF NOT EXISTS conflicts (doc BYTEA PRIMARY KEY, conflicts TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);
+         CREATE TABLE IF NOT EXISTS device_cursors (device BYTEA PRIMARY KEY, cursor BIGINT NOT NULL, seen BIGINT NOT NULL);
+         CREATE TABLE IF NOT EXISTS held (device BYTEA NOT NULL, doc BYTEA NOT NULL, until BIGINT, PRIMARY KEY (device, doc));"
+    ))?;
+    Ok(())
 }
 
 /// A connection, over TLS as `sslmode` asks.
@@ -292,48 +377,37 @@ impl Store for PostgresStore {
     }
 
     fn begin_exchange(&mut self, head: u64) -> Result<Option<Stored>, StoreError> {
-        if !self.locked {
-            self.client
-                .execute("SELECT pg_advisory_lock($1)", &[&self.lock_key])?;
-            self.locked = true;
+        self.reopen_if_closed()?;
+        match self.catch_up(head) {
+            // The connection died under us (the database restarted): nothing was done yet, so
+            // connect again and start over once.
+            Err(e) if self.client.is_closed() || connection_lost(&e) => {
+                self.reopen()?;
+                self.catch_up(head)
+            }
+            other => other,
         }
-        let log = self
-            .client
-            .query(
-                "SELECT seq, doc, origin, change FROM log WHERE seq > $1 ORDER BY seq",
-                &[&seq(head)],
-            )?
-            .into_iter()
-            .map(|r| log_row(&r))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        if log.is_empty() {
-            return Ok(None);
-        }
-        let mut ids: Vec<Vec<u8>> = log.iter().map(|l| l.doc.as_bytes().to_vec()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let docs = self
-            .client
-            .query(
-                "SELECT id, kind, epoch, bytes FROM docs WHERE id = ANY($1)",
-                &[&ids],
-            )?
-            .into_iter()
-            .map(|r| doc_row(&r))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Some((docs, log)))
     }
 
     fn end_exchange(&mut self) -> Result<(), StoreError> {
         if self.locked {
             self.locked = false;
+            // A closed connection's session lock ended with it.
+            if self.client.is_closed() {
+                return Ok(());
+            }
             self.client
                 .execute("SELECT pg_advisory_unlock($1)", &[&self.lock_key])?;
         }
         Ok(())
     }
 
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        self.reopen_if_closed()
+    }
+
     fn load(&mut self) -> Result<Stored, StoreError> {
+        self.reopen_if_closed()?;
         let docs = self
             .client
             .query("SELECT id, kind, epoch, bytes FROM docs", &[])?
@@ -372,6 +446,7 @@ impl Store for PostgresStore {
     }
 
     fn is_empty(&mut self) -> Result<bool, StoreError> {
+        self.reopen_if_closed()?;
         Ok(self
             .client
             .query_one("SELECT NOT EXISTS (SELECT 1 FROM docs)", &[])?
@@ -379,6 +454,7 @@ impl Store for PostgresStore {
     }
 
     fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        self.reopen_if_closed()?;
         Ok(self
             .client
             .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
@@ -386,6 +462,7 @@ impl Store for PostgresStore {
     }
 
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.reopen_if_closed()?;
         self.client.execute(
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             &[&key, &value],
@@ -394,12 +471,14 @@ impl Store for PostgresStore {
     }
 
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        self.reopen_if_closed()?;
         self.client
             .execute("DELETE FROM meta WHERE key = $1", &[&key])?;
         Ok(())
     }
 
     fn meta_prefix(&mut self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.reopen_if_closed()?;
         Ok(self
             .client
             .query(
@@ -412,6 +491,7 @@ impl Store for PostgresStore {
     }
 
     fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, StoreError> {
+        self.reopen_if_closed()?;
         let mut tx = self.client.transaction()?;
         let fresh = tx.execute(
             "INSERT INTO revoked (jti, exp) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
@@ -424,6 +504,7 @@ impl Store for PostgresStore {
     }
 
     fn horizon(&mut self, seen_since: Millis) -> Result<Option<u64>, StoreError> {
+        self.reopen_if_closed()?;
         let min: Option<i64> = self
             .client
             .query_one(
@@ -440,6 +521,7 @@ impl Store for PostgresStore {
         docs: &[DocId],
         since: Millis,
     ) -> Result<Vec<DocId>, StoreError> {
+        self.reopen_if_closed()?;
         let ids: Vec<Vec<u8>> = docs.iter().map(|d| d.as_bytes().to_vec()).collect();
         self.client
             .query(
@@ -453,6 +535,7 @@ impl Store for PostgresStore {
     }
 
     fn revoked(&mut self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.reopen_if_closed()?;
         self.client
             .execute("DELETE FROM revoked WHERE exp < $1", &[&now])?;
         Ok(self
