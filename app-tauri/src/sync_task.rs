@@ -8,7 +8,6 @@
 //! noticed within that time. Each sync emits `sync-status`; one that brought data also emits
 //! `data-changed`.
 
-use std::io::BufRead;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -146,39 +145,39 @@ fn sync_once<R: Runtime>(
     next
 }
 
-/// Office roles: listen to `GET /api/v1/events` and wake the sync on every event.
+/// Office roles: listen to `GET /api/v1/events` and wake the sync on every event. A stream that
+/// drops resumes where it stopped (`Last-Event-ID`); another login starts afresh.
 fn live_stream(device: &Arc<Mutex<Device>>, handle: &SyncHandle) {
+    let mut live = app_tauri_core::live::LiveStream::default();
+    let mut following: Option<(String, String)> = None;
     loop {
         let creds = lock(device).credentials().cloned();
         let Some(creds) = creds.filter(|c| c.role.is_office()) else {
             std::thread::sleep(BACKOFF_MIN);
             continue;
         };
+        let account = (creds.server.clone(), creds.device.to_string());
+        if following.as_ref() != Some(&account) {
+            live = app_tauri_core::live::LiveStream::default();
+            following = Some(account);
+        }
         let net = lock(device).net().clone();
-        // The stream stays open (keep-alives arrive every 15 s): no overall timeout.
-        let Ok(client) = app_tauri_core::http_client(&net, &creds.server, None) else {
+        // The stream stays open (keep-alives arrive every 15 s): no deadline.
+        let Ok(http) = app_tauri_core::http_client(&net, &creds.server, None) else {
             std::thread::sleep(PERIOD);
             continue;
         };
-        let resp = client
-            .get(format!("{}/api/v1/events", creds.server))
-            .bearer_auth(&creds.token)
-            .header("accept", "text/event-stream")
-            .send();
-        if let Ok(resp) = resp
-            && resp.status().is_success()
-        {
-            let reader = std::io::BufReader::new(resp);
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("event:") {
-                    let _ = handle.tx.send(Wake::Now(None));
-                }
-                // A new login (or logout) restarts the stream with the right token.
-                if lock(device).credentials().map(|c| &c.token) != Some(&creds.token) {
-                    break;
-                }
+        let followed = live.follow(&http, &creds.server, &creds.token, |_| {
+            let _ = handle.tx.send(Wake::Now(None));
+            // A new login (or logout) restarts the stream with the right token.
+            if lock(device).credentials().map(|c| &c.token) == Some(&creds.token) {
+                app_tauri_core::live::Flow::Continue
+            } else {
+                app_tauri_core::live::Flow::Stop
             }
+        });
+        if let Err(e) = followed {
+            tracing::debug!(error = %e, "live stream ended");
         }
         std::thread::sleep(BACKOFF_MIN);
     }

@@ -200,7 +200,7 @@ fn is_loopback(host: &str) -> bool {
 /// How the app reaches its server. HTTPS is verified against the platform's trust store, plus a
 /// private deployment's CA bundle when one is configured; plain HTTP only to this device itself,
 /// unless the development setting allows it.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NetSettings {
     /// PEM certificates trusted besides the platform's.
     pub ca_pem: Option<Vec<u8>>,

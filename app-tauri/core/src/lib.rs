@@ -19,6 +19,8 @@
 
 mod actions;
 pub mod device;
+#[cfg(feature = "http")]
+pub mod live;
 mod replica;
 pub mod secrets;
 mod sync_client;
@@ -29,5 +31,5 @@ pub use replica::{
     ReplicaStatus, SearchHit,
 };
 #[cfg(feature = "http")]
-pub use sync_client::http::{HttpTransport, client as http_client};
+pub use sync_client::http::{Http, HttpTransport, client as http_client};
 pub use sync_client::{SyncReport, SyncStep, Transport, TransportError};

@@ -821,7 +821,43 @@ pub(crate) mod http {
     use super::{Transport, TransportError};
     use crate::device::NetSettings;
 
-    /// A client for the server at `base`: its address is checked again (a login saved by an
+    /// The server's HTTP client with a deadline for each request (`None`: a stream that stays
+    /// open).
+    #[derive(Clone, Debug)]
+    pub struct Http {
+        client: reqwest::blocking::Client,
+        timeout: Option<std::time::Duration>,
+    }
+
+    impl Http {
+        pub fn request(
+            &self,
+            method: reqwest::Method,
+            url: impl reqwest::IntoUrl,
+        ) -> reqwest::blocking::RequestBuilder {
+            let r = self.client.request(method, url);
+            match self.timeout {
+                Some(t) => r.timeout(t),
+                None => r,
+            }
+        }
+        pub fn get(&self, url: impl reqwest::IntoUrl) -> reqwest::blocking::RequestBuilder {
+            self.request(reqwest::Method::GET, url)
+        }
+        pub fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::blocking::RequestBuilder {
+            self.request(reqwest::Method::POST, url)
+        }
+        pub fn put(&self, url: impl reqwest::IntoUrl) -> reqwest::blocking::RequestBuilder {
+            self.request(reqwest::Method::PUT, url)
+        }
+    }
+
+    /// The process's clients, one per network settings (in practice one): connection pools,
+    /// TLS sessions and the root store are built once, not for every sync.
+    static CLIENTS: std::sync::Mutex<Vec<(NetSettings, reqwest::blocking::Client)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    /// The client for the server at `base`: its address is checked again (a login saved by an
     /// older version may hold a plain one), and HTTPS is verified by rustls (the same stack on
     /// desktop, Android and iOS) against the platform's roots plus the configured CA bundle.
     /// `timeout: None` for a stream that stays open.
@@ -829,16 +865,36 @@ pub(crate) mod http {
         net: &NetSettings,
         base: &str,
         timeout: Option<std::time::Duration>,
-    ) -> Result<reqwest::blocking::Client, TransportError> {
+    ) -> Result<Http, TransportError> {
         crate::device::parse_server(base, net.allow_plain_http)
             .map_err(|e| TransportError::Insecure(e.to_string()))?;
+        let mut clients = CLIENTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let client = match clients.iter().find(|(n, _)| n == net) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = build(net)?;
+                // Settings change rarely (a CA bundle configured): keep the last few.
+                if clients.len() >= 4 {
+                    clients.remove(0);
+                }
+                clients.push((net.clone(), c.clone()));
+                c
+            }
+        };
+        Ok(Http { client, timeout })
+    }
+
+    fn build(net: &NetSettings) -> Result<reqwest::blocking::Client, TransportError> {
         // rustls' cryptography is ring's on every platform: one process-wide choice, and
         // installing it again is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = reqwest::blocking::Client::builder()
             .user_agent(concat!("fsm-app/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(timeout);
+            // Each request sets its own deadline.
+            .timeout(None);
         if let Some(pem) = &net.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 TransportError::Insecure(format!("the CA bundle is not readable: {}", chain(&e)))
@@ -910,7 +966,7 @@ pub(crate) mod http {
 
     /// A blocking HTTP client for one server and token. The token is never logged.
     pub struct HttpTransport {
-        client: reqwest::blocking::Client,
+        client: Http,
         url: String,
         token: String,
     }
@@ -941,21 +997,28 @@ pub(crate) mod http {
             token: &str,
             timeout: std::time::Duration,
         ) -> Result<Self, TransportError> {
-            Ok(Self::with_client(
-                client(net, base, Some(timeout))?,
-                base,
-                token,
-            ))
+            Ok(Self::over(client(net, base, Some(timeout))?, base, token))
         }
 
-        /// Shares one connection pool between several transports (many devices in one process:
-        /// tests and load benchmarks).
-        pub fn with_client(client: reqwest::blocking::Client, base: &str, token: &str) -> Self {
+        fn over(client: Http, base: &str, token: &str) -> Self {
             Self {
                 client,
                 url: format!("{}/api/v1/sync", base.trim_end_matches('/')),
                 token: token.to_owned(),
             }
+        }
+
+        /// Shares one connection pool between several transports (many devices in one process:
+        /// tests and load benchmarks).
+        pub fn with_client(client: reqwest::blocking::Client, base: &str, token: &str) -> Self {
+            Self::over(
+                Http {
+                    client,
+                    timeout: None,
+                },
+                base,
+                token,
+            )
         }
     }
 

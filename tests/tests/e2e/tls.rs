@@ -285,3 +285,77 @@ fn tls_the_bridge_talks_to_erpnext_only_with_a_trusted_certificate() {
     }
     assert_eq!(through.load(Ordering::SeqCst), 1, "nothing reached ERPNext");
 }
+
+#[test]
+fn tls_the_dispatchers_live_stream_resumes_where_it_stopped() {
+    use app_tauri_core::live::{Flow, LiveStream};
+    use shared::ids::JobId;
+    use shared::record::EntityKind;
+
+    let ca = TestCa::new("FSM test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let s = tls_server(dir.path(), ca.leaf(dir.path(), &["localhost"]));
+    let base = format!("https://localhost:{}", s.port);
+    let (mut office, t) = dispatcher(&s, 1, &ca.trusted(), &base);
+    let mut net = t.unwrap();
+    office.sync(&mut net).unwrap();
+    let job = office
+        .doc_ids()
+        .unwrap()
+        .into_iter()
+        .find(|(_, k)| *k == EntityKind::Job)
+        .map(|(d, _)| JobId(d))
+        .unwrap();
+    let token = s
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0x7199)),
+            Role::Dispatcher,
+            None,
+            SystemClock.now().0 / 1000,
+            3600,
+        )
+        .unwrap();
+    let http = app_tauri_core::http_client(&ca.trusted(), &base, None).unwrap();
+
+    // Follows until the first event, on a thread (the stream blocks), and hands the events over.
+    let follow = |mut live: LiveStream| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        let handle = std::thread::spawn(move || {
+            let r = live.follow(&http, &base, &token, |ev| {
+                let _ = tx.send(ev.clone());
+                Flow::Stop
+            });
+            r.map(|()| live)
+        });
+        (handle, rx)
+    };
+
+    let (first, rx) = follow(LiveStream::default());
+    // Let the stream open before the edit it should announce.
+    std::thread::sleep(Duration::from_millis(300));
+    office.add_note(job, "Le client rappelle à 14 h").unwrap();
+    office.sync(&mut net).unwrap();
+    let seen = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an event arrives live");
+    let live = first.join().unwrap().unwrap();
+    assert_eq!(live.last_id(), Some(seen.id.as_str()));
+    assert!(!seen.id.is_empty(), "{seen:?}");
+
+    // While nobody listens, another edit.
+    office.add_note(job, "Chien dans la cour").unwrap();
+    office.sync(&mut net).unwrap();
+
+    // Following again resumes after the last event: the missed one is replayed at once.
+    let (second, rx) = follow(live);
+    let missed = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the missed event is replayed on resuming");
+    assert!(
+        missed.id.parse::<u64>().unwrap() > seen.id.parse::<u64>().unwrap(),
+        "{missed:?} after {seen:?}"
+    );
+    second.join().unwrap().unwrap();
+}
