@@ -63,62 +63,137 @@ struct Args {
     demo: bool,
 }
 
-fn parse() -> Result<Args> {
-    let mut it = std::env::args().skip(1).peekable();
-    let command = it.next().unwrap_or_else(|| "help".into());
-    let sub = if command == "erpnext" {
-        it.next_if(|a| !a.starts_with("--"))
-    } else {
-        None
-    };
+/// The command line, parsed by clap (help, errors and `--version` as people expect them).
+#[derive(clap::Parser)]
+#[command(name = "sync-server", version, about = "The field-service sync server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// A TOML settings file (between the defaults and the APP_* environment).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The data folder (embedded store, photos).
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The address to serve on, e.g. 127.0.0.1:8480.
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Store in PostgreSQL instead of the embedded SQLite ("host=… user=… dbname=…").
+    #[arg(long, global = true, value_name = "URL")]
+    postgres: Option<String>,
+    /// The PostgreSQL schema (default `fsm`).
+    #[arg(long, global = true, value_name = "NAME")]
+    postgres_schema: Option<String>,
+    /// Apps older than this version are told to update.
+    #[arg(long, global = true, value_name = "VERSION")]
+    min_app_version: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Embedded SQLite with generated Québec demo data; prints ready-to-use tokens.
+    Demo,
+    /// Serves (needs APP_JWT_SECRET, 32 bytes or more).
+    Serve,
+    /// Issues a device token.
+    Token {
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The technician a technician's token is for.
+        #[arg(long, value_name = "ID")]
+        technician: Option<TechnicianId>,
+        /// How long the token lasts.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        /// Sign with the demo's own secret.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Ends every session so far of a device (a lost phone) or of a technician.
+    Revoke {
+        #[arg(
+            long,
+            value_name = "ID",
+            conflicts_with = "technician",
+            required_unless_present = "technician"
+        )]
+        device: Option<DocId>,
+        #[arg(long, value_name = "ID")]
+        technician: Option<TechnicianId>,
+    },
+    /// After putting a backup in place (server stopped): records the restore.
+    Restored,
+    /// ERPNext administration.
+    Erpnext {
+        #[command(subcommand)]
+        action: ErpCmd,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum ErpCmd {
+    /// Creates the custom doctypes, fields and webhooks the bridge needs (safe to run again).
+    Setup,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "technician" => Ok(Role::Technician),
+        "dispatcher" => Ok(Role::Dispatcher),
+        "admin" => Ok(Role::Admin),
+        other => Err(format!(
+            "unknown role `{other}` (technician, dispatcher or admin)"
+        )),
+    }
+}
+
+fn parse() -> Args {
+    let cli = <Cli as clap::Parser>::parse();
     let mut a = Args {
-        command,
-        sub,
-        config: None,
-        data: None,
-        listen: None,
-        min_app_version: None,
+        command: String::new(),
+        sub: None,
+        config: cli.config,
+        data: cli.data,
+        listen: cli.listen,
+        min_app_version: cli.min_app_version,
         role: None,
         technician: None,
         days: 30,
-        postgres: None,
-        postgres_schema: None,
+        postgres: cli.postgres,
+        postgres_schema: cli.postgres_schema,
         device: None,
         demo: false,
     };
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--config" => a.config = Some(PathBuf::from(value()?)),
-            "--data" => a.data = Some(PathBuf::from(value()?)),
-            "--listen" => a.listen = Some(value()?),
-            "--min-app-version" => a.min_app_version = Some(value()?),
-            "--role" => {
-                a.role = Some(match value()?.as_str() {
-                    "technician" => Role::Technician,
-                    "dispatcher" => Role::Dispatcher,
-                    "admin" => Role::Admin,
-                    other => bail!("unknown role `{other}` (technician, dispatcher or admin)"),
-                });
-            }
-            "--technician" => {
-                let id = value()?
-                    .parse()
-                    .context("--technician takes a technician id")?;
-                a.technician = Some(id);
-            }
-            "--postgres" => a.postgres = Some(value()?),
-            "--postgres-schema" => a.postgres_schema = Some(value()?),
-            "--days" => a.days = value()?.parse().context("--days takes a number")?,
-            "--device" => {
-                let id = value()?.parse().context("--device takes a device id")?;
-                a.device = Some(DeviceId(id));
-            }
-            "--demo" => a.demo = true,
-            other => bail!("unknown option `{other}`"),
+    a.command = match cli.command {
+        Cmd::Demo => "demo",
+        Cmd::Serve => "serve",
+        Cmd::Token {
+            role,
+            technician,
+            days,
+            demo,
+        } => {
+            a.role = Some(role);
+            a.technician = technician;
+            a.days = days;
+            a.demo = demo;
+            "token"
+        }
+        Cmd::Revoke { device, technician } => {
+            a.device = device.map(DeviceId);
+            a.technician = technician;
+            "revoke"
+        }
+        Cmd::Restored => "restored",
+        Cmd::Erpnext {
+            action: ErpCmd::Setup,
+        } => {
+            a.sub = Some("setup".into());
+            "erpnext"
         }
     }
-    Ok(a)
+    .to_owned();
+    a
 }
 
 fn secret(settings: &Settings, store: &mut dyn Store, demo_mode: bool) -> Result<Vec<u8>> {
@@ -242,7 +317,7 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = parse()?;
+    let args = parse();
     // The binary is where the environment is read; everything below gets `Settings`.
     let mut settings = Settings::load(args.config.as_deref(), std::env::vars().collect())
         .context("reading settings")?;
@@ -265,15 +340,6 @@ fn main() -> Result<()> {
         return erpnext_command(&args, &settings);
     }
     let demo_mode = args.command == "demo";
-    if !matches!(
-        args.command.as_str(),
-        "demo" | "serve" | "token" | "revoke" | "restored"
-    ) {
-        println!(
-            "usage: sync-server demo|serve|token|revoke|restored|erpnext setup [--data DIR] [--listen ADDR] [--role R] [--technician ID] [--device ID] [--days N] [--demo]"
-        );
-        return Ok(());
-    }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let pg_ca = settings
