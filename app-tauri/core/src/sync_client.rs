@@ -246,8 +246,16 @@ impl Replica {
             match (&rej.reason, &rej.snapshot) {
                 // Not refusals: the edits are moved onto the server's copy and pushed again
                 // within the same sync.
-                (RejectReason::StaleEpoch { .. }, Some(snap)) => {
-                    rebase(&tx, writer.actor, now, snap, 0, &[], Vec::new())?;
+                (RejectReason::StaleEpoch { current }, Some(snap)) => {
+                    let ours = Replica::load_stored(&tx, rej.doc)?.map(|d| d.epoch);
+                    if ours.is_some_and(|e| e > *current) {
+                        // The server's epoch is older than ours: it went back in time (restored
+                        // from a backup taken before a compaction). Our copy holds what it lost:
+                        // compared like any snapshot, so that is written again.
+                        merge_snapshot(&tx, &mut writer, now, snap, &[])?;
+                    } else {
+                        rebase(&tx, writer.actor, now, snap, 0, &[], Vec::new())?;
+                    }
                 }
                 // The server lacks changes these edits build on: it was restored from an older
                 // backup. Its copy is compared with ours like any snapshot: our own changes it
