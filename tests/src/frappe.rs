@@ -47,22 +47,92 @@ pub use site::sign as webhook_signature;
 use site::{Delivery, Site};
 
 /// Per-method delay added to every API request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Latency {
-    pub get: Duration,
-    pub post: Duration,
-    pub put: Duration,
-    pub delete: Duration,
+    pub get: Delay,
+    pub post: Delay,
+    pub put: Delay,
+    pub delete: Delay,
 }
 
-impl Latency {
-    /// The medians measured against a real ERPNext on loopback (`latency_stats.json`).
-    pub fn recorded() -> Self {
+/// One method's delay: fixed, or drawn per request from a log-normal distribution around a
+/// median (its spread below and above the median apart, as recorded), kept within the recorded
+/// extremes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Delay {
+    pub median: Duration,
+    /// Log-normal σ below and above the median (0: always the median).
+    pub sigma_low: f64,
+    pub sigma_high: f64,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Delay {
+    pub fn fixed(d: Duration) -> Self {
         Self {
-            get: Duration::from_millis(20),
-            post: Duration::from_millis(45),
-            put: Duration::from_millis(85),
-            delete: Duration::from_millis(45),
+            median: d,
+            sigma_low: 0.0,
+            sigma_high: 0.0,
+            min: d,
+            max: d,
+        }
+    }
+
+    /// A delay for a standard normal draw `z`.
+    fn at(&self, z: f64) -> Duration {
+        let sigma = if z < 0.0 {
+            self.sigma_low
+        } else {
+            self.sigma_high
+        };
+        let d = self.median.mul_f64((sigma * z).exp());
+        d.clamp(self.min, self.max.max(self.min))
+    }
+}
+
+/// The loopback latencies recorded against a real ERPNext 15 (gunicorn, MariaDB).
+const LATENCY_STATS: &str = include_str!("../data/erpnext/latency_stats.json");
+
+/// z of the expected extreme of 20 draws from a normal distribution: what the smallest and
+/// largest of a 20-request sample stand for.
+const Z_EXTREME_OF_20: f64 = 1.87;
+/// z of the 95th percentile.
+const Z_P95: f64 = 1.645;
+
+impl Latency {
+    /// The distributions recorded against a real ERPNext on loopback (`latency_stats.json`):
+    /// creates from 520 POSTs (median, p95, max), updates from 20 PUTs (median, min, max), reads
+    /// from 20 GETs (only a median was recorded: fixed). Deletes were not recorded; they cost
+    /// what a create does.
+    pub fn recorded() -> Self {
+        let stats: Value =
+            serde_json::from_str(LATENCY_STATS).expect("the recorded latency file is JSON");
+        let ms = |v: &Value| Duration::from_secs_f64(v.as_f64().expect("a number of ms") / 1e3);
+        let post = &stats["seed_post_customer"];
+        let (median, p95) = (ms(&post["median_ms"]), ms(&post["p95_ms"]));
+        let sigma = (p95.as_secs_f64() / median.as_secs_f64()).ln() / Z_P95;
+        let post = Delay {
+            median,
+            sigma_low: sigma,
+            sigma_high: sigma,
+            min: Duration::from_millis(1),
+            max: ms(&post["max_ms"]),
+        };
+        let put = &stats["put_customer_ms"];
+        let (median, min, max) = (ms(&put["median"]), ms(&put["min"]), ms(&put["max"]));
+        let put = Delay {
+            median,
+            sigma_low: (median.as_secs_f64() / min.as_secs_f64()).ln() / Z_EXTREME_OF_20,
+            sigma_high: (max.as_secs_f64() / median.as_secs_f64()).ln() / Z_EXTREME_OF_20,
+            min,
+            max,
+        };
+        Self {
+            get: Delay::fixed(ms(&stats["get_customer_ms"]["median"])),
+            post,
+            put,
+            delete: post,
         }
     }
 }
@@ -105,6 +175,10 @@ struct Inner {
     api_key: String,
     api_secret: String,
     latency: Mutex<Latency>,
+    /// Draws delays reproducibly.
+    rng: Mutex<rand_chacha::ChaCha8Rng>,
+    /// Like gunicorn's workers: at most this many requests are served at once.
+    workers: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     faults: Mutex<VecDeque<Fault>>,
     http: reqwest::Client,
     runtime: Mutex<Option<tokio::runtime::Handle>>,
@@ -125,6 +199,8 @@ impl FrappeDouble {
                 api_key: api_key.into(),
                 api_secret: api_secret.into(),
                 latency: Mutex::new(Latency::default()),
+                rng: Mutex::new(rand::SeedableRng::seed_from_u64(0x00e7_9e47)),
+                workers: Mutex::new(None),
                 faults: Mutex::new(VecDeque::new()),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
@@ -157,6 +233,12 @@ impl FrappeDouble {
 
     pub fn set_latency(&self, l: Latency) {
         *lock(&self.inner.latency) = l;
+    }
+
+    /// Serves at most `n` API requests at once, the others waiting their turn, as a gunicorn
+    /// with `n` workers does (`None`: no limit).
+    pub fn set_workers(&self, n: Option<usize>) {
+        *lock(&self.inner.workers) = n.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
     }
 
     /// Queues faults; each of the next API requests takes one, in order.
@@ -445,6 +527,12 @@ async fn handle(
     } else {
         None
     };
+    let workers = lock(&inner.workers).clone();
+    // Held until the answer is ready, as a worker is.
+    let _worker = match workers {
+        Some(w) => Some(w.acquire_owned().await),
+        None => None,
+    };
     let latency = *lock(&inner.latency);
     let delay = match req.method.as_str() {
         "GET" | "HEAD" => latency.get,
@@ -452,6 +540,7 @@ async fn handle(
         "DELETE" => latency.delete,
         _ => latency.post,
     };
+    let delay = delay.at(standard_normal(&mut lock(&inner.rng)));
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -715,4 +804,52 @@ fn method(site: &mut Site, req: &Req) -> Result<(u16, Value), ApiError> {
         }
     };
     Ok((200, wrap("message", message)))
+}
+
+/// A standard normal draw (Box–Muller).
+fn standard_normal(rng: &mut impl rand::Rng) -> f64 {
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn draws(d: &Delay, n: usize) -> Vec<Duration> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut v: Vec<Duration> = (0..n).map(|_| d.at(standard_normal(&mut rng))).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn near(got: Duration, want_ms: f64, tolerance: f64) -> bool {
+        (got.as_secs_f64() * 1e3 - want_ms).abs() <= want_ms * tolerance
+    }
+
+    #[test]
+    fn recorded_delays_keep_the_recorded_medians_spreads_and_extremes() {
+        let l = Latency::recorded();
+        let put = draws(&l.put, 4001);
+        assert!(near(put[2000], 84.9, 0.05), "PUT median {:?}", put[2000]);
+        assert!(put[0] >= Duration::from_secs_f64(0.0413), "{:?}", put[0]);
+        assert!(
+            put[4000] <= Duration::from_secs_f64(0.1194),
+            "{:?}",
+            put[4000]
+        );
+        assert!(put[0] < put[4000], "drawn, not fixed");
+        let post = draws(&l.post, 4001);
+        assert!(
+            near(post[2000], 44.65, 0.05),
+            "POST median {:?}",
+            post[2000]
+        );
+        assert!(near(post[3800], 78.4, 0.10), "POST p95 {:?}", post[3800]);
+        assert!(post[4000] <= Duration::from_secs_f64(0.1328));
+        let get = draws(&l.get, 11);
+        assert!(get.iter().all(|g| near(*g, 20.2, 0.001)), "{get:?}");
+    }
 }

@@ -140,11 +140,24 @@ fn tech_author() -> Author {
     Author::new(Role::Technician, device(1))
 }
 
+/// A scratch folder on the build's disk (beside the target directory), never a RAM-backed
+/// `/tmp`: stores measured there pay for their fsyncs as in production.
+pub(crate) fn disk_dir() -> Result<tempfile::TempDir> {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target"));
+    std::fs::create_dir_all(&base)?;
+    tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a scratch folder in {}", base.display()))
+}
+
 pub(crate) fn core() -> Result<()> {
     if ensure_release(&["bench", "core"])? {
         return Ok(());
     }
-    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let dir = disk_dir()?;
     let clock = Arc::new(FixedClock::new(monday_9am()));
     let hub = Hub::new(ServerConfig::new(server_author()), clock.clone());
     let data: Dataset = generate(7, SPEC, hub.today());
@@ -412,7 +425,7 @@ pub(crate) fn client_child(frames: &str) -> Result<()> {
         list.push(bytes[at + 8..at + 8 + n].to_vec());
         at += 8 + n;
     }
-    let dir = tempfile::tempdir()?;
+    let dir = disk_dir()?;
     let clock = Arc::new(FixedClock::new(monday_9am()));
     let mut replica = Replica::open(
         &dir.path().join("r.sqlite3"),

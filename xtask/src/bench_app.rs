@@ -92,7 +92,7 @@ pub(crate) fn run() -> Result<()> {
     }
     crate::ui::build(true)?;
     let (app_bin, _) = app_driver::build_binaries(true)?;
-    let dir = tempfile::tempdir()?;
+    let dir = crate::bench::disk_dir()?;
     eprintln!("bench app: seeding the server ({JOBS} jobs for the technician)…");
     let (url, token) = serve(dir.path())?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tests::frappe::{Fault, FrappeDouble, Latency, webhook_signature};
+use tests::frappe::{Delay, Fault, FrappeDouble, Latency, webhook_signature};
 
 const KEY: &str = "<api_key>";
 const SECRET: &str = "<API_SECRET>";
@@ -533,7 +533,7 @@ async fn put(client: &reqwest::Client, url: &str, body: &Value) -> u16 {
 async fn recording_concurrent_puts_with_one_modified_let_exactly_one_win() {
     let erp = FrappeDouble::new(KEY, SECRET);
     erp.set_latency(Latency {
-        put: Duration::from_millis(30),
+        put: Delay::fixed(Duration::from_millis(30)),
         ..Latency::default()
     });
     let addr = erp.start().await;

@@ -12,7 +12,13 @@ fn seeds() -> impl Iterator<Item = u64> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(64u64);
-    REGRESSIONS.iter().copied().chain(0..n)
+    // SIM_FROM resumes a local sweep past the seeds already seen to pass.
+    #[allow(clippy::disallowed_methods)] // test configuration, not library code
+    let from = std::env::var("SIM_FROM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0u64);
+    REGRESSIONS.iter().copied().chain(from..n)
 }
 
 #[test]
