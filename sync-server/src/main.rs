@@ -539,6 +539,15 @@ fn main() -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
+        // The address it got (a port of 0 asks the system for a free one): whoever started the
+        // server reads it here, rather than guessing a free port and polling it.
+        let bound = listener.local_addr().context("the listening address")?;
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "Listening on {bound}")?;
+            out.flush()?;
+        }
         let shutdown = async move {
             let _ = tokio::signal::ctrl_c().await;
             let _ = stop_tx.send(true);

@@ -7,18 +7,16 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
 use shared::ids::{JobId, Role};
 use shared::model::AnyEntity;
 use shared::record::EntityKind;
-use support::{device, free_port, spawn_demo, transport};
+use support::{device, spawn_demo, transport};
 
 #[test]
 fn kill_9_during_a_burst_loses_no_acknowledged_change() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = spawn_demo(dir.path(), port, &[]);
+    let (server, port) = spawn_demo(dir.path(), None, &[]);
     let (mut tech, author) = device(Role::Technician, 1);
     let mut net = transport(port, author);
     tech.sync(&mut net).unwrap();
@@ -30,18 +28,21 @@ fn kill_9_during_a_burst_loses_no_acknowledged_change() {
         .map(|(d, _)| JobId(d))
         .unwrap();
 
-    // Kill the server at some point while the technician pushes note after note.
+    // Kill the server in the middle of the burst: the signal is sent once some notes are
+    // acknowledged, and lands while the next exchanges are under way (no timing guess).
     let pid = server.0.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(700));
-        Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-    });
+    let mut killer = None;
     let mut acked = Vec::new();
     let mut written = Vec::new();
     for i in 0..10_000 {
+        if i == 40 {
+            killer = Some(
+                Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .spawn()
+                    .unwrap(),
+            );
+        }
         let text = format!("note {i}");
         tech.add_note(job, &text).unwrap();
         written.push(text);
@@ -52,7 +53,7 @@ fn kill_9_during_a_burst_loses_no_acknowledged_change() {
             Err(_) => break,
         }
     }
-    killer.join().unwrap();
+    killer.expect("the burst reached the kill").wait().unwrap();
     drop(server);
     assert!(
         acked.len() > 5,
@@ -61,7 +62,7 @@ fn kill_9_during_a_burst_loses_no_acknowledged_change() {
     );
 
     // Restart on the same data; a fresh device sees every acknowledged note.
-    let server = spawn_demo(dir.path(), port, &[]);
+    let (server, _) = spawn_demo(dir.path(), Some(port), &[]);
     let (mut fresh, fresh_author) = device(Role::Technician, 2);
     fresh.sync(&mut transport(port, fresh_author)).unwrap();
     let Some(AnyEntity::Job(j)) = fresh.entity(job.doc()).unwrap() else {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use shared::ids::{JobId, Role};
 use shared::model::{AnyEntity, DispatchJob, JobStatus};
 use shared::record::EntityKind;
-use support::{device, free_port, spawn_demo, token, transport};
+use support::{device, spawn_demo, token, transport};
 use sync_server::store::postgres_store::PostgresStore;
 
 fn pg_url() -> String {
@@ -28,7 +28,6 @@ fn two_instances_on_one_postgres_serve_clients_together() {
     let schema = format!("fsm_scale_{}", std::process::id());
     PostgresStore::drop_schema(&pg_url(), &schema).unwrap();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (p1, p2) = (free_port(), free_port());
     let pg = pg_url();
     let on_schema = [
         "--postgres",
@@ -36,8 +35,8 @@ fn two_instances_on_one_postgres_serve_clients_together() {
         "--postgres-schema",
         schema.as_str(),
     ];
-    let s1 = spawn_demo(d1.path(), p1, &on_schema);
-    let s2 = spawn_demo(d2.path(), p2, &on_schema);
+    let (s1, p1) = spawn_demo(d1.path(), None, &on_schema);
+    let (s2, p2) = spawn_demo(d2.path(), None, &on_schema);
     let url = |p: u16| format!("http://127.0.0.1:{p}");
 
     // A technician syncs with instance 1, a dispatcher with instance 2.

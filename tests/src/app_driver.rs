@@ -370,17 +370,18 @@ pub struct DemoServer {
 
 impl DemoServer {
     pub fn start(binary: &Path, data: &Path) -> Result<Self> {
-        let port = free_port()?;
         let mut s = Self {
             binary: binary.to_owned(),
             data: data.to_owned(),
-            port,
+            // The system picks the port on the first start; restarts reuse it.
+            port: 0,
             child: None,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             dispatcher_token: String::new(),
             technician: String::new(),
         };
         let lines = s.up()?;
+        s.url = format!("http://127.0.0.1:{}", s.port);
         let after = |label: &str| {
             lines
                 .iter()
@@ -397,9 +398,10 @@ impl DemoServer {
         Ok(s)
     }
 
-    /// Starts the server; returns what it printed before listening.
+    /// Starts the server; returns what it printed until it listened (it prints the address it
+    /// got, so nothing is polled).
     fn up(&mut self) -> Result<Vec<String>> {
-        if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+        if self.port != 0 && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             bail!(
                 "port {} is already taken: refusing to start the demo server there",
                 self.port
@@ -417,16 +419,22 @@ impl DemoServer {
         )?;
         let out = child.child.stdout.take().context("server stdout")?;
         let mut lines = Vec::new();
-        for line in BufReader::new(out).lines() {
-            let line = line?;
-            let done = line.contains("Ctrl-C stops");
-            lines.push(line);
-            if done {
-                break;
+        let mut reader = BufReader::new(out).lines();
+        let bound = loop {
+            let line = reader
+                .next()
+                .context("the server stopped before listening")??;
+            if let Some(addr) = line.strip_prefix("Listening on ") {
+                break addr
+                    .parse::<SocketAddr>()
+                    .with_context(|| format!("an address: {addr}"))?;
             }
-        }
+            lines.push(line);
+        };
+        self.port = bound.port();
+        // Whatever it prints later is read and dropped, so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader {});
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(30), "sync-server")?;
         Ok(lines)
     }
 

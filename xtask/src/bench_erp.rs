@@ -151,11 +151,9 @@ pub(crate) fn idle() -> Result<()> {
     let (rt, _erp, url, _client) = double(1)?;
 
     let dir = crate::bench::disk_dir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    // The system picks the port; the server prints the one it got.
     let mut child = Command::new(&bin)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .args(["demo", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path())
         .env("APP_ERPNEXT__URL", &url)
         .env("APP_ERPNEXT__TOKEN", format!("{KEY}:{SECRET}"))
@@ -165,17 +163,21 @@ pub(crate) fn idle() -> Result<()> {
     let result = (|| {
         let mut out = BufReader::new(child.stdout.take().context("child stdout")?);
         let mut token = None;
+        let mut port = None;
         let mut line_buf = String::new();
-        while token.is_none() {
+        while port.is_none() {
             line_buf.clear();
             anyhow::ensure!(out.read_line(&mut line_buf)? > 0, "the demo exited");
             if line_buf.starts_with("Dispatcher token:") {
                 line_buf.clear();
                 out.read_line(&mut line_buf)?;
                 token = Some(line_buf.trim().to_owned());
+            } else if let Some(addr) = line_buf.trim().strip_prefix("Listening on ") {
+                port = Some(addr.parse::<std::net::SocketAddr>()?.port());
             }
         }
         let token = token.context("no dispatcher token")?;
+        let port = port.context("no listening address")?;
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         // The initial export is over once the bridge's counters stop moving.
         sync_server::tls::install_crypto();

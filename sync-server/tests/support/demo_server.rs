@@ -3,7 +3,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use app_tauri_core::{HttpTransport, Replica};
 use shared::clock::{Clock, FixedClock};
@@ -13,15 +13,6 @@ use sync_server::{SystemClock, demo};
 
 /// The signing secret the test servers run with.
 pub(crate) const SECRET: &str = "test servers' secret, long enough to sign";
-
-/// A port free right now on loopback.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A server process, killed when dropped.
 pub(crate) struct Server(pub(crate) Child);
@@ -33,34 +24,45 @@ impl Drop for Server {
     }
 }
 
-/// Starts `sync-server demo` on `port` with data in `dir` (and `extra` arguments), and waits
-/// until it listens.
-pub(crate) fn spawn_demo(dir: &std::path::Path, port: u16, extra: &[&str]) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
+/// Starts `sync-server demo` with data in `dir` (and `extra` arguments) on `port`, or on a port
+/// the system picks when `None`; returns once it listens, with the port it got (the server
+/// prints it: no port is guessed, nothing is polled).
+pub(crate) fn spawn_demo(
+    dir: &std::path::Path,
+    port: Option<u16>,
+    extra: &[&str],
+) -> (Server, u16) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
         .args([
             "demo",
             "--data",
             dir.to_str().unwrap(),
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", port.unwrap_or(0)),
         ])
         .args(extra)
         .env("APP_JWT_SECRET", SECRET)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the server on port {port} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    let bound = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(addr) = line.strip_prefix("Listening on ") {
+                    break addr.parse::<std::net::SocketAddr>().unwrap().port();
+                }
+            }
+            other => panic!("the server stopped before listening: {other:?}"),
+        }
+    };
+    // Whatever it prints later is read and dropped, so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), bound)
 }
 
 /// A device's token; a technician's is for the demo data set's first technician.
