@@ -289,10 +289,11 @@ pub fn run(seed: u64, steps: usize, faults: Faults) -> Result<Outcome, String> {
     for (d, frame) in &again {
         hub.exchange(*d, frame);
     }
-    // A request refused for missing dependencies after a restore may apply when delivered late
-    // (the dependencies came back since): it adds history, never state.
+    // A request refused for missing dependencies after a restore (of the server, or of a
+    // device, whose backup still queues changes built on ones the server never got) may apply
+    // when delivered late, the dependencies having come since: it adds history, never state.
     let after_server = server_state(&hub);
-    let changed = if out.server_restores > 0 {
+    let changed = if out.server_restores + out.device_restores > 0 {
         after_server.1 != before_server.1
     } else {
         after_server != before_server
