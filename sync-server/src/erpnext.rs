@@ -21,7 +21,7 @@ pub mod setup {
     use serde_json::{Map, Value, json};
 
     use super::client::{ErpClient, ErpError};
-    use super::mapping::{self, Conv, DocMap, ID_FIELD, ITEM_DATA_FIELD, ITEM_KEY_FIELD};
+    use super::mapping::{self, Conv, DocMap, ID_FIELD, ITEM_DATA_FIELD, ITEM_KEY_FIELD, TableMap};
 
     /// What setup did, one line per object.
     #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -100,6 +100,28 @@ pub mod setup {
                 "fieldtype": "Table",
                 "options": t.child_doctype,
             })
+        }));
+        out
+    }
+
+    /// A child table's columns: the item key, one typed column per item field (the first few
+    /// shown in the grid), and the JSON column rows written by an earlier version still use.
+    fn child_fields(t: &TableMap) -> Vec<Value> {
+        let mut out = vec![json!({
+            "fieldname": ITEM_KEY_FIELD, "label": "Item", "fieldtype": "Data", "read_only": 1,
+        })];
+        for (i, col) in t.columns.iter().enumerate() {
+            let mut f = field(col.erp, col.conv);
+            if let Some(m) = f.as_object_mut()
+                && i < 4
+            {
+                m.insert("in_list_view".into(), Value::from(1));
+            }
+            out.push(f);
+        }
+        out.push(json!({
+            "fieldname": ITEM_DATA_FIELD, "label": "Data (earlier version)",
+            "fieldtype": "Long Text", "hidden": 1,
         }));
         out
     }
@@ -185,22 +207,19 @@ pub mod setup {
                 continue;
             }
             for t in map.tables {
+                let fields = child_fields(t);
                 let child = json!({
                     "name": t.child_doctype, "module": "Support", "custom": 1, "istable": 1,
-                    "fields": [
-                        {"fieldname": ITEM_KEY_FIELD, "label": "Item", "fieldtype": "Data", "in_list_view": 1},
-                        {"fieldname": ITEM_DATA_FIELD, "label": "Data", "fieldtype": "Long Text", "in_list_view": 1},
-                    ],
+                    "fields": fields,
                 });
                 if let Some(existing) =
                     ensure_doctype(erp, t.child_doctype, obj(child), &mut report).await?
                 {
+                    // A table set up by an earlier version (item key and JSON only): its typed
+                    // columns are added; its rows keep their JSON until the bridge rewrites them.
                     let have = fieldnames(&existing);
-                    for f in [
-                        json!({"fieldname": ITEM_KEY_FIELD, "label": "Item", "fieldtype": "Data"}),
-                        json!({"fieldname": ITEM_DATA_FIELD, "label": "Data", "fieldtype": "Long Text"}),
-                    ] {
-                        ensure_custom_field(erp, t.child_doctype, &have, &f, &mut report).await?;
+                    for f in &fields {
+                        ensure_custom_field(erp, t.child_doctype, &have, f, &mut report).await?;
                     }
                 }
             }

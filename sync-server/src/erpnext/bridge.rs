@@ -521,8 +521,14 @@ impl Bridge {
             self.set_erp_name(doc, &heads, &name)?;
         }
 
-        // Push: where the document now differs from ERPNext.
-        let push = plan::push(map, &ours, &theirs_rec);
+        // Push: where the document now differs from ERPNext, and tables whose rows an earlier
+        // version wrote as JSON (rewritten with typed columns).
+        let mut push = plan::push(map, &ours, &theirs_rec);
+        for legacy in mapping::legacy_tables(map, &theirs) {
+            if !push.tables.contains(&legacy) {
+                push.tables.push(legacy);
+            }
+        }
         let pushed = !push.is_empty();
         let (modified, record) = if pushed {
             let body = self.to_erp(

@@ -8,7 +8,11 @@
 //! Every mapped doctype carries `fsm_id` (unique), our document id: creates are idempotent
 //! (look the id up before retrying a create) and ERPNext records are matched to documents by it.
 //! Links between entities are ERPNext `Link` fields holding ERPNext names; collections are child
-//! tables with one row per item (`fsm_item` key, `fsm_data` JSON of the item's registers).
+//! tables with one row per item: the `fsm_item` key and one typed column per item field (a note's
+//! author is a `Link` to the technician, a material's quantity an `Int`, a checklist line's state
+//! a `Check`), so office staff read rows in ERPNext's desk and filter lists on them. Rows written
+//! by an earlier version hold the item as JSON in `fsm_data`: they are still read, and the bridge
+//! rewrites their table with typed columns ([`legacy_tables`]).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +23,8 @@ use shared::record::{EntityKind, FieldChange, Items, Record, Scalar};
 
 /// The custom field every mapped doctype carries: our document id.
 pub const ID_FIELD: &str = "fsm_id";
-/// Child-table row: the item key and the item's registers as JSON.
+/// Child-table row: the item key; and, in rows written by an earlier version, the item's registers
+/// as JSON (now one typed column per item field).
 pub const ITEM_KEY_FIELD: &str = "fsm_item";
 pub const ITEM_DATA_FIELD: &str = "fsm_data";
 
@@ -114,6 +119,8 @@ pub struct TableMap {
     /// The parent's Table field.
     pub field: &'static str,
     pub child_doctype: &'static str,
+    /// One column per item field (`ours` is the item field).
+    pub columns: &'static [FieldMap],
 }
 
 /// The mapping of one entity kind.
@@ -145,11 +152,17 @@ const fn std_field(ours: &'static str, erp: &'static str, conv: Conv) -> FieldMa
         standard: true,
     }
 }
-const fn t(collection: &'static str, field: &'static str, child_doctype: &'static str) -> TableMap {
+const fn t(
+    collection: &'static str,
+    field: &'static str,
+    child_doctype: &'static str,
+    columns: &'static [FieldMap],
+) -> TableMap {
     TableMap {
         collection,
         field,
         child_doctype,
+        columns,
     }
 }
 
@@ -190,7 +203,16 @@ const LOCATION: DocMap = DocMap {
         m("vlan", "vlan", OptInt),
         m("network_notes", "network_notes", Text),
     ],
-    tables: &[t("contacts", "fsm_contacts", "Service Location Contacts")],
+    tables: &[t(
+        "contacts",
+        "fsm_contacts",
+        "Service Location Contacts",
+        &[
+            m("name", "contact_name", Data),
+            m("phone", "phone", Data),
+            m("role", "contact_role", Data),
+        ],
+    )],
 };
 
 const EQUIPMENT: DocMap = DocMap {
@@ -252,18 +274,76 @@ const JOB: DocMap = DocMap {
         m("actual_end", "actual_end_ms", OptInt),
         m("signature", "signature", Text),
     ],
+    // Times are Unix milliseconds as text (`OptInt`), as for the job's own actual times.
     tables: &[
-        t("notes", "fsm_notes", "Dispatch Job Notes"),
-        t("checklist", "fsm_checklist", "Dispatch Job Checklist"),
-        t("materials", "fsm_materials", "Dispatch Job Materials"),
+        t(
+            "notes",
+            "fsm_notes",
+            "Dispatch Job Notes",
+            &[
+                m("text", "note", Text),
+                m("author", "author", Link(K::Technician)),
+                m("at", "noted_at_ms", OptInt),
+            ],
+        ),
+        t(
+            "checklist",
+            "fsm_checklist",
+            "Dispatch Job Checklist",
+            &[m("label", "label", Data), m("done", "done", Check)],
+        ),
+        t(
+            "materials",
+            "fsm_materials",
+            "Dispatch Job Materials",
+            &[
+                m("item_code", "item_code", Data),
+                m("quantity", "quantity", Int),
+                m("unit", "unit", Data),
+            ],
+        ),
         t(
             "equipment_items",
             "fsm_equipment_items",
             "Dispatch Job Equipment",
+            &[
+                m("equipment", "equipment", Link(K::Equipment)),
+                m("action", "action", Data),
+                m("replaces", "replaces", Link(K::Equipment)),
+            ],
         ),
-        t("photos", "fsm_photos", "Dispatch Job Photos"),
-        t("time_log", "fsm_time_log", "Dispatch Job Time Log"),
-        t("diagnostics", "fsm_diagnostics", "Dispatch Job Diagnostics"),
+        t(
+            "photos",
+            "fsm_photos",
+            "Dispatch Job Photos",
+            &[
+                m("file_name", "file_name", Data),
+                m("sha256", "sha256", Data),
+                m("taken_at", "taken_at_ms", OptInt),
+                m("caption", "caption", Text),
+            ],
+        ),
+        t(
+            "time_log",
+            "fsm_time_log",
+            "Dispatch Job Time Log",
+            &[
+                m("technician", "technician", Link(K::Technician)),
+                m("started", "started_ms", OptInt),
+                m("ended", "ended_ms", OptInt),
+            ],
+        ),
+        t(
+            "diagnostics",
+            "fsm_diagnostics",
+            "Dispatch Job Diagnostics",
+            &[
+                m("check", "diagnostic", Data),
+                m("ok", "ok", Check),
+                m("summary", "summary", Text),
+                m("at", "at_ms", OptInt),
+            ],
+        ),
     ],
 };
 
@@ -487,21 +567,16 @@ pub fn to_erp(
         if tables.is_some_and(|only| !only.contains(&tm.collection)) {
             continue;
         }
-        let rows: Vec<Value> = record
-            .items(tm.collection)
-            .into_iter()
-            .flatten()
-            .map(|(key, item)| {
-                let data: Map<String, Value> = item
-                    .iter()
-                    .map(|(k, v)| (k.clone(), scalar_json(v)))
-                    .collect();
-                serde_json::json!({
-                    ITEM_KEY_FIELD: key,
-                    ITEM_DATA_FIELD: Value::Object(data).to_string(),
-                })
-            })
-            .collect();
+        let mut rows: Vec<Value> = Vec::new();
+        for (key, item) in record.items(tm.collection).into_iter().flatten() {
+            let mut row = Map::new();
+            row.insert(ITEM_KEY_FIELD.to_owned(), Value::String(key.clone()));
+            for col in tm.columns {
+                let v = item.get(col.ours).unwrap_or(&Scalar::Null);
+                row.insert(col.erp.to_owned(), out_value(col, v, names)?);
+            }
+            rows.push(Value::Object(row));
+        }
         out.insert(tm.field.to_owned(), Value::Array(rows));
     }
     Ok(out)
@@ -525,16 +600,26 @@ pub fn from_erp(map: &DocMap, doc: &Value, names: &dyn Names) -> Result<Record, 
             let Some(key) = row.get(ITEM_KEY_FIELD).and_then(text_of_ref) else {
                 return Err(bad(tm.field, "a row has no fsm_item key"));
             };
-            let data = row
-                .get(ITEM_DATA_FIELD)
-                .and_then(Value::as_str)
-                .unwrap_or("{}");
-            let parsed: Map<String, Value> = serde_json::from_str(data)
-                .map_err(|e| bad(tm.field, format!("row {key}: fsm_data is not JSON: {e}")))?;
-            let item: BTreeMap<String, Scalar> = parsed
-                .iter()
-                .map(|(k, v)| (k.clone(), json_scalar(v)))
-                .collect();
+            let item: BTreeMap<String, Scalar> = match legacy_data(row) {
+                // A row an earlier version wrote: the item as JSON.
+                Some(data) => {
+                    let parsed: Map<String, Value> = serde_json::from_str(data).map_err(|e| {
+                        bad(tm.field, format!("row {key}: fsm_data is not JSON: {e}"))
+                    })?;
+                    parsed
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json_scalar(v)))
+                        .collect()
+                }
+                None => {
+                    let mut item = BTreeMap::new();
+                    for col in tm.columns {
+                        let v = row.get(col.erp).unwrap_or(&Value::Null);
+                        item.insert(col.ours.to_owned(), in_value(col, v, names)?);
+                    }
+                    item
+                }
+            };
             items.insert(key.to_owned(), item);
         }
         r.collections.insert(tm.collection.to_owned(), items);
@@ -589,6 +674,27 @@ pub fn canonical_pull(
         .collect())
 }
 
+/// The JSON item of a row written before child tables had typed columns.
+fn legacy_data(row: &Value) -> Option<&str> {
+    row.get(ITEM_DATA_FIELD)
+        .and_then(Value::as_str)
+        .filter(|d| !d.trim().is_empty())
+}
+
+/// The child tables of an ERPNext document that still hold rows written as JSON by an earlier
+/// version: the bridge sends them again, with typed columns.
+pub fn legacy_tables(map: &DocMap, doc: &Value) -> Vec<&'static str> {
+    map.tables
+        .iter()
+        .filter(|tm| {
+            doc.get(tm.field)
+                .and_then(Value::as_array)
+                .is_some_and(|rows| rows.iter().any(|r| legacy_data(r).is_some()))
+        })
+        .map(|tm| tm.collection)
+        .collect()
+}
+
 fn text_of_ref(v: &Value) -> Option<&str> {
     v.as_str().filter(|s| !s.is_empty())
 }
@@ -605,10 +711,17 @@ pub fn mapped(map: &DocMap, record: &Record) -> Record {
         r.set(f.ours, v);
     }
     for tm in map.tables {
-        r.collections.insert(
-            tm.collection.to_owned(),
-            record.items(tm.collection).cloned().unwrap_or_default(),
-        );
+        let mut items = record.items(tm.collection).cloned().unwrap_or_default();
+        for item in items.values_mut() {
+            for col in tm.columns {
+                if let (Data | Text, Some(Scalar::Str(s))) = (col.conv, item.get(col.ours))
+                    && s.is_empty()
+                {
+                    item.insert(col.ours.to_owned(), Scalar::Null);
+                }
+            }
+        }
+        r.collections.insert(tm.collection.to_owned(), items);
     }
     r
 }

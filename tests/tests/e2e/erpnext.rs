@@ -388,14 +388,14 @@ fn field_office_and_erpnext_edits_converge_everywhere_with_conflicts_listed() {
     assert!(
         notes
             .iter()
-            .any(|n| n["fsm_data"].as_str().unwrap().contains("sonner deux fois"))
+            .any(|n| n["note"].as_str().unwrap().contains("sonner deux fois"))
     );
     assert!(
         w.erp.doc("Dispatch Job", &n2).unwrap()["fsm_notes"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|n| n["fsm_data"].as_str().unwrap().contains("sous-sol"))
+            .any(|n| n["note"].as_str().unwrap().contains("sous-sol"))
     );
     // ERPNext's edit reached the technician.
     match tech2.entity(j2.doc()).unwrap() {
@@ -562,6 +562,121 @@ fn an_unreadable_shadow_stops_its_document_and_never_overwrites_erpnext() {
     w.push().unwrap();
     let theirs = w.erp.doc("Dispatch Job", &name).unwrap();
     assert_eq!(theirs["title"], "Office: call before coming");
+}
+
+/// Collections are child tables with typed columns: office staff read a job's materials and
+/// notes as rows in ERPNext's desk and filter the job list on them. Rows an earlier version wrote
+/// as JSON are still read, and rewritten with typed columns, nothing lost.
+#[test]
+fn collections_are_typed_child_rows_office_users_can_filter_on() {
+    let w = erp_world(Duration::from_secs(10));
+    let doc = w
+        .server_records()
+        .into_iter()
+        .find(|(_, (k, _))| *k == EntityKind::Job)
+        .map(|(d, _)| d)
+        .expect("a job");
+    let item = |collection: &str, key: &str, field: &str, value: Scalar| FieldChange::SetItem {
+        collection: collection.into(),
+        item: key.into(),
+        field: field.into(),
+        value,
+    };
+    let now = w.service.now();
+    let author = w.data.technicians[0].doc().to_string();
+    w.service
+        .with_engine(|e| {
+            let effects = e.edit(
+                doc,
+                &[
+                    item(
+                        "materials",
+                        "m-fibre",
+                        "item_code",
+                        Scalar::str("DROP-FIBRE-30M"),
+                    ),
+                    item("materials", "m-fibre", "quantity", Scalar::Int(2)),
+                    item("materials", "m-fibre", "unit", Scalar::str("u")),
+                    item("notes", "n-1", "text", Scalar::str("Chien dans la cour")),
+                    item("notes", "n-1", "author", Scalar::str(&author)),
+                    item("notes", "n-1", "at", Scalar::Int(now.0)),
+                ],
+                now,
+            )?;
+            Ok(((), effects))
+        })
+        .unwrap();
+    w.push().unwrap();
+    let name = erp_name(&w, doc);
+    let theirs = w.erp.doc("Dispatch Job", &name).unwrap();
+    let material = &theirs["fsm_materials"].as_array().unwrap()[0];
+    assert_eq!(material["item_code"], "DROP-FIBRE-30M");
+    assert_eq!(material["quantity"], 2);
+    assert_eq!(material["unit"], "u");
+    assert!(
+        material.get("fsm_data").is_none_or(Value::is_null),
+        "{material}"
+    );
+    let note = &theirs["fsm_notes"].as_array().unwrap()[0];
+    assert_eq!(note["note"], "Chien dans la cour");
+    // The author is a link to the technician's ERPNext record.
+    let tech_name = erp_name(&w, w.data.technicians[0].doc());
+    assert_eq!(note["author"], tech_name.as_str());
+    let job = w.server_records()[&doc].1.clone();
+
+    // The job list filtered on a child column, as an office user filters in the desk.
+    let found =
+        w.rt.block_on(w.client.list(
+            "Dispatch Job",
+            &["name"],
+            &json!([["Dispatch Job Materials", "item_code", "=", "DROP-FIBRE-30M"]]),
+            "modified desc",
+            0,
+            20,
+        ))
+        .unwrap();
+    let names: Vec<&str> = found.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, vec![name.as_str()]);
+
+    // A table as an earlier version wrote it: the item as JSON in `fsm_data`.
+    let legacy: Vec<Value> = job
+        .items("notes")
+        .unwrap()
+        .iter()
+        .map(|(key, fields)| {
+            let data: serde_json::Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| (k.clone(), mapping::scalar_json(v)))
+                .collect();
+            json!({"fsm_item": key, "fsm_data": Value::Object(data).to_string()})
+        })
+        .collect();
+    w.erp
+        .edit("Dispatch Job", &name, json!({ "fsm_notes": legacy }))
+        .unwrap();
+    w.poll();
+    let rows = w.erp.doc("Dispatch Job", &name).unwrap()["fsm_notes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rows.len(), job.items("notes").unwrap().len());
+    for row in &rows {
+        assert!(
+            row["note"].as_str().is_some_and(|t| !t.is_empty()),
+            "rewritten typed: {row}"
+        );
+        assert!(
+            row.get("fsm_data")
+                .is_none_or(|d| d.as_str().is_none_or(str::is_empty)),
+            "{row}"
+        );
+    }
+    assert_eq!(
+        w.server_records()[&doc].1.items("notes"),
+        job.items("notes"),
+        "nothing lost or changed on our side"
+    );
+    w.assert_erpnext_agrees();
 }
 
 #[test]
