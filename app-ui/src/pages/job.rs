@@ -279,9 +279,10 @@ fn checklist(p: &DetailProps) -> Html {
     if p.detail.checklist.is_empty() {
         return html! {};
     }
+    let (done, total) = progress(&p.detail.checklist);
     html! {
         <section class="card">
-            <h2>{ t(store.lang, Msg::Checklist) }</h2>
+            <h2>{ t(store.lang, Msg::Checklist) }{ " " }<span id="checklist-progress" class="progress">{ format!("{done}/{total}") }</span></h2>
             <ul class="checklist">{ for p.detail.checklist.iter().map(|c: &LineView| {
                 let onchange = {
                     let (store, id, key) = (store.clone(), p.detail.summary.id.clone(), c.key.clone());
@@ -291,6 +292,11 @@ fn checklist(p: &DetailProps) -> Html {
             }) }</ul>
         </section>
     }
+}
+
+/// How many checklist lines are ticked, out of how many.
+fn progress(lines: &[LineView]) -> (usize, usize) {
+    (lines.iter().filter(|l| l.done).count(), lines.len())
 }
 
 #[function_component(Materials)]
@@ -671,5 +677,7 @@ mod tests {
         );
         let signed = "signature.png".to_owned();
         assert_eq!(open_items(&checklist[..1], Some(&signed)), (vec![], false));
+        assert_eq!(progress(&checklist), (1, 2));
+        assert_eq!(progress(&[]), (0, 0));
     }
 }

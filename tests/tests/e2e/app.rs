@@ -249,6 +249,39 @@ async fn glove_friendly(app: &App) -> Result<()> {
         "the status bar at the bottom"
     );
     assert_eq!(checks["typedPositionHidden"], json!(true));
+    // Each checklist line is its box and its label on one row, the box big enough for a
+    // glove, with the progress beside the heading.
+    let lines = app
+        .js(
+            "return { progress: (document.querySelector('#checklist-progress') || {}).textContent,                       lines: [...document.querySelectorAll('.checklist label')].map(l => {                         const box = l.querySelector('input').getBoundingClientRect();                         return { box: box.height, boxWidth: box.width, rowHeight: l.getBoundingClientRect().height }; }) };",
+            vec![],
+        )
+        .await?;
+    let progress = lines["progress"].as_str().unwrap_or_default();
+    assert!(
+        progress
+            .split_once('/')
+            .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok()),
+        "checklist progress reads `{progress}`"
+    );
+    let rows = lines["lines"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty(), "the demo job has a checklist: {lines}");
+    for row in rows {
+        assert!(
+            row["box"].as_f64().unwrap_or(0.0) >= 24.0,
+            "a small box: {row}"
+        );
+        // One row: the label is no taller than two lines of text beside the box.
+        assert!(
+            row["rowHeight"].as_f64().unwrap_or(999.0) <= 64.0,
+            "the line wraps: {row}"
+        );
+        // The box keeps its size; the label's text sits beside it, not under it.
+        assert!(
+            row["boxWidth"].as_f64().unwrap_or(999.0) <= 48.0,
+            "a stretched box: {row}"
+        );
+    }
     app.screenshot("job-detail-onsite-phone").await?;
     app.client.set_window_size(1280, 800).await?;
     Ok(())
