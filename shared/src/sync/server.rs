@@ -232,18 +232,6 @@ struct Session {
     held: Option<Set<DocId>>,
 }
 
-/// How a request's position relates to what the server confirmed before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Position {
-    /// An answer presented for the first time: the device applied it, and holds every change it
-    /// pushed since (they all came after it).
-    First,
-    /// The position already confirmed, presented again: a retry whose answer was lost, or a
-    /// device restored from a backup taken at that position, which may lack what it pushed
-    /// after it.
-    Again,
-}
-
 /// How many unconfirmed answers a session remembers.
 const PENDING_ANSWERS: usize = 4;
 
@@ -950,8 +938,7 @@ impl ServerEngine {
             }
         }
 
-        let presented = self.confirm(device, req.cursor, req.token);
-        let full_resync = presented.is_none();
+        let full_resync = !self.confirm(device, req.cursor, req.token);
         let empty = Known::default();
         let known = match self.sessions.get(&device) {
             Some(s) if !full_resync => &s.confirmed,
@@ -992,12 +979,11 @@ impl ServerEngine {
                     Payload::Snapshot => {
                         resnap.insert(e.doc);
                     }
-                    // The device's own changes are not sent back, unless it presents a position
-                    // again: it may then be a restored copy lacking what it pushed before.
-                    Payload::Change(bytes)
-                        if e.origin != Some(device)
-                            || (presented == Some(Position::Again) && *seq <= head_before) =>
-                    {
+                    // The changes this request pushed are not sent back: the device holds them.
+                    // Its earlier ones after its position are: it may not hold them any more (a
+                    // retry whose answer was lost, a device restored from a backup, a late
+                    // request applied after the device moved its edit onto the server's copy).
+                    Payload::Change(bytes) if e.origin != Some(device) || *seq <= head_before => {
                         let Some(state) = self.docs.get(&e.doc) else {
                             continue;
                         };
@@ -1190,13 +1176,15 @@ impl ServerEngine {
     }
 
     /// Finds what the client holds, as of the answer it last applied (named by cursor and token),
-    /// and makes it the confirmed state. `None` when the position is unknown (a first sync, a
+    /// and makes it the confirmed state. `false` when the position is unknown (a first sync, a
     /// late duplicate, a server restart): the client then gets its whole scope again, which
     /// merges harmlessly into what it has.
-    fn confirm(&mut self, device: DeviceId, cursor: u64, token: u64) -> Option<Position> {
-        let s = self.sessions.get_mut(&device)?;
+    fn confirm(&mut self, device: DeviceId, cursor: u64, token: u64) -> bool {
+        let Some(s) = self.sessions.get_mut(&device) else {
+            return false;
+        };
         if cursor == 0 && token == 0 {
-            return None;
+            return false;
         }
         if let Some(i) = s
             .pending
@@ -1205,9 +1193,8 @@ impl ServerEngine {
         {
             s.confirmed = s.pending.remove(i);
             s.pending.clear();
-            return Some(Position::First);
         }
-        (s.confirmed.token == token && s.confirmed.cursor == cursor).then_some(Position::Again)
+        s.confirmed.token == token && s.confirmed.cursor == cursor
     }
 
     fn apply_push(
