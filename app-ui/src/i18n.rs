@@ -194,7 +194,7 @@ pub fn t(lang: Lang, m: Msg) -> &'static str {
             Description => "Description",
             SyncNow => "Synchroniser",
             Syncing => "Synchronisation…",
-            LastSync => "Dernière synchro",
+            LastSync => "Dernière synchronisation",
             Never => "jamais",
             Pending => "en attente",
             OnDevice => "Sur l’appareil",
@@ -203,8 +203,8 @@ pub fn t(lang: Lang, m: Msg) -> &'static str {
             Week => "Semaine",
             Previous => "Précédent",
             Next => "Suivant",
-            Unassigned => "Non assignés",
-            NewJob => "Nouveau travail",
+            Unassigned => "Non affectés",
+            NewJob => "Nouvelle intervention",
             Edit => "Modifier",
             Save => "Enregistrer",
             Cancel => "Annuler",
@@ -214,8 +214,8 @@ pub fn t(lang: Lang, m: Msg) -> &'static str {
             Duration => "Durée (min)",
             Priority => "Priorité",
             Suggest => "Suggestions",
-            Assign => "Assigner",
-            Unassign => "Désassigner",
+            Assign => "Affecter",
+            Unassign => "Retirer l’affectation",
             Eligible => "admissible",
             NotEligible => "non admissible",
             KeepValue => "Garder",
@@ -354,7 +354,7 @@ pub fn status(lang: Lang, s: &str) -> &'static str {
         (Lang::Fr, "en_route") => "En route",
         (Lang::Fr, "on_site") => "Sur place",
         (Lang::Fr, "completed") => "Terminé",
-        (Lang::Fr, "could_not_complete") => "Non complété",
+        (Lang::Fr, "could_not_complete") => "Non terminé",
         (Lang::Fr, "cancelled") => "Annulé",
         (Lang::En, "open") => "Open",
         (Lang::En, "scheduled") => "Scheduled",
@@ -403,6 +403,12 @@ pub fn priority(lang: Lang, p: &str) -> &'static str {
     }
 }
 
+/// A number as French writes it: a decimal comma (« 5,8 »), no trailing zeros.
+pub fn decimal_fr(x: f64) -> String {
+    let text = format!("{}", (x * 10.0).round() / 10.0);
+    text.replace('.', ",")
+}
+
 /// A dispatch reason in words.
 pub fn reason(lang: Lang, r: &shared::dispatch::Reason) -> String {
     use shared::dispatch::Reason::*;
@@ -423,7 +429,7 @@ pub fn reason(lang: Lang, r: &shared::dispatch::Reason) -> String {
         (Lang::En, Busy { with }) => format!("busy: {with}"),
         (Lang::Fr, SkillSurplus(n)) => format!("surplus de compétence {n}"),
         (Lang::En, SkillSurplus(n)) => format!("skill surplus {n}"),
-        (Lang::Fr, TravelKm(km)) => format!("{km} km de route"),
+        (Lang::Fr, TravelKm(km)) => format!("{} km de route", decimal_fr(*km)),
         (Lang::En, TravelKm(km)) => format!("{km} km away"),
         (Lang::Fr, NoSlotTime) => "pas d’heure fixée".into(),
         (Lang::En, NoSlotTime) => "no start time set".into(),
@@ -433,6 +439,93 @@ pub fn reason(lang: Lang, r: &shared::dispatch::Reason) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// English leftovers and anglicisms a French reader trips on; each with what to write instead.
+    const NOT_FRENCH: &[(&str, &str)] = &[
+        ("Assigner", "Affecter"),
+        ("assigné", "affecté"),
+        ("Désassigner", "Retirer l’affectation"),
+        ("complété", "terminé"),
+        ("synchro ", "synchronisation"),
+        ("Nouveau travail", "Nouvelle intervention"),
+        ("canceller", "annuler"),
+        ("céduler", "planifier"),
+        ("cédulé", "planifié"),
+        ("email", "courriel"),
+        ("e-mail", "courriel"),
+        ("checker", "vérifier"),
+        ("loader", "charger"),
+        ("Loading", "Chargement"),
+        ("Save", "Enregistrer"),
+        ("Cancel", "Annuler"),
+        ("Error", "Erreur"),
+        ("Settings", "Paramètres"),
+        ("Search", "Rechercher"),
+        ("Submit", "Envoyer"),
+        ("Delete", "Supprimer"),
+        ("Offline", "Hors ligne"),
+        ("server unreachable", "Hors ligne"),
+        ("Status", "Statut"),
+        ("Job", "Intervention"),
+    ];
+
+    /// Every string literal on the French side of this file: the French half of `t` and every
+    /// `(Lang::Fr, …)` or `Lang::Fr =>` arm elsewhere.
+    fn french_literals() -> Vec<String> {
+        let src = include_str!("i18n.rs");
+        let tests = src.find("#[cfg(test)]").unwrap_or(src.len());
+        let mut out = Vec::new();
+        let mut in_fr = false;
+        for line in src[..tests].lines() {
+            let l = line.trim_start();
+            if l.starts_with("Lang::Fr => match m {") {
+                in_fr = true;
+            } else if l.starts_with("Lang::En => match m {") {
+                in_fr = false;
+            }
+            if in_fr || l.starts_with("(Lang::Fr") || l.starts_with("Lang::Fr =>") {
+                let mut rest = l;
+                while let Some(i) = rest.find('"') {
+                    let after = &rest[i + 1..];
+                    let Some(j) = after.find('"') else { break };
+                    out.push(after[..j].to_owned());
+                    rest = &after[j + 1..];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn french_strings_read_as_french() {
+        let all = french_literals();
+        assert!(
+            all.len() > 100,
+            "the walk found the French strings ({})",
+            all.len()
+        );
+        for text in &all {
+            for (bad, good) in NOT_FRENCH {
+                assert!(
+                    !text.contains(bad),
+                    "« {text} » says `{bad}`: write « {good} »"
+                );
+            }
+            // A space (here a narrow no-break one or a plain one) before a colon, as French sets it.
+            if let Some(i) = text.find(':')
+                && i > 0
+                && !text[..i].ends_with(' ')
+                && !text[..i].ends_with('\u{202f}')
+                && !text[..i].ends_with("fsm")
+                && !text.contains("://")
+            {
+                panic!("« {text} »: a space goes before the colon in French");
+            }
+        }
+        assert_eq!(decimal_fr(5.8), "5,8");
+        assert_eq!(decimal_fr(83.3), "83,3");
+        assert_eq!(decimal_fr(12.0), "12");
+    }
 
     #[test]
     fn french_is_the_default_and_both_languages_differ_where_words_do() {
