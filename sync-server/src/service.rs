@@ -245,8 +245,12 @@ impl SyncService {
     }
 
     fn poison(&self) {
-        self.poisoned
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let was = self
+            .poisoned
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        if !was {
+            tracing::error!("sync.poisoned: refusing work until rebuilt from the store");
+        }
         self.poisoned_signal.notify_one();
     }
 
@@ -576,8 +580,8 @@ impl SyncService {
         let persisted = g.store.persist(&effects);
         self.metrics.commit(writing.elapsed());
         if let Err(e) = persisted {
+            // The error itself is logged once, where the request ends (HTTP, the bridge).
             self.poison();
-            tracing::error!(error = %e, "sync.persist_failed");
             return Err(e.into());
         }
         // Published under the lock, after the write: listeners see acknowledged changes, in order.
@@ -679,7 +683,7 @@ impl SyncService {
                 documents: s.docs as u64,
                 log_entries: s.log_entries as u64,
                 head: s.head_seq,
-                conflicts: e.conflicts().len() as u64,
+                conflicts: e.conflict_count() as u64,
                 ..Default::default()
             }
         })

@@ -631,6 +631,12 @@ impl ServerEngine {
     }
 
     /// Every open conflict, for the dispatchers' inbox.
+    /// How many open conflicts there are (a gauge read at every metrics scrape: counted, not
+    /// copied).
+    pub fn conflict_count(&self) -> usize {
+        self.docs.values().map(|d| d.conflicts.len()).sum()
+    }
+
     pub fn conflicts(&self) -> Vec<(DocId, FieldConflict)> {
         let mut out: Vec<(DocId, FieldConflict)> = self
             .docs
