@@ -231,6 +231,13 @@ impl FrappeDouble {
         addr
     }
 
+    /// Sets the site's time zone offset from UTC (Frappe stamps `modified` in local time):
+    /// moving it back by an hour is daylight saving time ending, stamps going back.
+    pub fn set_utc_offset(&self, offset: std::time::Duration, behind: bool) {
+        let d = chrono::Duration::from_std(offset).unwrap_or_default();
+        lock(&self.inner.site).utc_offset = if behind { -d } else { d };
+    }
+
     pub fn set_latency(&self, l: Latency) {
         *lock(&self.inner.latency) = l;
     }

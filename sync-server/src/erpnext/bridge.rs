@@ -268,6 +268,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How far before its cursor a poll starts reading again. ERPNext stamps `modified` and
+/// `creation` in the site's local time: when daylight saving time ends (America/Toronto, every
+/// November), stamps go back an hour, and a poll from the cursor alone would never see the
+/// records changed in the repeated hour. Rows seen again are recognised by their shadow.
+const POLL_LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::hours(2);
+
+/// A poll cursor moved back by [`POLL_LOOKBACK`], in ERPNext's own spelling.
+fn looking_back(cursor: &str) -> String {
+    const FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
+    match chrono::NaiveDateTime::parse_from_str(cursor, "%Y-%m-%d %H:%M:%S%.f") {
+        Ok(t) => t
+            .checked_sub_signed(POLL_LOOKBACK)
+            .map_or_else(|| cursor.to_owned(), |t| t.format(FORMAT).to_string()),
+        // Not a timestamp ERPNext writes: read from the cursor itself.
+        Err(e) => {
+            tracing::warn!(cursor, error = %e, "erpnext.cursor_not_a_timestamp");
+            cursor.to_owned()
+        }
+    }
+}
+
 fn doc_id_of(v: &Value) -> Option<DocId> {
     v.get(ID_FIELD)?.as_str()?.parse().ok()
 }
@@ -892,7 +913,7 @@ impl Bridge {
     }
 
     async fn poll_doctype(&self, map: &DocMap) -> Result<usize, BridgeError> {
-        let mut cursor = self.state().poll_cursor(map.doctype)?;
+        let mut cursor = looking_back(&self.state().poll_cursor(map.doctype)?);
         let mut start = 0;
         let mut seen = 0;
         loop {
@@ -966,7 +987,7 @@ impl Bridge {
 
     async fn poll_deleted(&self) -> Result<usize, BridgeError> {
         let doctypes: Vec<&str> = mapping::ALL.iter().map(|m| m.doctype).collect();
-        let mut cursor = self.state().deleted_cursor()?;
+        let mut cursor = looking_back(&self.state().deleted_cursor()?);
         let mut seen = 0;
         loop {
             let rows = self

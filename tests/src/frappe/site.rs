@@ -51,6 +51,9 @@ pub(crate) struct Site {
     pub(crate) docs: BTreeMap<String, BTreeMap<String, Doc>>,
     counters: BTreeMap<String, u64>,
     last: NaiveDateTime,
+    /// The site's local time minus UTC: Frappe stamps `modified` in the site's time zone, so a
+    /// change of offset (daylight saving time ending) makes stamps go back.
+    pub(crate) utc_offset: chrono::Duration,
     pub(crate) counts: Counts,
     pub(crate) outbox: Vec<Delivery>,
     /// The address links in messages point at (`http://host:port`).
@@ -195,6 +198,7 @@ impl Site {
             docs: BTreeMap::new(),
             counters: BTreeMap::new(),
             last: NaiveDateTime::default(),
+            utc_offset: chrono::Duration::zero(),
             counts: Counts::default(),
             outbox: Vec::new(),
             base_url: "http://127.0.0.1".into(),
@@ -238,11 +242,12 @@ impl Site {
         site
     }
 
-    /// The next timestamp: wall-clock time, strictly increasing.
+    /// The next timestamp: the site's local wall-clock time, strictly increasing within a
+    /// second (two saves never share a stamp), but going back when the clocks do.
     pub(crate) fn now(&mut self) -> NaiveDateTime {
-        let mut t = wall_clock();
+        let mut t = wall_clock() + self.utc_offset;
         t = t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t);
-        if t <= self.last {
+        if t <= self.last && self.last - t < chrono::Duration::seconds(1) {
             t = self.last + chrono::Duration::microseconds(1);
         }
         self.last = t;

@@ -679,6 +679,49 @@ fn collections_are_typed_child_rows_office_users_can_filter_on() {
     w.assert_erpnext_agrees();
 }
 
+/// ERPNext stamps `modified` in the site's local time. When daylight saving time ends (a site in
+/// America/Toronto, every November), stamps go back an hour: an office edit made in the repeated
+/// hour still reaches the field by the poll.
+#[test]
+fn an_office_edit_in_the_hour_daylight_saving_repeats_still_arrives() {
+    let hour = Duration::from_secs(3600);
+    let w = erp_world(Duration::from_secs(10));
+    w.erp.set_utc_offset(4 * hour, true); // EDT
+    w.push().unwrap();
+    w.poll();
+    let jobs: Vec<(DocId, String)> = w
+        .server_records()
+        .into_iter()
+        .filter(|(_, (k, _))| *k == EntityKind::Job)
+        .map(|(d, (_, r))| (d, r.get("erp_name").as_str().unwrap().to_owned()))
+        .take(2)
+        .collect();
+    let title = |doc: DocId| w.server_records()[&doc].1.get("title").clone();
+
+    w.erp
+        .edit(
+            "Dispatch Job",
+            &jobs[0].1,
+            json!({"title": "Rappeler avant 9 h"}),
+        )
+        .unwrap();
+    w.poll();
+    assert_eq!(title(jobs[0].0), Scalar::str("Rappeler avant 9 h"));
+
+    // 2:00 EDT becomes 1:00 EST: the next stamps are an hour behind the poll's cursor.
+    w.erp.set_utc_offset(5 * hour, true);
+    w.erp
+        .edit(
+            "Dispatch Job",
+            &jobs[1].1,
+            json!({"title": "Client absent, repasser"}),
+        )
+        .unwrap();
+    w.poll();
+    assert_eq!(title(jobs[1].0), Scalar::str("Client absent, repasser"));
+    w.assert_erpnext_agrees();
+}
+
 #[test]
 fn erpnext_deletions_mark_documents_deleted_and_are_not_recreated() {
     let w = erp_world(Duration::from_secs(10));
