@@ -102,6 +102,8 @@ pub enum Outcome {
     Merged { pulled: bool, pushed: bool },
     /// ERPNext deleted it: the document is marked deleted and not recreated.
     DeletedInErp,
+    /// Deleted here: ERPNext's record was deleted too.
+    Removed,
     /// Not for ERPNext (deleted here, or gone).
     Skipped,
 }
@@ -175,6 +177,8 @@ pub struct BridgeStats {
     pub pulled: u64,
     pub imported: u64,
     pub deleted: u64,
+    /// Records deleted in ERPNext because their documents were deleted here.
+    pub removed: u64,
     pub parked: u64,
     pub transient_failures: u64,
     /// Records named by verified webhooks.
@@ -491,11 +495,13 @@ impl Bridge {
         let creating = self.state().creating(doc)?;
         let name = match plan::start(
             &ours,
+            plan::removal(map),
             undecided,
             shadow.as_ref().map(|s| s.name.as_str()),
             creating,
         ) {
             Start::Skip(_) => return Ok(Outcome::Skipped),
+            Start::Remove(name) => return self.remove(doc, map, &name, heads).await,
             Start::Create { lookup } => {
                 let found = if lookup {
                     self.erp
@@ -592,6 +598,33 @@ impl Bridge {
         } else {
             Outcome::InStep
         })
+    }
+
+    /// Deletes ERPNext's record of a document deleted here. The document forgets the name, so
+    /// one restored later is created again.
+    async fn remove(
+        &self,
+        doc: DocId,
+        map: &DocMap,
+        name: &str,
+        heads: Vec<String>,
+    ) -> Result<Outcome, BridgeError> {
+        match self.erp.delete(map.doctype, name).await {
+            Ok(()) | Err(ErpError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.write_as_erp(
+            doc,
+            &heads,
+            &[FieldChange::Set {
+                field: "erp_name".into(),
+                value: Scalar::Null,
+            }],
+        )?;
+        self.state().forget_shadow(doc)?;
+        let head = self.sync_head()?;
+        self.mark(doc, head, |s| s.removed += 1);
+        Ok(Outcome::Removed)
     }
 
     /// Creates ERPNext's record of a document it has never had.

@@ -17,6 +17,27 @@ pub enum Start {
     /// ERPNext has no record of it yet. `lookup`: a create was sent whose answer was lost, so
     /// look for the record by our id before creating a second one.
     Create { lookup: bool },
+    /// Deleted here: delete ERPNext's record of this name too.
+    Remove(String),
+}
+
+/// What deleting a document here does to ERPNext's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Deleted too (our own doctypes: nothing else in ERPNext depends on them).
+    Delete,
+    /// Left as the office has it (ERPNext's own doctypes, such as Customer, which invoices and
+    /// payments link to: the office archives those itself).
+    Keep,
+}
+
+/// How a doctype's records go when their documents are deleted here.
+pub fn removal(map: &DocMap) -> Removal {
+    if map.custom {
+        Removal::Delete
+    } else {
+        Removal::Keep
+    }
 }
 
 /// Why a document is not reconciled.
@@ -35,12 +56,22 @@ pub enum Why {
 /// `deleted` or `duplicate_of`. `shadow_name`: the name in the shadow, which wins over the
 /// record's `erp_name` (the bridge wrote both, the shadow last). `creating`: a create was sent
 /// without its answer being recorded.
-pub fn start(ours: &Record, undecided: bool, shadow_name: Option<&str>, creating: bool) -> Start {
-    if ours.get("deleted") == &Scalar::Bool(true) {
-        return Start::Skip(Why::Deleted);
-    }
+pub fn start(
+    ours: &Record,
+    removal: Removal,
+    undecided: bool,
+    shadow_name: Option<&str>,
+    creating: bool,
+) -> Start {
     if undecided {
         return Start::Skip(Why::Undecided);
+    }
+    if ours.get("deleted") == &Scalar::Bool(true) {
+        // Only a record the bridge itself reconciled (it has a shadow) is deleted in ERPNext.
+        return match (removal, shadow_name) {
+            (Removal::Delete, Some(name)) => Start::Remove(name.to_owned()),
+            _ => Start::Skip(Why::Deleted),
+        };
     }
     if ours.get("duplicate_of") != &Scalar::Null {
         return Start::Skip(Why::Duplicate);
@@ -131,7 +162,7 @@ mod tests {
         type Case<'a> = (&'a str, Record, bool, Option<&'a str>, bool, Start);
         let cases: Vec<Case<'_>> = vec![
             (
-                "deleted here",
+                "deleted here, reconciled before",
                 rec(&[
                     ("deleted", Scalar::Bool(true)),
                     ("erp_name", Scalar::str("J-1")),
@@ -139,7 +170,26 @@ mod tests {
                 false,
                 Some("J-1"),
                 false,
+                Start::Remove("J-1".into()),
+            ),
+            (
+                "deleted here, a name the bridge never reconciled",
+                rec(&[
+                    ("deleted", Scalar::Bool(true)),
+                    ("erp_name", Scalar::str("J-1")),
+                ]),
+                false,
+                None,
+                false,
                 Start::Skip(Why::Deleted),
+            ),
+            (
+                "deleted, field work arriving: the office decides first",
+                rec(&[("deleted", Scalar::Bool(true))]),
+                true,
+                Some("J-1"),
+                false,
+                Start::Skip(Why::Undecided),
             ),
             (
                 "office decision open",
@@ -194,8 +244,23 @@ mod tests {
             ),
         ];
         for (what, ours, undecided, shadow, creating, want) in cases {
-            assert_eq!(start(&ours, undecided, shadow, creating), want, "{what}");
+            assert_eq!(
+                start(&ours, Removal::Delete, undecided, shadow, creating),
+                want,
+                "{what}"
+            );
         }
+        // ERPNext's own doctypes keep their record.
+        let deleted = rec(&[("deleted", Scalar::Bool(true))]);
+        assert_eq!(
+            start(&deleted, Removal::Keep, false, Some("CUST-1"), false),
+            Start::Skip(Why::Deleted)
+        );
+        assert_eq!(removal(mapping::doc_map(EntityKind::Job)), Removal::Delete);
+        assert_eq!(
+            removal(mapping::doc_map(EntityKind::Customer)),
+            Removal::Keep
+        );
     }
 
     fn job() -> (DocId, Record) {

@@ -722,6 +722,74 @@ fn an_office_edit_in_the_hour_daylight_saving_repeats_still_arrives() {
     w.assert_erpnext_agrees();
 }
 
+/// A job deleted on our side is deleted in ERPNext too (our own doctypes); ERPNext's own
+/// Customer records stay for the office. Restored later, the job is created again.
+#[test]
+fn a_deletion_here_deletes_the_erpnext_record_and_a_restore_creates_it_again() {
+    let w = erp_world(Duration::from_secs(10));
+    w.push().unwrap();
+    w.poll();
+    let records = w.server_records();
+    let job = records
+        .iter()
+        .find(|(_, (k, _))| *k == EntityKind::Job)
+        .map(|(d, _)| *d)
+        .unwrap();
+    let customer = records
+        .iter()
+        .find(|(_, (k, _))| *k == EntityKind::Customer)
+        .map(|(d, _)| *d)
+        .unwrap();
+    let (job_name, customer_name) = (erp_name(&w, job), erp_name(&w, customer));
+    let mark = |doc: DocId, deleted: bool| {
+        let now = w.service.now();
+        w.service
+            .with_engine(|e| {
+                let effects = e.edit(
+                    doc,
+                    &[FieldChange::Set {
+                        field: "deleted".into(),
+                        value: Scalar::Bool(deleted),
+                    }],
+                    now,
+                )?;
+                Ok(((), effects))
+            })
+            .unwrap();
+    };
+    mark(job, true);
+    mark(customer, true);
+    let deletes = w.erp.counts().deletes.values().sum::<usize>();
+    w.push().unwrap();
+    assert!(
+        w.erp.doc("Dispatch Job", &job_name).is_none(),
+        "deleted in ERPNext"
+    );
+    assert!(
+        w.erp.doc("Customer", &customer_name).is_some(),
+        "ERPNext's Customer stays"
+    );
+    assert_eq!(w.erp.counts().deletes.values().sum::<usize>(), deletes + 1);
+    assert_eq!(w.bridge.stats().removed, 1);
+    // ERPNext's deletion feed lists it now; nothing loops or comes back.
+    w.poll();
+    w.push().unwrap();
+    assert_eq!(
+        w.server_records()[&job].1.get("deleted"),
+        &Scalar::Bool(true)
+    );
+    assert_eq!(w.server_records()[&job].1.get("erp_name"), &Scalar::Null);
+
+    // The office restores the job: ERPNext gets it again, under a new name.
+    let creates = record_creates(&w);
+    mark(job, false);
+    w.push().unwrap();
+    assert_eq!(record_creates(&w), creates + 1);
+    let again = erp_name(&w, job);
+    assert_ne!(again, job_name);
+    assert!(w.erp.doc("Dispatch Job", &again).is_some());
+}
+
 #[test]
 fn erpnext_deletions_mark_documents_deleted_and_are_not_recreated() {
     let w = erp_world(Duration::from_secs(10));
