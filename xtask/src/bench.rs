@@ -34,7 +34,7 @@ pub(crate) fn line(name: &str, value: f64, unit: &str) {
     println!("{name}: {value:.3} {unit}");
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
