@@ -3,7 +3,7 @@
 use tests::sim::{Faults, run};
 
 /// Seeds that once failed, kept so the bugs they found stay fixed.
-const REGRESSIONS: &[u64] = &[50, 102, 118, 177, 191, 565, 876, 953];
+const REGRESSIONS: &[u64] = &[50, 102, 118, 177, 191, 565, 876, 953, 1228];
 
 fn seeds() -> impl Iterator<Item = u64> {
     // SIM_SEEDS widens the sweep locally (e.g. SIM_SEEDS=2000); CI runs the default.
