@@ -42,27 +42,6 @@ use sync_server::store::postgres_store::PostgresStore;
 use sync_server::store::{SqliteStore, Store};
 use sync_server::{AppState, ErpEdge, SystemClock, demo};
 
-struct Args {
-    command: String,
-    /// `erpnext setup`.
-    sub: Option<String>,
-    /// A TOML settings file (the layer between defaults and the environment).
-    config: Option<PathBuf>,
-    data: Option<PathBuf>,
-    listen: Option<String>,
-    min_app_version: Option<String>,
-    role: Option<Role>,
-    technician: Option<TechnicianId>,
-    days: i64,
-    /// A PostgreSQL connection string: store there instead of the embedded SQLite.
-    postgres: Option<String>,
-    postgres_schema: Option<String>,
-    /// `revoke --device`.
-    device: Option<DeviceId>,
-    /// `token --demo`: sign with the demo's own secret.
-    demo: bool,
-}
-
 /// The command line, parsed by clap (help, errors and `--version` as people expect them).
 #[derive(clap::Parser)]
 #[command(name = "sync-server", version, about = "The field-service sync server")]
@@ -136,6 +115,9 @@ enum ErpCmd {
     Setup,
 }
 
+/// How long the tokens the demo prints last.
+const DEMO_TOKEN_DAYS: i64 = 30;
+
 fn parse_role(s: &str) -> Result<Role, String> {
     match s {
         "technician" => Ok(Role::Technician),
@@ -145,55 +127,6 @@ fn parse_role(s: &str) -> Result<Role, String> {
             "unknown role `{other}` (technician, dispatcher or admin)"
         )),
     }
-}
-
-fn parse() -> Args {
-    let cli = <Cli as clap::Parser>::parse();
-    let mut a = Args {
-        command: String::new(),
-        sub: None,
-        config: cli.config,
-        data: cli.data,
-        listen: cli.listen,
-        min_app_version: cli.min_app_version,
-        role: None,
-        technician: None,
-        days: 30,
-        postgres: cli.postgres,
-        postgres_schema: cli.postgres_schema,
-        device: None,
-        demo: false,
-    };
-    a.command = match cli.command {
-        Cmd::Demo => "demo",
-        Cmd::Serve => "serve",
-        Cmd::Token {
-            role,
-            technician,
-            days,
-            demo,
-        } => {
-            a.role = Some(role);
-            a.technician = technician;
-            a.days = days;
-            a.demo = demo;
-            "token"
-        }
-        Cmd::Revoke { device, technician } => {
-            a.device = device.map(DeviceId);
-            a.technician = technician;
-            "revoke"
-        }
-        Cmd::Restored => "restored",
-        Cmd::Erpnext {
-            action: ErpCmd::Setup,
-        } => {
-            a.sub = Some("setup".into());
-            "erpnext"
-        }
-    }
-    .to_owned();
-    a
 }
 
 fn secret(settings: &Settings, store: &mut dyn Store, demo_mode: bool) -> Result<Vec<u8>> {
@@ -243,10 +176,7 @@ fn erp_config(e: &ErpSettings) -> Result<ErpConfig> {
 }
 
 /// `sync-server erpnext setup`.
-fn erpnext_command(args: &Args, settings: &Settings) -> Result<()> {
-    if args.sub.as_deref() != Some("setup") {
-        bail!("usage: sync-server erpnext setup");
-    }
+fn erpnext_command(settings: &Settings) -> Result<()> {
     let e = settings.erpnext.as_ref().context(
         "set APP_ERPNEXT__URL and APP_ERPNEXT__TOKEN (api_key:api_secret), or [erpnext] in the settings file",
     )?;
@@ -286,10 +216,15 @@ fn erpnext_command(args: &Args, settings: &Settings) -> Result<()> {
 }
 
 /// `sync-server revoke`: every session so far of a device or of a technician.
-fn revoke_command(args: &Args, settings: &Settings, store: &mut dyn Store) -> Result<()> {
+fn revoke_command(
+    device: Option<DeviceId>,
+    technician: Option<TechnicianId>,
+    settings: &Settings,
+    store: &mut dyn Store,
+) -> Result<()> {
     use sync_server::revocation::Revocation;
     let now = SystemClock.now().0 / 1000;
-    let what = match (args.device, args.technician) {
+    let what = match (device, technician) {
         (Some(device), None) => Revocation::Device { device, upto: now },
         (None, Some(technician)) => Revocation::Technician {
             technician,
@@ -317,7 +252,7 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = parse();
+    let args = <Cli as clap::Parser>::parse();
     // The binary is where the environment is read; everything below gets `Settings`.
     let mut settings = Settings::load(args.config.as_deref(), std::env::vars().collect())
         .context("reading settings")?;
@@ -336,10 +271,13 @@ fn main() -> Result<()> {
     if let Some(v) = &args.postgres_schema {
         settings.postgres_schema = v.clone();
     }
-    if args.command == "erpnext" {
-        return erpnext_command(&args, &settings);
+    if let Cmd::Erpnext {
+        action: ErpCmd::Setup,
+    } = args.command
+    {
+        return erpnext_command(&settings);
     }
-    let demo_mode = args.command == "demo";
+    let demo_mode = matches!(args.command, Cmd::Demo);
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let pg_ca = settings
@@ -360,10 +298,10 @@ fn main() -> Result<()> {
             .context("opening the store")?,
         ),
     };
-    if args.command == "revoke" {
-        return revoke_command(&args, &settings, store.as_mut());
+    if let Cmd::Revoke { device, technician } = args.command {
+        return revoke_command(device.map(DeviceId), technician, &settings, store.as_mut());
     }
-    if args.command == "restored" {
+    if matches!(args.command, Cmd::Restored) {
         // The time in the store's meta; the service reads it before compacting.
         let now = SystemClock.now();
         store.set_meta(sync_server::service::RESTORED_AT, &now.0.to_string())?;
@@ -378,16 +316,21 @@ fn main() -> Result<()> {
         Keys::from_secret(&secret(
             &settings,
             store.as_mut(),
-            demo_mode || (args.command == "token" && args.demo),
+            demo_mode || matches!(args.command, Cmd::Token { demo: true, .. }),
         )?)
         .with_lifetimes(settings.lifetimes()),
     );
-    if args.command == "token" {
-        let role = args.role.context("--role is required")?;
-        if role == Role::Technician && args.technician.is_none() {
+    if let Cmd::Token {
+        role,
+        technician,
+        days,
+        ..
+    } = args.command
+    {
+        if role == Role::Technician && technician.is_none() {
             bail!("a technician token needs --technician ID");
         }
-        println!("{}", token(&keys, role, args.technician, args.days)?);
+        println!("{}", token(&keys, role, technician, days)?);
         return Ok(());
     }
     let empty = store.is_empty()?;
@@ -448,12 +391,12 @@ fn main() -> Result<()> {
         if let Some((name, id)) = tech {
             println!(
                 "Technician token ({name}):\n  {}",
-                token(&keys, Role::Technician, Some(id), args.days)?
+                token(&keys, Role::Technician, Some(id), DEMO_TOKEN_DAYS)?
             );
         }
         println!(
             "Dispatcher token:\n  {}",
-            token(&keys, Role::Dispatcher, None, args.days)?
+            token(&keys, Role::Dispatcher, None, DEMO_TOKEN_DAYS)?
         );
         println!("\nData in {}; Ctrl-C stops.", settings.data_dir.display());
     }
