@@ -417,13 +417,19 @@ impl Bridge {
         })
     }
 
-    fn set_erp_name(&self, doc: DocId, heads: &[String], name: &str) -> Result<(), BridgeError> {
+    /// Records ERPNext's name for the document, or forgets it (`None`: the record is gone).
+    fn set_erp_name(
+        &self,
+        doc: DocId,
+        heads: &[String],
+        name: Option<&str>,
+    ) -> Result<(), BridgeError> {
         self.write_as_erp(
             doc,
             heads,
             &[FieldChange::Set {
                 field: "erp_name".into(),
-                value: Scalar::str(name),
+                value: Scalar::opt_str(name),
             }],
         )?;
         Ok(())
@@ -545,17 +551,17 @@ impl Bridge {
             _ => (ours, heads, head),
         };
         if plan::needs_name(&ours, &name) {
-            self.set_erp_name(doc, &heads, &name)?;
+            self.set_erp_name(doc, &heads, Some(&name))?;
         }
 
         // Push: where the document now differs from ERPNext, and tables whose rows an earlier
         // version wrote as JSON (rewritten with typed columns).
-        let mut push = plan::push(map, &ours, &theirs_rec);
-        for legacy in mapping::legacy_tables(map, &theirs) {
-            if !push.tables.contains(&legacy) {
-                push.tables.push(legacy);
-            }
-        }
+        let push = plan::push(
+            map,
+            &ours,
+            &theirs_rec,
+            &mapping::legacy_tables(map, &theirs),
+        );
         let pushed = !push.is_empty();
         let (modified, record) = if pushed {
             let body = self.to_erp(
@@ -613,14 +619,7 @@ impl Bridge {
             Ok(()) | Err(ErpError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
-        self.write_as_erp(
-            doc,
-            &heads,
-            &[FieldChange::Set {
-                field: "erp_name".into(),
-                value: Scalar::Null,
-            }],
-        )?;
+        self.set_erp_name(doc, &heads, None)?;
         self.state().forget_shadow(doc)?;
         let head = self.sync_head()?;
         self.mark(doc, head, |s| s.removed += 1);
@@ -651,7 +650,7 @@ impl Bridge {
         };
         let name = text(&created, "name")
             .ok_or_else(|| BridgeError::Other("create answer without name".into()))?;
-        self.set_erp_name(doc, &heads, &name)?;
+        self.set_erp_name(doc, &heads, Some(&name))?;
         let (heads, head) = match self.read_doc(doc)? {
             Some((_, _, h, hd)) => (h, hd),
             None => (heads, head),

@@ -119,8 +119,9 @@ impl Push {
     }
 }
 
-/// Decides what to push: the mapped registers and tables where `ours` differs from `theirs`.
-pub fn push(map: &DocMap, ours: &Record, theirs: &Record) -> Push {
+/// Decides what to push: the mapped registers and tables where `ours` differs from `theirs`,
+/// and the `legacy` tables (rows an earlier version wrote as JSON: sent again, typed).
+pub fn push(map: &DocMap, ours: &Record, theirs: &Record, legacy: &[&str]) -> Push {
     let now = mapping::mapped(map, ours);
     Push {
         fields: map
@@ -132,7 +133,10 @@ pub fn push(map: &DocMap, ours: &Record, theirs: &Record) -> Push {
         tables: map
             .tables
             .iter()
-            .filter(|t| now.items(t.collection) != theirs.items(t.collection))
+            .filter(|t| {
+                now.items(t.collection) != theirs.items(t.collection)
+                    || legacy.contains(&t.collection)
+            })
             .map(|t| t.collection)
             .collect(),
     }
@@ -318,19 +322,22 @@ mod tests {
         let (_, ours) = job();
         let map = mapping::doc_map(EntityKind::Job);
         let theirs = mapping::mapped(map, &ours);
-        assert!(push(map, &ours, &theirs).is_empty(), "in step");
+        assert!(push(map, &ours, &theirs, &[]).is_empty(), "in step");
 
         // An empty text and ERPNext's null are the same value.
         let mut blank = ours.clone();
         blank.set("title", Scalar::str(""));
         let mut theirs_null = theirs.clone();
         theirs_null.set("title", Scalar::Null);
-        assert!(push(map, &blank, &theirs_null).is_empty(), "empty is null");
+        assert!(
+            push(map, &blank, &theirs_null, &[]).is_empty(),
+            "empty is null"
+        );
 
         let mut edited = ours.clone();
         edited.set("title", Scalar::str("Splice the drop"));
         assert_eq!(
-            push(map, &edited, &theirs),
+            push(map, &edited, &theirs, &[]),
             Push {
                 fields: vec!["title"],
                 tables: vec![],
@@ -341,7 +348,7 @@ mod tests {
         let mut local = ours;
         local.set("erp_name", Scalar::str("J-9"));
         assert!(
-            push(map, &local, &theirs)
+            push(map, &local, &theirs, &[])
                 .fields
                 .iter()
                 .all(|f| *f != "erp_name")
