@@ -41,6 +41,7 @@ pub struct Metrics {
     exchange_seconds: Histogram,
     merged: Counter,
     commit_seconds: Histogram,
+    group_size: Histogram,
     live_streams: Gauge,
     documents: Gauge,
     log_entries: Gauge,
@@ -82,8 +83,15 @@ impl Metrics {
         let commit_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         registry.register(
             "store_commit_seconds",
-            "Time to write one exchange's effects to the store (durably)",
+            "Time to write one commit's effects to the store (durably)",
             commit_seconds.clone(),
+        );
+        // 1 to 256 exchanges.
+        let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 9));
+        registry.register(
+            "sync_group_exchanges",
+            "Sync exchanges merged and committed together in one store transaction",
+            group_size.clone(),
         );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
@@ -125,6 +133,7 @@ impl Metrics {
             exchange_seconds,
             merged,
             commit_seconds,
+            group_size,
             live_streams,
             documents,
             log_entries,
@@ -147,6 +156,11 @@ impl Metrics {
 
     pub fn commit(&self, took: Duration) {
         self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A group of exchanges committed together.
+    pub fn group(&self, exchanges: usize) {
+        self.group_size.observe(exchanges as f64);
     }
 
     /// Counts a live stream while the returned guard lives.

@@ -40,6 +40,9 @@ struct Inner {
 /// The sync service: one engine, one store, one lock.
 pub struct SyncService {
     inner: Mutex<Inner>,
+    /// Exchanges waiting for the engine, merged and committed together by the next thread to
+    /// take `inner` ([`Self::merge_grouped`]).
+    waiting: Mutex<Vec<Waiting>>,
     /// What is revoked (sessions, used magic links, every session of a device or technician),
     /// mirrored from the store. Apart from the engine lock, so checking a token never waits
     /// for a sync.
@@ -102,6 +105,55 @@ fn legacy_account_key(who: &Device) -> String {
 /// What a critical section returns: its result and the effects to persist.
 type Effects<T> = Result<(T, Vec<ServerEffect>), ServiceError>;
 
+/// An exchange's work on the engine, run by whichever thread merges its group.
+type Work =
+    Box<dyn FnOnce(&SyncService, &mut Inner) -> Effects<shared::protocol::SyncResponse> + Send>;
+
+/// Where an exchange's answer goes.
+type Done = std::sync::mpsc::SyncSender<Result<shared::protocol::SyncResponse, ServiceError>>;
+
+/// An exchange's answer, sent once its group is committed.
+type Answer = (Done, Result<shared::protocol::SyncResponse, ServiceError>);
+
+/// An exchange waiting for the engine.
+struct Waiting {
+    work: Work,
+    pusher: shared::ids::Role,
+    done: Done,
+}
+
+/// An exchange merged in memory, not yet committed.
+struct Merged {
+    done: Done,
+    pusher: shared::ids::Role,
+    resp: shared::protocol::SyncResponse,
+    effects: Vec<ServerEffect>,
+}
+
+/// Every exchange of a group gets the group's failure: the first the error itself, the others
+/// the same message.
+fn fail_all(dones: impl Iterator<Item = Done>, e: ServiceError) -> Vec<Answer> {
+    let message = e.to_string();
+    let mut first = Some(e);
+    dones
+        .map(|d| {
+            let e = first
+                .take()
+                .unwrap_or_else(|| ServiceError::Storage(StoreError::Failed(message.clone())));
+            (d, Err(e))
+        })
+        .collect()
+}
+
+fn panicked() -> ServiceError {
+    ServiceError::Engine("an internal error stopped this request; nothing of it was applied".into())
+}
+
+fn lock_waiting(w: &Mutex<Vec<Waiting>>) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+    // The list is only pushed to and taken whole: a panic cannot leave it half-changed.
+    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The default grace window and compaction retention: 30 days.
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
@@ -136,6 +188,7 @@ impl SyncService {
                 store,
                 registered: Default::default(),
             }),
+            waiting: Mutex::new(Vec::new()),
             clock,
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             revoked: std::sync::RwLock::new(revoked),
@@ -514,52 +567,7 @@ impl SyncService {
         pusher: Option<shared::ids::Role>,
         f: impl FnOnce(&mut ServerEngine, &mut dyn Store) -> Effects<T>,
     ) -> Result<T, ServiceError> {
-        let head = g.engine.head();
-        let caught_up = g.store.begin_exchange(head);
-        self.degraded
-            .store(caught_up.is_err(), std::sync::atomic::Ordering::SeqCst);
-        if let Some((docs, log)) = caught_up? {
-            let seen: Vec<ServerEffect> = log
-                .iter()
-                .map(|l| ServerEffect::AppendLog {
-                    seq: l.seq,
-                    doc: l.doc,
-                    origin: l.origin,
-                    change: Vec::new(),
-                })
-                .collect();
-            if let Err(e) = g.engine.absorb(docs, log) {
-                self.poison();
-                return Err(ServiceError::Storage(StoreError::Corrupt(e.to_string())));
-            }
-            tracing::debug!(
-                entries = seen.len(),
-                head = g.engine.head(),
-                "store.caught_up"
-            );
-            self.publish(&g.engine, &seen, None);
-            // Conflicts that arrived through another instance reach this instance's listeners too.
-            let mut docs: Vec<shared::ids::DocId> = seen
-                .iter()
-                .filter_map(|e| match e {
-                    ServerEffect::AppendLog { doc, .. } => Some(*doc),
-                    _ => None,
-                })
-                .collect();
-            docs.sort_unstable();
-            docs.dedup();
-            let open: Vec<ServerEffect> = docs
-                .into_iter()
-                .filter_map(|d| {
-                    let c = g.engine.conflicts_of(d);
-                    (!c.is_empty()).then(|| ServerEffect::Conflicts {
-                        doc: d,
-                        conflicts: c.to_vec(),
-                    })
-                })
-                .collect();
-            self.publish(&g.engine, &open, None);
-        }
+        self.catch_up_locked(g)?;
         // A panic in the engine (a bug reached by one request) fails that request only: the
         // engine, maybe half-updated, is rebuilt from the store, which holds everything ever
         // acknowledged; nothing of the failed request was persisted.
@@ -571,26 +579,192 @@ impl SyncService {
             Err(_) => {
                 tracing::error!("sync.engine_panicked");
                 self.rebuild(g)?;
-                return Err(ServiceError::Engine(
-                    "an internal error stopped this request; nothing of it was applied".into(),
-                ));
+                return Err(panicked());
             }
         };
+        self.commit_locked(g, &effects)?;
+        // Published under the lock, after the write: listeners see acknowledged changes, in order.
+        self.publish(&g.engine, &effects, pusher);
+        self.moved_head(g);
+        Ok(out)
+    }
+
+    /// Takes the store's cross-instance lock and absorbs what other instances wrote meanwhile,
+    /// telling this instance's listeners about it.
+    fn catch_up_locked(&self, g: &mut Inner) -> Result<(), ServiceError> {
+        let head = g.engine.head();
+        let caught_up = g.store.begin_exchange(head);
+        self.degraded
+            .store(caught_up.is_err(), std::sync::atomic::Ordering::SeqCst);
+        let Some((docs, log)) = caught_up? else {
+            return Ok(());
+        };
+        let seen: Vec<ServerEffect> = log
+            .iter()
+            .map(|l| ServerEffect::AppendLog {
+                seq: l.seq,
+                doc: l.doc,
+                origin: l.origin,
+                change: Vec::new(),
+            })
+            .collect();
+        if let Err(e) = g.engine.absorb(docs, log) {
+            self.poison();
+            return Err(ServiceError::Storage(StoreError::Corrupt(e.to_string())));
+        }
+        tracing::debug!(
+            entries = seen.len(),
+            head = g.engine.head(),
+            "store.caught_up"
+        );
+        self.publish(&g.engine, &seen, None);
+        // Conflicts that arrived through another instance reach this instance's listeners too.
+        let mut docs: Vec<shared::ids::DocId> = seen
+            .iter()
+            .filter_map(|e| match e {
+                ServerEffect::AppendLog { doc, .. } => Some(*doc),
+                _ => None,
+            })
+            .collect();
+        docs.sort_unstable();
+        docs.dedup();
+        let open: Vec<ServerEffect> = docs
+            .into_iter()
+            .filter_map(|d| {
+                let c = g.engine.conflicts_of(d);
+                (!c.is_empty()).then(|| ServerEffect::Conflicts {
+                    doc: d,
+                    conflicts: c.to_vec(),
+                })
+            })
+            .collect();
+        self.publish(&g.engine, &open, None);
+        Ok(())
+    }
+
+    /// Writes effects in one transaction; a failure poisons the service (the engine is then
+    /// ahead of the disk).
+    fn commit_locked(&self, g: &mut Inner, effects: &[ServerEffect]) -> Result<(), ServiceError> {
         let writing = std::time::Instant::now();
-        let persisted = g.store.persist(&effects);
+        let persisted = g.store.persist(effects);
         self.metrics.commit(writing.elapsed());
         if let Err(e) = persisted {
             // The error itself is logged once, where the request ends (HTTP, the bridge).
             self.poison();
             return Err(e.into());
         }
-        // Published under the lock, after the write: listeners see acknowledged changes, in order.
-        self.publish(&g.engine, &effects, pusher);
-        // Only a moved head wakes the watchers (the ERPNext bridge): a read must not.
+        Ok(())
+    }
+
+    /// Only a moved head wakes the watchers (the ERPNext bridge): a read must not.
+    fn moved_head(&self, g: &Inner) {
         let head = g.engine.head();
         self.head
             .send_if_modified(|h| std::mem::replace(h, head) != head);
-        Ok(out)
+    }
+
+    /// Merges `work` together with every exchange waiting for the engine at the same time, and
+    /// commits them in one transaction (group commit: one fsync for many exchanges). Nothing is
+    /// answered before the commit is on disk; if it fails, every exchange of the group fails.
+    fn merge_grouped(
+        &self,
+        pusher: shared::ids::Role,
+        work: Work,
+    ) -> Result<shared::protocol::SyncResponse, ServiceError> {
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        lock_waiting(&self.waiting).push(Waiting { work, pusher, done });
+        {
+            let mut g = self.lock();
+            // Whoever holds the lock merges everything waiting, this thread's exchange included
+            // unless an earlier holder already did.
+            let group = std::mem::take(&mut *lock_waiting(&self.waiting));
+            if !group.is_empty() {
+                self.merge_group(&mut g, group);
+            }
+        }
+        // A group dropped without answering (a panic outside the engine) failed.
+        answer.recv().unwrap_or(Err(ServiceError::Poisoned))
+    }
+
+    /// Runs a group of waiting exchanges through the engine, commits what they did at once, then
+    /// answers each.
+    fn merge_group(&self, g: &mut Inner, group: Vec<Waiting>) {
+        self.metrics.group(group.len());
+        let mut answers = Vec::with_capacity(group.len());
+        if self.is_poisoned() {
+            answers.extend(
+                group
+                    .into_iter()
+                    .map(|w| (w.done, Err(ServiceError::Poisoned))),
+            );
+        } else if let Err(e) = self.catch_up_locked(g) {
+            answers.extend(fail_all(group.into_iter().map(|w| w.done), e));
+        } else {
+            let mut merged: Vec<Merged> = Vec::new();
+            for w in group {
+                if self.is_poisoned() {
+                    answers.push((w.done, Err(ServiceError::Poisoned)));
+                    continue;
+                }
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (w.work)(self, &mut *g)
+                }));
+                match run {
+                    Ok(Ok((resp, effects))) => merged.push(Merged {
+                        done: w.done,
+                        pusher: w.pusher,
+                        resp,
+                        effects,
+                    }),
+                    Ok(Err(e)) => answers.push((w.done, Err(e))),
+                    Err(_) => {
+                        // What the group merged before the panic is committed; the engine, maybe
+                        // half-updated by the failed exchange, is then rebuilt from the store.
+                        tracing::error!("sync.engine_panicked");
+                        self.commit_group(g, std::mem::take(&mut merged), &mut answers);
+                        answers.push((w.done, Err(panicked())));
+                        if !self.is_poisoned() {
+                            let _ = self.rebuild(g);
+                        }
+                    }
+                }
+            }
+            self.commit_group(g, merged, &mut answers);
+        }
+        // The cross-instance lock is released before anyone is answered.
+        if let Err(e) = g.store.end_exchange() {
+            tracing::error!(error = %e, "store.unlock_failed");
+            self.poison();
+            let (dones, _): (Vec<_>, Vec<_>) = answers.into_iter().unzip();
+            answers = fail_all(dones.into_iter(), e.into());
+        }
+        for (done, answer) in answers {
+            // The exchange's thread is waiting on its answer; it cannot have gone.
+            let _ = done.send(answer);
+        }
+    }
+
+    /// Commits the effects of merged exchanges in one transaction, then publishes them in order.
+    fn commit_group(&self, g: &mut Inner, merged: Vec<Merged>, answers: &mut Vec<Answer>) {
+        if merged.is_empty() {
+            return;
+        }
+        let mut all = Vec::new();
+        let mut parts = Vec::with_capacity(merged.len());
+        for mut m in merged {
+            let start = all.len();
+            all.append(&mut m.effects);
+            parts.push((m.done, m.pusher, m.resp, start..all.len()));
+        }
+        if let Err(e) = self.commit_locked(g, &all) {
+            answers.extend(fail_all(parts.into_iter().map(|p| p.0), e));
+            return;
+        }
+        for (done, pusher, resp, range) in parts {
+            self.publish(&g.engine, &all[range], Some(pusher));
+            answers.push((done, Ok(resp)));
+        }
+        self.moved_head(g);
     }
 
     /// Whether this device may upload the photo or signature with this SHA-256: a job it may
@@ -689,6 +863,31 @@ impl SyncService {
         })
     }
 
+    /// Binds the device to its account on first use (in the store, so across instances and
+    /// restarts: another account presenting the same id is refused) and registers it with the
+    /// engine.
+    fn register_locked(&self, g: &mut Inner, who: Device) -> Result<(), ServiceError> {
+        let device = who.author.device;
+        if g.registered.get(&device) == Some(&who) {
+            return Ok(());
+        }
+        let key = format!("device:{device}");
+        let account = account_key(&who);
+        match g.store.meta(&key)? {
+            Some(bound) if bound == account => {}
+            // Written by an earlier version as Rust debug text: the same account is accepted
+            // and the binding rewritten in the typed form.
+            Some(bound) if bound == legacy_account_key(&who) => {
+                g.store.set_meta(&key, &account)?;
+            }
+            Some(_) => return Err(ServiceError::DeviceBound),
+            None => g.store.set_meta(&key, &account)?,
+        }
+        g.engine.register(device, who.author, who.subject);
+        g.registered.insert(device, who);
+        Ok(())
+    }
+
     /// One exchange; also says how many pushed documents were merged.
     fn exchange_inner(&self, who: Device, frame: &[u8]) -> Result<(Vec<u8>, usize), ServiceError> {
         let req = match protocol::decode(frame) {
@@ -721,43 +920,25 @@ impl SyncService {
         // The heavy decoding of what is pushed happens here, before the engine's lock.
         let decoded = shared::sync::server::decode_pushes(&req);
         let now = self.clock.now();
-        let mut g = self.lock();
-        if self.is_poisoned() {
-            return Err(ServiceError::Poisoned);
-        }
         let device = who.author.device;
-        if g.registered.get(&device) != Some(&who) {
-            // A device id is bound to the account that first used it, in the store (so across
-            // instances and restarts): another account presenting it is refused.
-            let key = format!("device:{device}");
-            let account = account_key(&who);
-            match g.store.meta(&key)? {
-                Some(bound) if bound == account => {}
-                // Written by an earlier version as Rust debug text: the same account is
-                // accepted and the binding rewritten in the typed form.
-                Some(bound) if bound == legacy_account_key(&who) => {
-                    g.store.set_meta(&key, &account)?;
-                }
-                Some(_) => return Err(ServiceError::DeviceBound),
-                None => g.store.set_meta(&key, &account)?,
-            }
-            g.engine.register(device, who.author, who.subject);
-            g.registered.insert(device, who);
-        }
         let grace = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
-        let resp = self.critical_with_store(&mut g, Some(who.author.role), |engine, store| {
+        let pushed: Vec<shared::ids::DocId> = req.push.iter().map(|p| p.doc).collect();
+        let req = Arc::new(req);
+        let in_group = Arc::clone(&req);
+        let work: Work = Box::new(move |svc, g| {
+            svc.register_locked(g, who)?;
             // Documents this device held within the grace window may still receive its offline
             // work, whatever this process remembers (restarts, other instances).
-            if !req.push.is_empty() {
-                let docs: Vec<shared::ids::DocId> = req.push.iter().map(|p| p.doc).collect();
+            if !pushed.is_empty() {
                 let since = shared::clock::Millis(now.0.saturating_sub(grace));
-                engine.allow_pushes(device, store.held(device, &docs, since)?);
+                let held = g.store.held(device, &pushed, since)?;
+                g.engine.allow_pushes(device, held);
             }
-            engine
-                .sync_decoded(device, &req, &decoded, now.date(), now)
+            g.engine
+                .sync_decoded(device, &in_group, &decoded, now.date(), now)
                 .map_err(ServiceError::Refused)
-        })?;
-        drop(g);
+        });
+        let resp = self.merge_grouped(who.author.role, work)?;
         tracing::debug!(
             device.id = %device,
             push.docs = req.push.len(),

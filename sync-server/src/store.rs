@@ -2,8 +2,9 @@
 //! and PostgreSQL ([`postgres_store`], to scale out). Both pass one contract suite
 //! (`sync-server/tests/store_contract.rs`).
 //!
-//! Every effect of one sync exchange is written in one transaction before the answer leaves, so
-//! an acknowledged change survives the process being killed. SQLite runs in WAL; `synchronous=NORMAL`
+//! Every effect of one sync exchange is written in one transaction before the answer leaves (with
+//! those of the exchanges committed together with it, `service.rs`), so an acknowledged change
+//! survives the process being killed. SQLite runs in WAL; `synchronous=NORMAL`
 //! loses nothing on a process kill, `FULL` is configurable for power loss.
 
 use std::path::Path;
@@ -28,6 +29,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("TLS to PostgreSQL: {0}")]
     Tls(String),
+    /// A failure shared by several exchanges committed together, as the first one was told.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Documents and log entries as a store holds them: what an engine is rebuilt from.
@@ -35,7 +39,7 @@ pub type Stored = (Vec<StoredDoc>, Vec<StoredLog>);
 
 /// Where the engine's effects are kept and rebuilt from.
 pub trait Store: Send {
-    /// Writes the effects of one exchange atomically.
+    /// Writes the effects of one exchange, or of a group of exchanges, atomically.
     fn persist(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError>;
     /// Everything needed to rebuild the engine.
     fn load(&mut self) -> Result<Stored, StoreError>;

@@ -1056,3 +1056,232 @@ fn invariant_a_server_restored_from_a_backup_compacts_nothing_a_device_still_has
     w.sync_both(2);
     assert!(w.compact(&w.svc, MONTH) > 0);
 }
+
+/// A real store behind a slow disk that counts its commits and can be made to fail them: what a
+/// group commit is seen through.
+struct Counted {
+    inner: Box<dyn Store>,
+    /// Commits that wrote something.
+    commits: Arc<std::sync::atomic::AtomicUsize>,
+    /// Commits fail while this is set, as a full disk would.
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    /// How long a commit takes (an fsync on a slow disk).
+    delay: Duration,
+}
+
+impl Store for Counted {
+    fn persist(
+        &mut self,
+        effects: &[shared::sync::server::ServerEffect],
+    ) -> Result<(), sync_server::store::StoreError> {
+        if effects.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(self.delay);
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(sync_server::store::StoreError::Corrupt(
+                "no space left on device".into(),
+            ));
+        }
+        self.inner.persist(effects)?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    fn load(&mut self) -> Result<sync_server::store::Stored, sync_server::store::StoreError> {
+        self.inner.load()
+    }
+    fn is_empty(&mut self) -> Result<bool, sync_server::store::StoreError> {
+        self.inner.is_empty()
+    }
+    fn meta(&mut self, key: &str) -> Result<Option<String>, sync_server::store::StoreError> {
+        self.inner.meta(key)
+    }
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), sync_server::store::StoreError> {
+        self.inner.set_meta(key, value)
+    }
+    fn delete_meta(&mut self, key: &str) -> Result<(), sync_server::store::StoreError> {
+        self.inner.delete_meta(key)
+    }
+    fn meta_prefix(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, sync_server::store::StoreError> {
+        self.inner.meta_prefix(prefix)
+    }
+    fn revoke(&mut self, jti: &str, exp: i64) -> Result<bool, sync_server::store::StoreError> {
+        self.inner.revoke(jti, exp)
+    }
+    fn revoked(&mut self, now: i64) -> Result<Vec<String>, sync_server::store::StoreError> {
+        self.inner.revoked(now)
+    }
+    fn horizon(
+        &mut self,
+        seen_since: shared::clock::Millis,
+    ) -> Result<Option<u64>, sync_server::store::StoreError> {
+        self.inner.horizon(seen_since)
+    }
+    fn held(
+        &mut self,
+        device: shared::ids::DeviceId,
+        docs: &[DocId],
+        since: shared::clock::Millis,
+    ) -> Result<Vec<DocId>, sync_server::store::StoreError> {
+        self.inner.held(device, docs, since)
+    }
+    fn begin_exchange(
+        &mut self,
+        head: u64,
+    ) -> Result<Option<sync_server::store::Stored>, sync_server::store::StoreError> {
+        self.inner.begin_exchange(head)
+    }
+    fn end_exchange(&mut self) -> Result<(), sync_server::store::StoreError> {
+        self.inner.end_exchange()
+    }
+    fn reconnect(&mut self) -> Result<(), sync_server::store::StoreError> {
+        self.inner.reconnect()
+    }
+}
+
+/// The served world's service, restarted over its store seen through [`Counted`].
+fn counted(
+    w: &mut Served,
+) -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = Counted {
+        inner: w.backing.store(),
+        commits: Arc::clone(&commits),
+        failing: Arc::clone(&failing),
+        delay: Duration::from_millis(20),
+    };
+    w.svc = Arc::new(
+        SyncService::open(
+            config(),
+            Box::new(store),
+            Box::new(Shared(Arc::clone(&w.clock))),
+        )
+        .unwrap(),
+    );
+    (commits, failing)
+}
+
+/// A device after [`concurrent_notes`]: each note it wrote and whether its sync was acknowledged.
+type Noted = (Replica, Into, Vec<(String, bool)>);
+
+/// Each device adds one note per round and syncs, all devices at once; returns, per device,
+/// whether each round's sync was acknowledged.
+fn concurrent_notes(devices: Vec<(Replica, Into)>, job: JobId, rounds: usize) -> Vec<Noted> {
+    let start = Arc::new(std::sync::Barrier::new(devices.len()));
+    let threads: Vec<_> = devices
+        .into_iter()
+        .enumerate()
+        .map(|(n, (mut r, mut net))| {
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                start.wait();
+                let mut outcome = Vec::new();
+                for round in 0..rounds {
+                    let text = format!("device {n}, round {round}");
+                    r.add_note(job, &text).unwrap();
+                    let acked = r.sync(&mut net).is_ok() && r.pending().unwrap().is_empty();
+                    outcome.push((text, acked));
+                }
+                (r, net, outcome)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+fn server_notes(svc: &SyncService, job: JobId) -> Vec<String> {
+    match svc.read(|e| e.entity(job.doc()).cloned()).unwrap() {
+        Some(AnyEntity::Job(j)) => j.notes.into_iter().map(|n| n.text).collect(),
+        other => panic!("job {job:?} on the server: {other:?}"),
+    }
+}
+
+#[test]
+fn invariant_concurrent_exchanges_share_one_commit_and_each_acknowledged_one_is_stored() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    let (commits, _) = counted(&mut w);
+    let devices: Vec<_> = (0..12)
+        .map(|n| w.another(Role::Technician, 10 + n))
+        .collect();
+    let before = commits.load(std::sync::atomic::Ordering::SeqCst);
+    let rounds = 5;
+    let done = concurrent_notes(devices, job, rounds);
+    let exchanges = 12 * rounds;
+    for (_, _, outcome) in &done {
+        assert!(
+            outcome.iter().all(|(_, acked)| *acked),
+            "every exchange is acknowledged: {outcome:?}"
+        );
+    }
+    let made = commits.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        made < exchanges,
+        "exchanges waiting on a slow disk are committed together: {made} commits for {exchanges} exchanges"
+    );
+    // What a restarted server reads back holds every acknowledged note.
+    w.restart();
+    let stored = server_notes(&w.svc, job);
+    for (_, _, outcome) in &done {
+        for (text, _) in outcome {
+            assert!(
+                stored.contains(text),
+                "{text:?} was acknowledged, so stored"
+            );
+        }
+    }
+}
+
+#[test]
+fn invariant_a_failed_group_commit_acknowledges_none_of_its_exchanges() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    let (_, failing) = counted(&mut w);
+    let devices: Vec<_> = (0..6)
+        .map(|n| w.another(Role::Technician, 10 + n))
+        .collect();
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let done = concurrent_notes(devices, job, 1);
+    for (r, _, outcome) in &done {
+        assert!(
+            outcome.iter().all(|(_, acked)| !acked),
+            "nothing of a failed commit is acknowledged: {outcome:?}"
+        );
+        assert!(
+            !r.pending().unwrap().is_empty(),
+            "the device keeps its note to send again"
+        );
+    }
+    // After the disk recovers: none of the failed group was stored, and every note arrives with
+    // the devices' next sync.
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(w.svc.recover().unwrap(), "the failure poisoned the service");
+    let texts: Vec<String> = done
+        .iter()
+        .flat_map(|(_, _, o)| o.iter().map(|(t, _)| t.clone()))
+        .collect();
+    let stored = server_notes(&w.svc, job);
+    assert!(
+        texts.iter().all(|t| !stored.contains(t)),
+        "the engine was rebuilt from the store: nothing unacknowledged is served"
+    );
+    for (mut r, mut net, _) in done {
+        r.sync(&mut net).unwrap();
+        assert!(r.pending().unwrap().is_empty());
+    }
+    let stored = server_notes(&w.svc, job);
+    for t in &texts {
+        assert!(
+            stored.contains(t),
+            "{t:?} arrives once the store works again"
+        );
+    }
+}
