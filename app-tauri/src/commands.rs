@@ -133,7 +133,7 @@ async fn session_login(state: State<'_, AppState>, args: LoginArgs) -> Answer<Se
     })
     .await
     .map_err(|e| CommandError::new(ErrorKind::Internal, e.to_string()))??;
-    state.sync.poke();
+    state.sync.session_changed();
     let mut s = lock(&state)
         .session()
         .ok_or_else(|| CommandError::new(ErrorKind::NotLoggedIn, "login did not complete"))?;
@@ -143,7 +143,9 @@ async fn session_login(state: State<'_, AppState>, args: LoginArgs) -> Answer<Se
 
 #[tauri::command(async)]
 fn session_logout(state: State<'_, AppState>) -> Answer<()> {
-    Ok(lock(&state).logout()?)
+    lock(&state).logout()?;
+    state.sync.session_changed();
+    Ok(())
 }
 
 #[tauri::command(async)]

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::BackoffBuilder;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -1079,7 +1080,9 @@ impl Bridge {
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut head = self.svc().watch_head();
         let mut rx = self.refresh_rx.lock().await;
-        let mut backoff = Duration::from_secs(1);
+        // While ERPNext fails: 1 s doubling to `max_backoff`, with jitter so several instances
+        // (or a restart) do not retry in step.
+        let mut backoff: Option<backon::ExponentialBackoff> = None;
         let mut next_poll = tokio::time::Instant::now();
         loop {
             lock(&self.stats).wakeups += 1;
@@ -1099,13 +1102,21 @@ impl Bridge {
                 }
             }
             let wait = if ok {
-                backoff = Duration::from_secs(1);
+                backoff = None;
                 lock(&self.stats).last_error = None;
                 next_poll.saturating_duration_since(tokio::time::Instant::now())
             } else {
-                let w = backoff;
-                backoff = (backoff * 2).min(self.opts.max_backoff);
-                w
+                backoff
+                    .get_or_insert_with(|| {
+                        backon::ExponentialBuilder::default()
+                            .with_min_delay(Duration::from_secs(1))
+                            .with_max_delay(self.opts.max_backoff)
+                            .with_jitter()
+                            .without_max_times()
+                            .build()
+                    })
+                    .next()
+                    .unwrap_or(self.opts.max_backoff)
             };
             tokio::select! {
                 _ = shutdown.changed() => return,
