@@ -73,6 +73,17 @@ pub mod setup {
         f
     }
 
+    /// The hidden field an earlier version kept a time in, as Unix milliseconds: kept so a site
+    /// set up then reads the same way as a new one until the bridge has rewritten its values.
+    fn legacy_ms_field(f: &mapping::FieldMap) -> Option<Value> {
+        f.legacy_ms.map(|old| {
+            json!({
+                "fieldname": old, "label": format!("{} (earlier version)", label(old)),
+                "fieldtype": "Data", "hidden": 1,
+            })
+        })
+    }
+
     fn id_field() -> Value {
         json!({
             "fieldname": ID_FIELD,
@@ -93,6 +104,7 @@ pub mod setup {
                 .filter(|f| !f.standard)
                 .map(|f| field(f.erp, f.conv)),
         );
+        out.extend(map.fields.iter().filter_map(legacy_ms_field));
         out.extend(map.tables.iter().map(|t| {
             json!({
                 "fieldname": t.field,
@@ -119,6 +131,7 @@ pub mod setup {
             }
             out.push(f);
         }
+        out.extend(t.columns.iter().filter_map(legacy_ms_field));
         out.push(json!({
             "fieldname": ITEM_DATA_FIELD, "label": "Data (earlier version)",
             "fieldtype": "Long Text", "hidden": 1,

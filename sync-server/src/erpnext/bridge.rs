@@ -208,9 +208,12 @@ impl NameIndex {
     }
 }
 
-struct IndexNames<'a>(&'a NameIndex);
+struct IndexNames<'a>(&'a NameIndex, &'a jiff::tz::TimeZone);
 
 impl Names for IndexNames<'_> {
+    fn zone(&self) -> &jiff::tz::TimeZone {
+        self.1
+    }
     fn erp_name(&self, doc: DocId) -> Option<String> {
         self.0.by_doc.get(&doc).cloned()
     }
@@ -226,6 +229,8 @@ pub struct Bridge {
     opts: BridgeOptions,
     author: Author,
     names: Mutex<NameIndex>,
+    /// The site's time zone (`System Settings`), read once before the first document.
+    zone: std::sync::OnceLock<jiff::tz::TimeZone>,
     /// Per document, the log head after the bridge last reconciled it: its own writes and
     /// re-reads need no second round trip.
     verified: Mutex<HashMap<DocId, u64>>,
@@ -328,6 +333,7 @@ impl Bridge {
             opts,
             author: erpnext_author(),
             names: Mutex::new(names),
+            zone: std::sync::OnceLock::new(),
             verified: Mutex::new(HashMap::new()),
             stats: Mutex::new(BridgeStats {
                 cursor,
@@ -378,6 +384,34 @@ impl Bridge {
         Ok(())
     }
 
+    /// Reads the site's time zone once: ERPNext keeps `Datetime` values as the site's wall-clock
+    /// time. A site that names none, or a zone this build does not know, stops the bridge with
+    /// that message rather than writing times an hour or more off.
+    async fn ensure_zone(&self) -> Result<(), BridgeError> {
+        if self.zone.get().is_some() {
+            return Ok(());
+        }
+        let settings = self.erp.get("System Settings", "System Settings").await?;
+        let name = text(&settings, "time_zone").ok_or_else(|| {
+            BridgeError::Other(
+                "ERPNext's System Settings name no time zone: set the site's time zone".into(),
+            )
+        })?;
+        let zone = jiff::tz::TimeZone::get(&name).map_err(|e| {
+            BridgeError::Other(format!("ERPNext's time zone {name:?} is unknown here: {e}"))
+        })?;
+        tracing::info!(time_zone = %name, "erpnext.site_zone");
+        let _ = self.zone.set(zone);
+        Ok(())
+    }
+
+    fn site_zone(&self) -> Result<&jiff::tz::TimeZone, MapError> {
+        self.zone.get().ok_or_else(|| MapError::BadValue {
+            field: "time_zone".into(),
+            problem: "the site's time zone was not read yet".into(),
+        })
+    }
+
     fn to_erp(
         &self,
         map: &DocMap,
@@ -385,11 +419,25 @@ impl Bridge {
         fields: Option<&[&str]>,
         tables: Option<&[&str]>,
     ) -> Result<Map<String, Value>, MapError> {
-        mapping::to_erp(map, r, fields, tables, &IndexNames(&lock(&self.names)))
+        let zone = self.site_zone()?;
+        mapping::to_erp(
+            map,
+            r,
+            fields,
+            tables,
+            &IndexNames(&lock(&self.names), zone),
+        )
     }
 
-    fn read_erp(&self, map: &DocMap, v: &Value) -> Result<Record, MapError> {
-        mapping::from_erp(map, v, &IndexNames(&lock(&self.names)))
+    /// ERPNext's document as a record; `prior` is what we last knew of it (or just sent).
+    fn read_erp(
+        &self,
+        map: &DocMap,
+        v: &Value,
+        prior: Option<&Record>,
+    ) -> Result<Record, MapError> {
+        let zone = self.site_zone()?;
+        mapping::from_erp(map, v, &IndexNames(&lock(&self.names), zone), prior)
     }
 
     /// The document's record, heads and the log head, read together.
@@ -447,6 +495,7 @@ impl Bridge {
         depth: u8,
     ) -> futures_util::future::BoxFuture<'a, Result<Outcome, BridgeError>> {
         Box::pin(async move {
+            self.ensure_zone().await?;
             let gate = Arc::clone(lock(&self.busy).entry(doc).or_default());
             let _turn = gate.lock().await;
             let result = self.reconcile_locked(doc, depth).await;
@@ -529,7 +578,7 @@ impl Bridge {
             Err(ErpError::NotFound) => return self.deleted_in_erp(doc, heads, shadow.as_ref()),
             Err(e) => return Err(e.into()),
         };
-        let theirs_rec = self.read_erp(map, &theirs)?;
+        let theirs_rec = self.read_erp(map, &theirs, shadow.as_ref().map(|s| &s.record))?;
         let modified = text(&theirs, "modified").unwrap_or_default();
 
         // Pull: what ERPNext changed since the shadow, merged concurrently with the field's edits.
@@ -555,13 +604,16 @@ impl Bridge {
             self.set_erp_name(doc, &heads, Some(&name))?;
         }
 
-        // Push: where the document now differs from ERPNext, and tables whose rows an earlier
-        // version wrote as JSON (rewritten with typed columns).
+        // Push: where the document now differs from ERPNext, and what an earlier version wrote
+        // differently (tables as JSON, times as milliseconds): written again, typed.
         let push = plan::push(
             map,
             &ours,
             &theirs_rec,
-            &mapping::legacy_tables(map, &theirs),
+            &plan::Legacy {
+                fields: mapping::legacy_fields(map, &theirs),
+                tables: mapping::legacy_tables(map, &theirs),
+            },
         );
         let pushed = !push.is_empty();
         let (modified, record) = if pushed {
@@ -577,7 +629,7 @@ impl Bridge {
                 .await?;
             (
                 text(&answer, "modified").unwrap_or_default(),
-                self.read_erp(map, &answer)?,
+                self.read_erp(map, &answer, Some(&mapping::mapped(map, &ours)))?,
             )
         } else {
             (modified, theirs_rec)
@@ -663,7 +715,7 @@ impl Bridge {
                 name,
                 modified: text(&created, "modified").unwrap_or_default(),
                 heads,
-                record: self.read_erp(map, &created)?,
+                record: self.read_erp(map, &created, Some(&mapping::mapped(map, ours)))?,
             },
         )?;
         self.state().set_creating(doc, false)?;
@@ -712,6 +764,7 @@ impl Bridge {
 
     /// Creates the document for an ERPNext record the field has never seen.
     async fn import(&self, kind: EntityKind, name: &str, depth: u8) -> Result<DocId, BridgeError> {
+        self.ensure_zone().await?;
         let map = mapping::doc_map(kind);
         let theirs = self.erp.get(map.doctype, name).await?;
         if let Some(doc) = doc_id_of(&theirs).filter(|d| self.read_doc(*d).ok().flatten().is_some())
@@ -720,7 +773,7 @@ impl Bridge {
             return Ok(doc);
         }
         let mut record = loop {
-            match self.read_erp(map, &theirs) {
+            match self.read_erp(map, &theirs, None) {
                 Ok(r) => break r,
                 Err(MapError::UnknownLink { kind, name, .. }) if depth < 4 => {
                     Box::pin(self.import(kind, &name, depth + 1)).await?;
@@ -770,7 +823,7 @@ impl Bridge {
                 name: name.to_owned(),
                 modified: text(&answer, "modified").unwrap_or_default(),
                 heads,
-                record: self.read_erp(map, &answer)?,
+                record: self.read_erp(map, &answer, Some(&record))?,
             },
         )?;
         self.state().set_importing(map.doctype, name, None)?;

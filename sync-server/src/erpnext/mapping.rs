@@ -43,6 +43,9 @@ pub enum Conv {
     OptInt,
     /// A date `YYYY-MM-DD` (`Date`).
     Date,
+    /// A moment (`Datetime`): Unix milliseconds on our side; in ERPNext a naive date and time
+    /// in the site's time zone (`System Settings`), as office users read and filter it.
+    Datetime,
     /// One of a model enum's values (`Select`); the same strings both sides.
     Select(Options),
     /// A reference to another entity (`Link` to its doctype, holding the ERPNext name).
@@ -60,6 +63,7 @@ impl Conv {
             Conv::Check => ("Check", None),
             Conv::Int => ("Int", None),
             Conv::Date => ("Date", None),
+            Conv::Datetime => ("Datetime", None),
             Conv::Select(_) => ("Select", None),
             Conv::Link(k) => ("Link", Some(k.doctype())),
             Conv::CustomerGroup => ("Link", Some("Customer Group")),
@@ -110,6 +114,9 @@ pub struct FieldMap {
     pub conv: Conv,
     /// Whether ERPNext itself defines the field (standard doctype), so setup leaves it alone.
     pub standard: bool,
+    /// The field an earlier version of the mapping wrote the value to, as Unix milliseconds in
+    /// text: read when `erp` is still empty, and the value then written again to `erp`.
+    pub legacy_ms: Option<&'static str>,
 }
 
 /// One collection and its child table.
@@ -142,6 +149,7 @@ const fn m(ours: &'static str, erp: &'static str, conv: Conv) -> FieldMap {
         erp,
         conv,
         standard: false,
+        legacy_ms: None,
     }
 }
 const fn std_field(ours: &'static str, erp: &'static str, conv: Conv) -> FieldMap {
@@ -150,6 +158,18 @@ const fn std_field(ours: &'static str, erp: &'static str, conv: Conv) -> FieldMa
         erp,
         conv,
         standard: true,
+        legacy_ms: None,
+    }
+}
+/// A moment as a `Datetime` field, kept as Unix milliseconds text in `legacy_ms` by earlier
+/// versions.
+const fn at(ours: &'static str, erp: &'static str, legacy_ms: &'static str) -> FieldMap {
+    FieldMap {
+        ours,
+        erp,
+        conv: Conv::Datetime,
+        standard: false,
+        legacy_ms: Some(legacy_ms),
     }
 }
 const fn t(
@@ -270,11 +290,11 @@ const JOB: DocMap = DocMap {
         m("priority", "priority", Select(Options::Priority)),
         m("status", "job_status", Select(Options::JobStatus)),
         m("check_in", "check_in", Text),
-        m("actual_start", "actual_start_ms", OptInt),
-        m("actual_end", "actual_end_ms", OptInt),
+        at("actual_start", "actual_start", "actual_start_ms"),
+        at("actual_end", "actual_end", "actual_end_ms"),
         m("signature", "signature", Text),
     ],
-    // Times are Unix milliseconds as text (`OptInt`), as for the job's own actual times.
+    // Times are `Datetime` in the site's zone, as for the job's own actual times.
     tables: &[
         t(
             "notes",
@@ -283,7 +303,7 @@ const JOB: DocMap = DocMap {
             &[
                 m("text", "note", Text),
                 m("author", "author", Link(K::Technician)),
-                m("at", "noted_at_ms", OptInt),
+                at("at", "noted_at", "noted_at_ms"),
             ],
         ),
         t(
@@ -319,7 +339,7 @@ const JOB: DocMap = DocMap {
             &[
                 m("file_name", "file_name", Data),
                 m("sha256", "sha256", Data),
-                m("taken_at", "taken_at_ms", OptInt),
+                at("taken_at", "taken_at", "taken_at_ms"),
                 m("caption", "caption", Text),
             ],
         ),
@@ -329,8 +349,8 @@ const JOB: DocMap = DocMap {
             "Dispatch Job Time Log",
             &[
                 m("technician", "technician", Link(K::Technician)),
-                m("started", "started_ms", OptInt),
-                m("ended", "ended_ms", OptInt),
+                at("started", "started", "started_ms"),
+                at("ended", "ended", "ended_ms"),
             ],
         ),
         t(
@@ -341,7 +361,7 @@ const JOB: DocMap = DocMap {
                 m("check", "diagnostic", Data),
                 m("ok", "ok", Check),
                 m("summary", "summary", Text),
-                m("at", "at_ms", OptInt),
+                at("at", "run_at", "at_ms"),
             ],
         ),
     ],
@@ -409,6 +429,62 @@ pub trait Names {
     fn erp_name(&self, doc: DocId) -> Option<String>;
     /// The document an ERPNext record of `kind` is.
     fn doc_id(&self, kind: EntityKind, erp_name: &str) -> Option<DocId>;
+    /// The site's time zone, in which ERPNext keeps `Datetime` values.
+    fn zone(&self) -> &jiff::tz::TimeZone;
+}
+
+/// A moment as ERPNext writes a `Datetime`: the site's wall-clock time, microseconds always.
+pub fn erp_datetime(ms: i64, zone: &jiff::tz::TimeZone) -> Option<String> {
+    let t = jiff::Timestamp::from_millisecond(ms).ok()?;
+    let d = t.to_zoned(zone.clone()).datetime();
+    Some(format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second(),
+        d.subsec_nanosecond() / 1000
+    ))
+}
+
+/// An ERPNext `Datetime` (`2026-11-30 09:15:00`, with or without a fraction) as Unix
+/// milliseconds. A wall-clock time the site's zone repeats (the hour daylight saving time ends)
+/// is the moment `prior` holds when it is one of the two, else the earlier; one the zone skips
+/// (the hour it begins) moves forward, as ERPNext's own clock would have read it.
+pub fn parse_erp_datetime(s: &str, zone: &jiff::tz::TimeZone, prior: Option<i64>) -> Option<i64> {
+    let naive = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(s.trim(), f).ok())?;
+    use chrono::{Datelike, Timelike};
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(naive.year()).ok()?,
+        i8::try_from(naive.month()).ok()?,
+        i8::try_from(naive.day()).ok()?,
+        i8::try_from(naive.hour()).ok()?,
+        i8::try_from(naive.minute()).ok()?,
+        i8::try_from(naive.second()).ok()?,
+        i32::try_from(naive.nanosecond() % 1_000_000_000).ok()?,
+    )
+    .ok()?;
+    let ambiguous = zone.to_ambiguous_timestamp(civil);
+    if let jiff::tz::AmbiguousOffset::Fold { before, after } = ambiguous.offset() {
+        let candidates = [before, after].map(|o| o.to_timestamp(civil).ok());
+        if let Some(p) = prior
+            && let Some(t) = candidates
+                .iter()
+                .flatten()
+                .find(|t| t.as_millisecond() == p)
+        {
+            return Some(t.as_millisecond());
+        }
+    }
+    Some(ambiguous.compatible().ok()?.as_millisecond())
 }
 
 /// A value that cannot cross the bridge (yet).
@@ -485,6 +561,10 @@ fn out_value(f: &FieldMap, v: &Scalar, names: &dyn Names) -> Result<Value, MapEr
         (Check, Scalar::Bool(b)) => Value::from(i32::from(*b)),
         (Int, Scalar::Int(i)) => Value::from(*i),
         (OptInt, Scalar::Int(i)) => Value::String(i.to_string()),
+        (Datetime, Scalar::Int(ms)) => Value::String(
+            erp_datetime(*ms, names.zone())
+                .ok_or_else(|| bad(f.ours, format!("{ms} is not a representable moment")))?,
+        ),
         (CustomerGroup, Scalar::Bool(b)) => {
             Value::String(if *b { "Commercial" } else { "Individual" }.to_owned())
         }
@@ -503,9 +583,59 @@ fn out_value(f: &FieldMap, v: &Scalar, names: &dyn Names) -> Result<Value, MapEr
     })
 }
 
-/// One ERPNext value as its register.
-fn in_value(f: &FieldMap, v: &Value, names: &dyn Names) -> Result<Scalar, MapError> {
+fn int_of(s: &Scalar) -> Option<i64> {
+    match s {
+        Scalar::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// A field's value in an ERPNext document or row: the field itself, or, while it is still empty,
+/// the Unix milliseconds an earlier version of the mapping wrote to its legacy field.
+fn field_value(
+    f: &FieldMap,
+    doc: &Value,
+    names: &dyn Names,
+    prior: Option<&Scalar>,
+) -> Result<Scalar, MapError> {
+    let v = doc.get(f.erp).unwrap_or(&Value::Null);
+    let value = in_value(f, v, names, prior)?;
+    match (value, legacy_value(f, doc)) {
+        (Scalar::Null, Some(old)) => Ok(Scalar::Int(old.trim().parse().map_err(|_| {
+            bad(
+                f.legacy_ms.unwrap_or(f.erp),
+                format!("{old:?} is not a whole number"),
+            )
+        })?)),
+        (value, _) => Ok(value),
+    }
+}
+
+/// What an earlier version wrote to the field's legacy field, when the field itself is empty.
+fn legacy_value<'a>(f: &FieldMap, doc: &'a Value) -> Option<&'a str> {
+    let old = f.legacy_ms?;
+    let empty = doc.get(f.erp).is_none_or(|v| text_of(v).is_none());
+    if !empty {
+        return None;
+    }
+    doc.get(old).and_then(text_of_ref)
+}
+
+/// One ERPNext value as its register; `prior` is the register's value as we last knew it.
+fn in_value(
+    f: &FieldMap,
+    v: &Value,
+    names: &dyn Names,
+    prior: Option<&Scalar>,
+) -> Result<Scalar, MapError> {
     Ok(match f.conv {
+        Datetime => match text_of(v) {
+            None => Scalar::Null,
+            Some(s) => Scalar::Int(
+                parse_erp_datetime(&s, names.zone(), prior.and_then(int_of))
+                    .ok_or_else(|| bad(f.erp, format!("{s:?} is not a date and time")))?,
+            ),
+        },
         Data | Text | Date => Scalar::opt_str(text_of(v)),
         Select(options) => match text_of(v) {
             None => Scalar::Null,
@@ -582,12 +712,19 @@ pub fn to_erp(
     Ok(out)
 }
 
-/// An ERPNext document as a record of the mapped registers and collections.
-pub fn from_erp(map: &DocMap, doc: &Value, names: &dyn Names) -> Result<Record, MapError> {
+/// An ERPNext document as a record of the mapped registers and collections. `prior` is the
+/// record as we last knew ERPNext's (or as we just sent it): it settles wall-clock times the
+/// site's zone repeats.
+pub fn from_erp(
+    map: &DocMap,
+    doc: &Value,
+    names: &dyn Names,
+    prior: Option<&Record>,
+) -> Result<Record, MapError> {
     let mut r = Record::default();
     for f in map.fields {
-        let v = doc.get(f.erp).unwrap_or(&Value::Null);
-        r.set(f.ours, in_value(f, v, names)?);
+        let before = prior.map(|p| p.get(f.ours));
+        r.set(f.ours, field_value(f, doc, names, before)?);
     }
     for tm in map.tables {
         let mut items = Items::new();
@@ -612,10 +749,13 @@ pub fn from_erp(map: &DocMap, doc: &Value, names: &dyn Names) -> Result<Record, 
                         .collect()
                 }
                 None => {
+                    let known = prior
+                        .and_then(|p| p.items(tm.collection))
+                        .and_then(|items| items.get(key));
                     let mut item = BTreeMap::new();
                     for col in tm.columns {
-                        let v = row.get(col.erp).unwrap_or(&Value::Null);
-                        item.insert(col.ours.to_owned(), in_value(col, v, names)?);
+                        let before = known.and_then(|k| k.get(col.ours));
+                        item.insert(col.ours.to_owned(), field_value(col, row, names, before)?);
                     }
                     item
                 }
@@ -681,17 +821,32 @@ fn legacy_data(row: &Value) -> Option<&str> {
         .filter(|d| !d.trim().is_empty())
 }
 
-/// The child tables of an ERPNext document that still hold rows written as JSON by an earlier
-/// version: the bridge sends them again, with typed columns.
+/// The child tables of an ERPNext document that still hold rows as an earlier version wrote them
+/// (the item as JSON, or a time as Unix milliseconds only): the bridge sends them again, typed.
 pub fn legacy_tables(map: &DocMap, doc: &Value) -> Vec<&'static str> {
     map.tables
         .iter()
         .filter(|tm| {
             doc.get(tm.field)
                 .and_then(Value::as_array)
-                .is_some_and(|rows| rows.iter().any(|r| legacy_data(r).is_some()))
+                .is_some_and(|rows| {
+                    rows.iter().any(|r| {
+                        legacy_data(r).is_some()
+                            || tm.columns.iter().any(|c| legacy_value(c, r).is_some())
+                    })
+                })
         })
         .map(|tm| tm.collection)
+        .collect()
+}
+
+/// The registers of an ERPNext document whose value is still only in the field an earlier
+/// version wrote (Unix milliseconds): the bridge writes them again to their `Datetime` field.
+pub fn legacy_fields(map: &DocMap, doc: &Value) -> Vec<&'static str> {
+    map.fields
+        .iter()
+        .filter(|f| legacy_value(f, doc).is_some())
+        .map(|f| f.ours)
         .collect()
 }
 
@@ -733,6 +888,9 @@ mod tests {
 
     struct Fixed(Vec<(DocId, EntityKind, String)>);
     impl Names for Fixed {
+        fn zone(&self) -> &jiff::tz::TimeZone {
+            toronto()
+        }
         fn erp_name(&self, doc: DocId) -> Option<String> {
             self.0.iter().find(|x| x.0 == doc).map(|x| x.2.clone())
         }
@@ -761,7 +919,7 @@ mod tests {
             let map = doc_map(e.kind());
             let ours = mapped(map, &e.to_record());
             let body = to_erp(map, &ours, None, None, &names).expect("maps out");
-            let back = from_erp(map, &Value::Object(body), &names).expect("maps in");
+            let back = from_erp(map, &Value::Object(body), &names, None).expect("maps in");
             assert_eq!(back, ours, "{:?} {}", e.kind(), e.doc_id());
             seen.insert(e.kind());
         }
@@ -777,13 +935,88 @@ mod tests {
             .expect_err("no ERPNext name yet");
         assert!(matches!(err, MapError::NotInErp { doc, .. } if doc == id(1)));
         let doc = serde_json::json!({"customer": "Dupont Inc", "status": "active", "plan": "IPTV"});
-        let err = from_erp(map, &doc, &Fixed(vec![])).expect_err("unknown link");
+        let err = from_erp(map, &doc, &Fixed(vec![]), None).expect_err("unknown link");
         assert!(matches!(err, MapError::UnknownLink { ref name, .. } if name == "Dupont Inc"));
         let bad = serde_json::json!({"job_status": "Open"});
         assert!(matches!(
-            from_erp(doc_map(EntityKind::Job), &bad, &Fixed(vec![])),
+            from_erp(doc_map(EntityKind::Job), &bad, &Fixed(vec![]), None),
             Err(MapError::BadValue { .. })
         ));
+    }
+
+    fn toronto() -> &'static jiff::tz::TimeZone {
+        static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+        ZONE.get_or_init(|| jiff::tz::TimeZone::get("America/Toronto").expect("bundled zone"))
+    }
+
+    /// Unix milliseconds of a UTC time.
+    fn utc(s: &str) -> i64 {
+        s.parse::<jiff::Timestamp>()
+            .expect("a UTC time")
+            .as_millisecond()
+    }
+
+    #[test]
+    fn moments_are_the_sites_wall_clock_time_in_erpnext() {
+        let zone = toronto();
+        // (UTC moment, what the office reads in Toronto)
+        let cases = [
+            ("2026-11-30T14:15:00.250Z", "2026-11-30 09:15:00.250000"), // EST, UTC-5
+            ("2026-07-01T13:00:00Z", "2026-07-01 09:00:00.000000"),     // EDT, UTC-4
+            ("2026-11-01T05:30:00Z", "2026-11-01 01:30:00.000000"), // the repeated hour, 1st time
+            ("2026-11-01T06:30:00Z", "2026-11-01 01:30:00.000000"), // and the 2nd
+        ];
+        for (moment, wall) in cases {
+            let ms = utc(moment);
+            assert_eq!(erp_datetime(ms, zone).as_deref(), Some(wall), "{moment}");
+            // Read back knowing what we wrote: the same moment, in the repeated hour too.
+            assert_eq!(
+                parse_erp_datetime(wall, zone, Some(ms)),
+                Some(ms),
+                "{moment}"
+            );
+        }
+        // Without a prior, the repeated hour reads as its first occurrence; ERPNext also answers
+        // without the fraction when it is zero.
+        assert_eq!(
+            parse_erp_datetime("2026-11-01 01:30:00", zone, None),
+            Some(utc("2026-11-01T05:30:00Z"))
+        );
+        // The hour the clocks skip reads forward, as a wall clock would have shown it.
+        assert_eq!(
+            parse_erp_datetime("2026-03-08 02:30:00", zone, None),
+            Some(utc("2026-03-08T07:30:00Z"))
+        );
+        assert_eq!(parse_erp_datetime("30/11/2026 9:15", zone, None), None);
+    }
+
+    #[test]
+    fn a_time_an_earlier_version_kept_as_milliseconds_is_read_and_written_again() {
+        let map = doc_map(EntityKind::Job);
+        let started = utc("2026-11-30T14:15:00Z");
+        let doc = serde_json::json!({
+            "job_status": "on_site",
+            "actual_start_ms": started.to_string(),
+            "fsm_time_log": [
+                {"fsm_item": "t1", "started_ms": started.to_string(), "ended": "2026-11-30 10:00:00"}
+            ],
+        });
+        let r = from_erp(map, &doc, &Fixed(vec![]), None).expect("maps in");
+        assert_eq!(r.get("actual_start"), &Scalar::Int(started));
+        let row = &r.items("time_log").expect("the time log")["t1"];
+        assert_eq!(row["started"], Scalar::Int(started));
+        assert_eq!(row["ended"], Scalar::Int(utc("2026-11-30T15:00:00Z")));
+        assert_eq!(legacy_fields(map, &doc), vec!["actual_start"]);
+        assert_eq!(legacy_tables(map, &doc), vec!["time_log"]);
+        // Once the Datetime field holds a value, the legacy one is ignored.
+        let rewritten = serde_json::json!({
+            "job_status": "on_site",
+            "actual_start": "2026-11-30 09:15:00",
+            "actual_start_ms": "1",
+        });
+        let r = from_erp(map, &rewritten, &Fixed(vec![]), None).expect("maps in");
+        assert_eq!(r.get("actual_start"), &Scalar::Int(started));
+        assert!(legacy_fields(map, &rewritten).is_empty());
     }
 
     fn sync_server_demo_entities() -> Vec<shared::model::AnyEntity> {

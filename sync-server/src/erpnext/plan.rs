@@ -119,15 +119,24 @@ impl Push {
     }
 }
 
+/// What an ERPNext document still holds as an earlier version of the mapping wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Legacy {
+    /// Registers whose value is only in their old field (a time as Unix milliseconds).
+    pub fields: Vec<&'static str>,
+    /// Tables with rows written as JSON, or with times only in their old columns.
+    pub tables: Vec<&'static str>,
+}
+
 /// Decides what to push: the mapped registers and tables where `ours` differs from `theirs`,
-/// and the `legacy` tables (rows an earlier version wrote as JSON: sent again, typed).
-pub fn push(map: &DocMap, ours: &Record, theirs: &Record, legacy: &[&str]) -> Push {
+/// and what is still in an earlier version's form (`legacy`: sent again, typed).
+pub fn push(map: &DocMap, ours: &Record, theirs: &Record, legacy: &Legacy) -> Push {
     let now = mapping::mapped(map, ours);
     Push {
         fields: map
             .fields
             .iter()
-            .filter(|f| now.get(f.ours) != theirs.get(f.ours))
+            .filter(|f| now.get(f.ours) != theirs.get(f.ours) || legacy.fields.contains(&f.ours))
             .map(|f| f.ours)
             .collect(),
         tables: map
@@ -135,7 +144,7 @@ pub fn push(map: &DocMap, ours: &Record, theirs: &Record, legacy: &[&str]) -> Pu
             .iter()
             .filter(|t| {
                 now.items(t.collection) != theirs.items(t.collection)
-                    || legacy.contains(&t.collection)
+                    || legacy.tables.contains(&t.collection)
             })
             .map(|t| t.collection)
             .collect(),
@@ -322,7 +331,10 @@ mod tests {
         let (_, ours) = job();
         let map = mapping::doc_map(EntityKind::Job);
         let theirs = mapping::mapped(map, &ours);
-        assert!(push(map, &ours, &theirs, &[]).is_empty(), "in step");
+        assert!(
+            push(map, &ours, &theirs, &Legacy::default()).is_empty(),
+            "in step"
+        );
 
         // An empty text and ERPNext's null are the same value.
         let mut blank = ours.clone();
@@ -330,17 +342,31 @@ mod tests {
         let mut theirs_null = theirs.clone();
         theirs_null.set("title", Scalar::Null);
         assert!(
-            push(map, &blank, &theirs_null, &[]).is_empty(),
+            push(map, &blank, &theirs_null, &Legacy::default()).is_empty(),
             "empty is null"
         );
 
         let mut edited = ours.clone();
         edited.set("title", Scalar::str("Splice the drop"));
         assert_eq!(
-            push(map, &edited, &theirs, &[]),
+            push(map, &edited, &theirs, &Legacy::default()),
             Push {
                 fields: vec!["title"],
                 tables: vec![],
+            }
+        );
+
+        // In step, but written by an earlier version (a time in milliseconds, a JSON table):
+        // written again.
+        let old = Legacy {
+            fields: vec!["actual_start"],
+            tables: vec!["notes"],
+        };
+        assert_eq!(
+            push(map, &ours, &theirs, &old),
+            Push {
+                fields: vec!["actual_start"],
+                tables: vec!["notes"],
             }
         );
 
@@ -348,7 +374,7 @@ mod tests {
         let mut local = ours;
         local.set("erp_name", Scalar::str("J-9"));
         assert!(
-            push(map, &local, &theirs, &[])
+            push(map, &local, &theirs, &Legacy::default())
                 .fields
                 .iter()
                 .all(|f| *f != "erp_name")

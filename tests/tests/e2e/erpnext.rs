@@ -126,6 +126,20 @@ pub(crate) fn erp_world(timeout: Duration) -> ErpWorld {
 }
 
 impl ErpWorld {
+    /// The time zone the ERPNext site keeps its `Datetime` values in.
+    fn site_zone(&self) -> jiff::tz::TimeZone {
+        let settings = self.erp.doc("System Settings", "System Settings").unwrap();
+        jiff::tz::TimeZone::get(settings["time_zone"].as_str().unwrap()).unwrap()
+    }
+
+    /// Writes `changes` into `doc` on our side, as the server itself (now).
+    fn edit_here(&self, doc: DocId, changes: &[FieldChange]) {
+        let now = self.service.now();
+        self.service
+            .with_engine(|e| Ok(((), e.edit(doc, changes, now)?)))
+            .unwrap();
+    }
+
     pub(crate) fn push(&self) -> Result<usize, String> {
         self.rt
             .block_on(self.bridge.push_pass())
@@ -181,7 +195,7 @@ impl ErpWorld {
     /// exactly one record per document.
     fn assert_erpnext_agrees(&self) {
         let records = self.server_records();
-        let names = ServerNames::of(&records);
+        let names = ServerNames::of(&records, self.site_zone());
         let mut per_doctype: HashMap<&str, usize> = HashMap::new();
         for (doc, (kind, r)) in &records {
             if r.get("deleted") == &Scalar::Bool(true) {
@@ -200,12 +214,9 @@ impl ErpWorld {
                 theirs.get("fsm_id").and_then(Value::as_str),
                 Some(doc.to_string().as_str())
             );
-            let theirs = mapping::from_erp(map, &theirs, &names).unwrap();
-            assert_eq!(
-                theirs,
-                mapping::mapped(map, r),
-                "{kind:?} {doc} differs from ERPNext"
-            );
+            let ours = mapping::mapped(map, r);
+            let theirs = mapping::from_erp(map, &theirs, &names, Some(&ours)).unwrap();
+            assert_eq!(theirs, ours, "{kind:?} {doc} differs from ERPNext");
             *per_doctype.entry(map.doctype).or_default() += 1;
         }
         for (doctype, n) in per_doctype {
@@ -224,10 +235,14 @@ impl ErpWorld {
     }
 }
 
-struct ServerNames(HashMap<DocId, String>, HashMap<(EntityKind, String), DocId>);
+struct ServerNames(
+    HashMap<DocId, String>,
+    HashMap<(EntityKind, String), DocId>,
+    jiff::tz::TimeZone,
+);
 
 impl ServerNames {
-    fn of(records: &BTreeMap<DocId, (EntityKind, Record)>) -> Self {
+    fn of(records: &BTreeMap<DocId, (EntityKind, Record)>, zone: jiff::tz::TimeZone) -> Self {
         let mut a = HashMap::new();
         let mut b = HashMap::new();
         for (d, (k, r)) in records {
@@ -236,11 +251,14 @@ impl ServerNames {
                 b.insert((*k, n.to_owned()), *d);
             }
         }
-        Self(a, b)
+        Self(a, b, zone)
     }
 }
 
 impl Names for ServerNames {
+    fn zone(&self) -> &jiff::tz::TimeZone {
+        &self.2
+    }
     fn erp_name(&self, doc: DocId) -> Option<String> {
         self.0.get(&doc).cloned()
     }
@@ -584,28 +602,22 @@ fn collections_are_typed_child_rows_office_users_can_filter_on() {
     };
     let now = w.service.now();
     let author = w.data.technicians[0].doc().to_string();
-    w.service
-        .with_engine(|e| {
-            let effects = e.edit(
-                doc,
-                &[
-                    item(
-                        "materials",
-                        "m-fibre",
-                        "item_code",
-                        Scalar::str("DROP-FIBRE-30M"),
-                    ),
-                    item("materials", "m-fibre", "quantity", Scalar::Int(2)),
-                    item("materials", "m-fibre", "unit", Scalar::str("u")),
-                    item("notes", "n-1", "text", Scalar::str("Chien dans la cour")),
-                    item("notes", "n-1", "author", Scalar::str(&author)),
-                    item("notes", "n-1", "at", Scalar::Int(now.0)),
-                ],
-                now,
-            )?;
-            Ok(((), effects))
-        })
-        .unwrap();
+    w.edit_here(
+        doc,
+        &[
+            item(
+                "materials",
+                "m-fibre",
+                "item_code",
+                Scalar::str("DROP-FIBRE-30M"),
+            ),
+            item("materials", "m-fibre", "quantity", Scalar::Int(2)),
+            item("materials", "m-fibre", "unit", Scalar::str("u")),
+            item("notes", "n-1", "text", Scalar::str("Chien dans la cour")),
+            item("notes", "n-1", "author", Scalar::str(&author)),
+            item("notes", "n-1", "at", Scalar::Int(now.0)),
+        ],
+    );
     w.push().unwrap();
     let name = erp_name(&w, doc);
     let theirs = w.erp.doc("Dispatch Job", &name).unwrap();
@@ -722,6 +734,94 @@ fn an_office_edit_in_the_hour_daylight_saving_repeats_still_arrives() {
     w.assert_erpnext_agrees();
 }
 
+/// ERPNext keeps a `Datetime` as the site's wall-clock time. On a site in America/Toronto the
+/// office reads a technician's times in its own hours (child rows too), a correction typed in
+/// the desk arrives here as the right moment, and a time an earlier version wrote as Unix
+/// milliseconds is written again as a date and time, with nothing changed here.
+#[test]
+fn times_read_as_the_sites_own_hours_whatever_its_zone() {
+    let w = erp_world(Duration::from_secs(10));
+    w.erp
+        .edit(
+            "System Settings",
+            "System Settings",
+            json!({"time_zone": "America/Toronto"}),
+        )
+        .unwrap();
+    let utc = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let doc = w
+        .server_records()
+        .into_iter()
+        .find(|(_, (k, _))| *k == EntityKind::Job)
+        .map(|(d, _)| d)
+        .expect("a job");
+    let started = utc("2026-11-30T14:15:00Z");
+    let item = |field: &str, value: Scalar| FieldChange::SetItem {
+        collection: "time_log".into(),
+        item: "t-1".into(),
+        field: field.into(),
+        value,
+    };
+    let technician = w.data.technicians[0].doc();
+    w.edit_here(
+        doc,
+        &[
+            FieldChange::Set {
+                field: "actual_start".into(),
+                value: Scalar::Int(started),
+            },
+            item("technician", Scalar::str(technician.to_string())),
+            item("started", Scalar::Int(started)),
+            item("ended", Scalar::Int(utc("2026-11-30T15:00:00Z"))),
+        ],
+    );
+    w.push().unwrap();
+    let name = erp_name(&w, doc);
+    let theirs = w.erp.doc("Dispatch Job", &name).unwrap();
+    assert_eq!(theirs["actual_start"], "2026-11-30 09:15:00.000000");
+    let row = &theirs["fsm_time_log"].as_array().unwrap()[0];
+    assert_eq!(row["started"], "2026-11-30 09:15:00.000000");
+    assert_eq!(row["ended"], "2026-11-30 10:00:00.000000");
+
+    // The office corrects the end in the desk, in its own hours.
+    w.erp
+        .edit(
+            "Dispatch Job",
+            &name,
+            json!({"actual_end": "2026-11-30 11:30:00"}),
+        )
+        .unwrap();
+    w.poll();
+    let ours = w.server_records()[&doc].1.clone();
+    assert_eq!(
+        ours.get("actual_end"),
+        &Scalar::Int(utc("2026-11-30T16:30:00Z"))
+    );
+    assert_eq!(ours.get("actual_start"), &Scalar::Int(started), "unchanged");
+
+    // As an earlier version left it: the time in milliseconds only.
+    w.erp
+        .edit(
+            "Dispatch Job",
+            &name,
+            json!({"actual_start": null, "actual_start_ms": started.to_string()}),
+        )
+        .unwrap();
+    w.poll();
+    let theirs = w.erp.doc("Dispatch Job", &name).unwrap();
+    assert_eq!(
+        theirs["actual_start"], "2026-11-30 09:15:00.000000",
+        "written again as a date and time"
+    );
+    assert_eq!(
+        w.server_records()[&doc].1.get("actual_start"),
+        &Scalar::Int(started),
+        "nothing changed here"
+    );
+    assert!(w.conflicts().is_empty(), "{:?}", w.conflicts());
+    w.assert_erpnext_agrees();
+}
+
 /// A job deleted on our side is deleted in ERPNext too (our own doctypes); ERPNext's own
 /// Customer records stay for the office. Restored later, the job is created again.
 #[test]
@@ -742,20 +842,13 @@ fn a_deletion_here_deletes_the_erpnext_record_and_a_restore_creates_it_again() {
         .unwrap();
     let (job_name, customer_name) = (erp_name(&w, job), erp_name(&w, customer));
     let mark = |doc: DocId, deleted: bool| {
-        let now = w.service.now();
-        w.service
-            .with_engine(|e| {
-                let effects = e.edit(
-                    doc,
-                    &[FieldChange::Set {
-                        field: "deleted".into(),
-                        value: Scalar::Bool(deleted),
-                    }],
-                    now,
-                )?;
-                Ok(((), effects))
-            })
-            .unwrap();
+        w.edit_here(
+            doc,
+            &[FieldChange::Set {
+                field: "deleted".into(),
+                value: Scalar::Bool(deleted),
+            }],
+        );
     };
     mark(job, true);
     mark(customer, true);
