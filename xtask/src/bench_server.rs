@@ -226,6 +226,7 @@ fn load(port: u16, server_pid: u32) -> Result<()> {
     barrier.wait();
     let t = Instant::now();
     let cpu = cpu_s(server_pid);
+    let clients_cpu = cpu_s(std::process::id());
     let mut merged = 0;
     for h in handles {
         let (c, m) = h
@@ -238,6 +239,7 @@ fn load(port: u16, server_pid: u32) -> Result<()> {
         clients.push(c);
     }
     let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_s(server_pid) - cpu);
+    let clients_cpu = cpu_s(std::process::id()) - clients_cpu;
     // The 50 clients share this machine's 2 cores with the server: the first figure is what they
     // got; the second is the server's own rate per CPU second.
     line("server_merge_docs_per_s", merged as f64 / wall, "docs/s");
@@ -246,6 +248,9 @@ fn load(port: u16, server_pid: u32) -> Result<()> {
         merged as f64 / cpu.max(0.01),
         "docs/cpu_s",
     );
+    // What the 50 client replicas (this process) and the server used of the machine meanwhile.
+    line("server_merge_clients_cores", clients_cpu / wall, "cores");
+    line("server_merge_server_cores", cpu / wall, "cores");
 
     // reconnect_storm_200_s: 200 technicians edit 20 documents offline, then all sync at once.
     for (i, c) in clients.iter_mut().enumerate() {
