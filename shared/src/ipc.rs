@@ -149,6 +149,9 @@ pub struct JobSummary {
     pub technician: Option<String>,
     pub customer: String,
     pub address: String,
+    /// The address's town, shown on board cards.
+    #[serde(default)]
+    pub town: String,
     /// Open conflicts on this job.
     pub conflicts: u32,
 }

@@ -339,20 +339,19 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
                 done: false,
             })
             .collect();
+            // What the job is and how long it usually takes.
+            let (title, duration_min) = [
+                ("Installation fibre", 120),
+                ("Réparation", 60),
+                ("Remplacement ONT", 45),
+                ("Visite technique", 90),
+            ][rng.random_range(0..4)];
             out.push(AnyEntity::Job(Box::new(DispatchJob {
                 id: jid,
                 erp_name: None,
                 customer: cid,
                 location: lid,
-                title: Name::parse(
-                    [
-                        "Installation fibre",
-                        "Réparation",
-                        "Remplacement ONT",
-                        "Visite technique",
-                    ][rng.random_range(0..4)],
-                )
-                .expect("literal"),
+                title: Name::parse(title).expect("literal"),
                 description: "Client absent avant 10 h.".into(),
                 technician: Some(*tech),
                 assistants: vec![],
@@ -362,7 +361,7 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
                 }],
                 date,
                 start: Some(hm(8 + u32::try_from(j % 8).unwrap_or(0), 0)),
-                duration_min: 60,
+                duration_min,
                 recurrence: None,
                 priority: Priority::Normal,
                 status,

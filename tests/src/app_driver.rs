@@ -186,7 +186,7 @@ impl Stage {
         let xvfb = Guarded::spawn(
             "Xvfb",
             Command::new("Xvfb")
-                .args([&display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
+                .args([&display, "-screen", "0", "1920x1080x24", "-nolisten", "tcp"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )?;

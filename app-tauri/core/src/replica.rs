@@ -198,6 +198,26 @@ impl Replica {
                 "ALTER TABLE rejections ADD COLUMN refused TEXT NOT NULL DEFAULT '[]'",
             )?;
         }
+        // Replicas made before board cards showed the town: add the column and fill it from the
+        // stored records.
+        if !has_column(&conn, "locations", "city")? {
+            conn.execute_batch("ALTER TABLE locations ADD COLUMN city TEXT NOT NULL DEFAULT ''")?;
+            let stored: Vec<(Vec<u8>, Vec<u8>)> = conn
+                .prepare("SELECT id, record FROM docs WHERE kind = 'location'")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (id, record) in stored {
+                let city = decode_record(&record)?
+                    .get("city")
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                conn.execute(
+                    "UPDATE locations SET city = ?1 WHERE id = ?2",
+                    rusqlite::params![city, id],
+                )?;
+            }
+        }
         // Replicas made before overridden values were listed stored conflicts as display text:
         // drop them and resync in full, which lists both again from the server, typed.
         if !has_column(&conn, "conflicts", "settled")? {

@@ -20,12 +20,13 @@ use crate::replica::{Replica, ReplicaError, blob_id, id_blob};
 
 const SUMMARY_COLS: &str = "j.id, j.date, j.start, j.duration, j.status, j.priority, j.title, \
      j.technician, coalesce(c.name, ''), coalesce(l.address, ''), \
-     (SELECT count(*) FROM conflicts k WHERE k.doc = j.id AND k.settled = 0)";
+     (SELECT count(*) FROM conflicts k WHERE k.doc = j.id AND k.settled = 0), \
+     coalesce(l.city, '')";
 const SUMMARY_JOINS: &str = "LEFT JOIN customers c ON c.id = j.customer \
      LEFT JOIN locations l ON l.id = j.location";
 
-/// A job row (the first eight columns, as `query::job_row` reads them) with its customer, address
-/// and open conflicts.
+/// A job row (the first eight columns, as `query::job_row` reads them) with its customer, address,
+/// open conflicts and town.
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobSummary> {
     let j = crate::replica::query::job_row(r)?;
     Ok(JobSummary {
@@ -40,6 +41,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobSummary> {
         customer: r.get(8)?,
         address: r.get(9)?,
         conflicts: r.get(10)?,
+        town: r.get(11)?,
     })
 }
 

@@ -20,6 +20,34 @@ fn assign(store: &Store, args: AssignArgs) {
 struct CardProps {
     job: JobSummary,
     picked: bool,
+    /// In the day view, the card is as long as the job (hour cells) and starts at its minute.
+    #[prop_or_default]
+    timed: bool,
+}
+
+/// The statuses the board shows, in the order of a job's day (the legend's order).
+const LEGEND: [&str; 6] = [
+    "scheduled",
+    "en_route",
+    "on_site",
+    "completed",
+    "could_not_complete",
+    "cancelled",
+];
+
+/// Where a card sits in its hour cell and how many hour cells it covers (day view): the job's
+/// minute past the hour and its duration, in hours.
+fn span(j: &JobSummary) -> (f64, f64) {
+    let minute = j
+        .start
+        .as_deref()
+        .and_then(|s| s.split(':').nth(1))
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    (
+        f64::from(minute) / 60.0,
+        f64::from(j.duration_min.max(15)) / 60.0,
+    )
 }
 
 #[function_component(Card)]
@@ -40,12 +68,25 @@ fn card(p: &CardProps) -> Html {
         let (store, id) = (store, j.id.clone());
         Callback::from(move |_| store.dispatch(Action::Pick(id.clone())))
     };
+    let style = p.timed.then(|| {
+        let (offset, hours) = span(j);
+        format!("--offset: {offset:.3}; --span: {hours:.3}")
+    });
+    let urgent = matches!(j.priority.as_str(), "high" | "urgent");
+    let place = if j.town.is_empty() {
+        j.customer.clone()
+    } else {
+        format!("{} · {}", j.customer, j.town)
+    };
     html! {
-        <button class={classes!("card-job", format!("st-{}", j.status), format!("pr-{}", j.priority), p.picked.then_some("picked"))}
+        <button class={classes!("card-job", format!("st-{}", j.status), format!("pr-{}", j.priority), p.picked.then_some("picked"), p.timed.then_some("timed"))}
             draggable="true" {ondragstart} {onclick} data-job={j.id.clone()} aria-pressed={p.picked.to_string()}
+            {style} data-duration={j.duration_min.to_string()}
             title={format!("{} · {} · {}", j.title, j.customer, j.address)}>
             <span class="time">{ j.start.clone().unwrap_or_default() }</span>
             <span class="title">{ &j.title }</span>
+            <span class="where">{ place }</span>
+            if urgent { <span class="prio">{ i18n::priority(lang, &j.priority) }</span> }
             <span class="pill">{ i18n::status(lang, &j.status) }</span>
             if j.conflicts > 0 { <span class="badge" title={t(lang, Msg::Conflicts)}>{ "!" }</span> }
         </button>
@@ -141,10 +182,15 @@ pub fn board_page() -> Html {
                 <button id="new-job" onclick={new_job}>{ "+ " }{ t(lang, Msg::NewJob) }</button>
             </div>
             <p class="help">{ t(lang, Msg::BoardHelp) }</p>
+            <ul class="legend" id="legend" aria-label={t(lang, Msg::Legend)}>
+                { for LEGEND.iter().map(|st| html! {
+                    <li class={format!("st-{st}")} data-status={*st}>{ i18n::status(lang, st) }</li>
+                }) }
+            </ul>
             if let Some(j) = picked_job { <PickBar job={j} /> }
             <div class="board-layout">
                 <div class="grid-wrap">
-                    <table class="grid">
+                    <table class={classes!("grid", (view == BoardView::Day).then_some("day"))}>
                         <thead><tr>
                             <th scope="col">{ t(lang, Msg::Technician) }</th>
                             { for columns.iter().map(|(d, h)| html! {
@@ -178,7 +224,7 @@ pub fn board_page() -> Html {
                                             <td class={classes!("slot", is_target.then_some("target"))} {ondragover} {ondrop}
                                                 data-tech={tech.id.clone()} data-date={d.to_string()} data-hour={h.map(|h| h.to_string())}>
                                                 { for jobs.into_iter().map(|j| html! {
-                                                    <Card job={j.clone()} picked={picked.as_ref().is_some_and(|p| p.job == j.id)} />
+                                                    <Card job={j.clone()} picked={picked.as_ref().is_some_and(|p| p.job == j.id)} timed={h.is_some()} />
                                                 }) }
                                             </td>
                                         }
@@ -188,7 +234,7 @@ pub fn board_page() -> Html {
                         </tbody>
                     </table>
                 </div>
-                <aside class="queue" id="unassigned"
+                <aside class={classes!("queue", board.unassigned.is_empty().then_some("empty"))} id="unassigned"
                     ondragover={Callback::from(|e: DragEvent| e.prevent_default())}
                     ondrop={{
                         let store = store.clone();
@@ -200,6 +246,7 @@ pub fn board_page() -> Html {
                         })
                     }}>
                     <h2>{ t(lang, Msg::Unassigned) }{ " (" }{ board.unassigned.len() }{ ")" }</h2>
+                    if board.unassigned.is_empty() { <p class="help">{ t(lang, Msg::NothingUnassigned) }</p> }
                     { for board.unassigned.iter().map(|j| html! {
                         <div class="queued" key={j.id.clone()}>
                             <Card job={j.clone()} picked={picked.as_ref().is_some_and(|p| p.job == j.id)} />

@@ -17,6 +17,7 @@ fn job(id: &str, date: &str, start: Option<&str>, tech: Option<&str>) -> JobSumm
         technician: tech.map(Into::into),
         customer: "Client".into(),
         address: "1 rue".into(),
+        town: "Gatineau".into(),
         conflicts: 0,
     }
 }

@@ -14,7 +14,7 @@ use tests::app_driver::{self, App, DemoServer, Stage};
 const NOTE: &str = "Câble coupé au sous-sol, raccord refait";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> Result<()> {
+async fn ux_technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> Result<()> {
     let (app_bin, server_bin) = app_driver::build_binaries(false)?;
     let tmp = tempfile::tempdir()?;
     let mut server = DemoServer::start(&server_bin, &tmp.path().join("server"))?;
@@ -135,6 +135,7 @@ async fn technician_offline_then_dispatcher_sees_the_work_and_the_conflict() -> 
         .find(&format!("#board button.card-job[data-job='{job}'] .badge"))
         .await?;
     office.screenshot("dispatcher-board").await?;
+    board_reads_at_a_glance(&office).await?;
     office.click("#nav-conflicts").await?;
     let item = format!("#conflicts li.conflict[data-doc='{job}'][data-field='status']");
     office.find(&item).await?;
@@ -283,6 +284,95 @@ async fn glove_friendly(app: &App) -> Result<()> {
         );
     }
     app.screenshot("job-detail-onsite-phone").await?;
+    app.client.set_window_size(1280, 800).await?;
+    Ok(())
+}
+
+/// On a 1920-px desktop, the day board reads at a glance: a legend names every status colour,
+/// each card says its customer and town (not only on hover), a card is as long as its job
+/// (overlaps and gaps show), and the working hours fit without scrolling sideways.
+async fn board_reads_at_a_glance(app: &App) -> Result<()> {
+    app.client.set_window_size(1920, 1080).await?;
+    app.until(
+        "a desktop-sized window",
+        "return window.innerWidth >= 1900;",
+        vec![],
+    )
+    .await?;
+    app.click("#view-day").await?;
+    let legend = app.text("#legend").await?;
+    for status in [
+        "Planifié",
+        "En route",
+        "Sur place",
+        "Terminé",
+        "Non terminé",
+        "Annulé",
+    ] {
+        assert!(
+            legend.contains(status),
+            "the legend names {status}: {legend}"
+        );
+    }
+    // The statuses of a job's day read apart at a glance, and each card has its status's
+    // colour from the legend.
+    let colours = app
+        .js(
+            "const colour = e => getComputedStyle(e).borderLeftColor;              const legend = Object.fromEntries([...document.querySelectorAll('#legend li')]                .map(l => [l.dataset.status, colour(l)]));              const cards = [...document.querySelectorAll('#board .card-job')].map(c => {                const status = [...c.classList].find(k => k.startsWith('st-')).slice(3);                return { status, card: colour(c), legend: legend[status] || null }; });              const kinds = ['scheduled', 'en_route', 'on_site', 'completed', 'cancelled'];              return { distinct: new Set(kinds.map(k => legend[k])).size, cards };",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        colours["distinct"],
+        json!(5),
+        "five colours for five kinds of status: {colours}"
+    );
+    for c in colours["cards"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(c["card"], c["legend"], "the legend's colour: {c}");
+    }
+    let cards = app
+        .js(
+            "return [...document.querySelectorAll('#board .grid.day td.slot .card-job')].map(c => {                const cell = c.closest('td').getBoundingClientRect();                const card = c.getBoundingClientRect();                const where = c.querySelector('.where');                return { duration: Number(c.dataset.duration), width: card.width, cell: cell.width,                         left: card.left - cell.left, start: c.querySelector('.time').textContent,                         where: where ? where.textContent : '' }; });",
+            vec![],
+        )
+        .await?;
+    let cards = cards.as_array().cloned().unwrap_or_default();
+    assert!(!cards.is_empty(), "the board shows jobs");
+    let mut durations = std::collections::BTreeSet::new();
+    for c in &cards {
+        let where_ = c["where"].as_str().unwrap_or_default();
+        assert!(
+            where_.contains(" · "),
+            "a card names its customer and town: {c}"
+        );
+        let (duration, width, cell) = (
+            c["duration"].as_f64().unwrap_or(0.0),
+            c["width"].as_f64().unwrap_or(0.0),
+            c["cell"].as_f64().unwrap_or(1.0),
+        );
+        durations.insert(duration as u32);
+        let hours = duration / 60.0;
+        assert!(
+            (width - hours * cell).abs() <= 8.0 * hours.max(1.0),
+            "a {duration}-minute card spans {width} px, the hour is {cell} px: {c}"
+        );
+    }
+    assert!(
+        durations.len() > 1,
+        "jobs of different lengths to compare: {durations:?}"
+    );
+    let fits = app
+        .js(
+            "const w = document.querySelector('#board .grid-wrap');              return { page: document.documentElement.scrollWidth <= window.innerWidth + 1,                       grid: w.scrollWidth <= w.clientWidth + 1 };",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        fits,
+        json!({"page": true, "grid": true}),
+        "the day fits 1920 px"
+    );
+    app.screenshot("dispatcher-board-day-1920").await?;
     app.client.set_window_size(1280, 800).await?;
     Ok(())
 }

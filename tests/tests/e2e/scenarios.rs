@@ -240,3 +240,41 @@ fn offline_notes_on_a_reassigned_job_survive_a_server_that_forgot_the_device() {
     };
     assert!(j.notes.iter().any(|n| n.text == "noté hors ligne"));
 }
+
+/// A replica made before board cards showed the town has no town column: opened by this version,
+/// it gains one, filled from the stored records, and every job's town shows without a resync.
+#[test]
+fn a_replica_from_before_towns_were_shown_fills_them_in_on_open() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("office.db");
+    let author = shared::ids::Author::new(shared::ids::Role::Dispatcher, device(7));
+    let clock = || -> std::sync::Arc<dyn shared::clock::Clock> {
+        std::sync::Arc::new(shared::clock::FixedClock::new(monday_9am()))
+    };
+    let mut office = app_tauri_core::Replica::open(&path, author, clock()).unwrap();
+    let mut net = w.hub.connect(author, shared::sync::server::Subject::Office);
+    office.sync(&mut net).unwrap();
+    let today = w.hub.today();
+    let towns = |r: &app_tauri_core::Replica| -> Vec<String> {
+        r.job_summaries(today, today + chrono::Days::new(3), None)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.town)
+            .collect()
+    };
+    let before = towns(&office);
+    assert!(!before.is_empty() && before.iter().all(|t| !t.is_empty()));
+    drop(office);
+    // As an earlier version left the file.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE locations DROP COLUMN city")
+        .unwrap();
+    drop(conn);
+    let office = app_tauri_core::Replica::open(&path, author, clock()).unwrap();
+    assert_eq!(towns(&office), before, "filled in from the stored records");
+    assert!(
+        office.sync_point().unwrap().cursor > 0,
+        "the device keeps its position: no resync"
+    );
+}

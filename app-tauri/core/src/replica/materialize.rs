@@ -119,8 +119,15 @@ pub(super) fn rows(
         }
         AnyEntity::Location(l) => {
             let address = l.address.one_line();
-            tx.prepare_cached("INSERT INTO locations (id, customer, address) VALUES (?1, ?2, ?3)")?
-                .execute(params![key, id_blob(l.customer.doc()), address])?;
+            tx.prepare_cached(
+                "INSERT INTO locations (id, customer, address, city) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                key,
+                id_blob(l.customer.doc()),
+                address,
+                l.address.city.as_str()
+            ])?;
             index_text(tx, &key, kind, &address)?;
         }
         AnyEntity::Subscription(s) => {

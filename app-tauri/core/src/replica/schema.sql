@@ -99,7 +99,8 @@ CREATE TABLE IF NOT EXISTS customers (
 CREATE TABLE IF NOT EXISTS locations (
     id       BLOB PRIMARY KEY,
     customer BLOB NOT NULL,
-    address  TEXT NOT NULL
+    address  TEXT NOT NULL,
+    city     TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS locations_customer ON locations(customer);
 
