@@ -186,7 +186,7 @@ impl Stage {
         let xvfb = Guarded::spawn(
             "Xvfb",
             Command::new("Xvfb")
-                .args([&display, "-screen", "0", "1920x1080x24", "-nolisten", "tcp"])
+                .args([&display, "-screen", "0", "2560x1440x24", "-nolisten", "tcp"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )?;
@@ -332,6 +332,17 @@ impl App {
             vec![json!(css), json!(needle)],
         )
         .await
+    }
+
+    /// Resizes the window, failing after [`STEP`] rather than waiting forever on a driver that
+    /// never sees the window change.
+    pub async fn resize(&self, width: u32, height: u32) -> Result<()> {
+        tokio::time::timeout(STEP, self.client.set_window_size(width, height))
+            .await
+            .with_context(|| {
+                format!("resizing the window to {width}x{height} took over {STEP:?}")
+            })??;
+        Ok(())
     }
 
     /// Saves a PNG of the window.

@@ -198,7 +198,7 @@ fn parse_day(s: &str) -> Result<chrono::NaiveDate> {
 /// At 360 px wide (a small phone) the screen reflows without sideways scrolling; the window
 /// goes back to desktop size afterwards.
 async fn fits_a_phone(app: &App, shot: &str) -> Result<()> {
-    app.client.set_window_size(360, 780).await?;
+    app.resize(360, 780).await?;
     let wide = app
         .js(
             "return [...document.querySelectorAll('body *')] \
@@ -216,14 +216,14 @@ async fn fits_a_phone(app: &App, shot: &str) -> Result<()> {
     .await
     .with_context(|| format!("wider than the screen: {wide}"))?;
     app.screenshot(shot).await?;
-    app.client.set_window_size(1280, 800).await?;
+    app.resize(1280, 800).await?;
     Ok(())
 }
 
 /// On a 360-px phone, the job page is made for a gloved thumb: big call and directions buttons,
 /// arrival in one tap, and the next status in a bar fixed at the bottom of the screen.
 async fn glove_friendly(app: &App) -> Result<()> {
-    app.client.set_window_size(360, 780).await?;
+    app.resize(360, 780).await?;
     app.until(
         "a phone-sized window",
         "return window.innerWidth <= 400;",
@@ -284,7 +284,7 @@ async fn glove_friendly(app: &App) -> Result<()> {
         );
     }
     app.screenshot("job-detail-onsite-phone").await?;
-    app.client.set_window_size(1280, 800).await?;
+    app.resize(1280, 800).await?;
     Ok(())
 }
 
@@ -292,7 +292,7 @@ async fn glove_friendly(app: &App) -> Result<()> {
 /// each card says its customer and town (not only on hover), a card is as long as its job
 /// (overlaps and gaps show), and the working hours fit without scrolling sideways.
 async fn board_reads_at_a_glance(app: &App) -> Result<()> {
-    app.client.set_window_size(1920, 1080).await?;
+    app.resize(1920, 1080).await?;
     app.until(
         "a desktop-sized window",
         "return window.innerWidth >= 1900;",
@@ -373,7 +373,7 @@ async fn board_reads_at_a_glance(app: &App) -> Result<()> {
         "the day fits 1920 px"
     );
     app.screenshot("dispatcher-board-day-1920").await?;
-    app.client.set_window_size(1280, 800).await?;
+    app.resize(1280, 800).await?;
     Ok(())
 }
 
