@@ -229,8 +229,9 @@ pub struct Bridge {
     opts: BridgeOptions,
     author: Author,
     names: Mutex<NameIndex>,
-    /// The site's time zone (`System Settings`), read once before the first document.
-    zone: std::sync::OnceLock<jiff::tz::TimeZone>,
+    /// The site's time zone (`System Settings`), read once before the first document (one
+    /// request, however many reconciliations start at once).
+    zone: tokio::sync::OnceCell<jiff::tz::TimeZone>,
     /// Per document, the log head after the bridge last reconciled it: its own writes and
     /// re-reads need no second round trip.
     verified: Mutex<HashMap<DocId, u64>>,
@@ -333,7 +334,7 @@ impl Bridge {
             opts,
             author: erpnext_author(),
             names: Mutex::new(names),
-            zone: std::sync::OnceLock::new(),
+            zone: tokio::sync::OnceCell::new(),
             verified: Mutex::new(HashMap::new()),
             stats: Mutex::new(BridgeStats {
                 cursor,
@@ -388,20 +389,22 @@ impl Bridge {
     /// time. A site that names none, or a zone this build does not know, stops the bridge with
     /// that message rather than writing times an hour or more off.
     async fn ensure_zone(&self) -> Result<(), BridgeError> {
-        if self.zone.get().is_some() {
-            return Ok(());
-        }
-        let settings = self.erp.get("System Settings", "System Settings").await?;
-        let name = text(&settings, "time_zone").ok_or_else(|| {
-            BridgeError::Other(
-                "ERPNext's System Settings name no time zone: set the site's time zone".into(),
-            )
-        })?;
-        let zone = jiff::tz::TimeZone::get(&name).map_err(|e| {
-            BridgeError::Other(format!("ERPNext's time zone {name:?} is unknown here: {e}"))
-        })?;
-        tracing::info!(time_zone = %name, "erpnext.site_zone");
-        let _ = self.zone.set(zone);
+        self.zone
+            .get_or_try_init(|| async {
+                let settings = self.erp.get("System Settings", "System Settings").await?;
+                let name = text(&settings, "time_zone").ok_or_else(|| {
+                    BridgeError::Other(
+                        "ERPNext's System Settings name no time zone: set the site's time zone"
+                            .into(),
+                    )
+                })?;
+                let zone = jiff::tz::TimeZone::get(&name).map_err(|e| {
+                    BridgeError::Other(format!("ERPNext's time zone {name:?} is unknown here: {e}"))
+                })?;
+                tracing::info!(time_zone = %name, "erpnext.site_zone");
+                Ok::<_, BridgeError>(zone)
+            })
+            .await?;
         Ok(())
     }
 
@@ -617,19 +620,15 @@ impl Bridge {
         );
         let pushed = !push.is_empty();
         let (modified, record) = if pushed {
-            let body = self.to_erp(
-                map,
-                &mapping::mapped(map, &ours),
-                Some(&push.fields),
-                Some(&push.tables),
-            )?;
+            let sent = mapping::mapped(map, &ours);
+            let body = self.to_erp(map, &sent, Some(&push.fields), Some(&push.tables))?;
             let answer = self
                 .erp
                 .update(map.doctype, &name, Some(&modified), &body)
                 .await?;
             (
                 text(&answer, "modified").unwrap_or_default(),
-                self.read_erp(map, &answer, Some(&mapping::mapped(map, &ours)))?,
+                self.read_erp(map, &answer, Some(&sent))?,
             )
         } else {
             (modified, theirs_rec)
@@ -689,7 +688,8 @@ impl Bridge {
         head: u64,
     ) -> Result<Outcome, BridgeError> {
         let map = mapping::doc_map(kind);
-        let mut body = self.to_erp(map, &mapping::mapped(map, ours), None, None)?;
+        let sent = mapping::mapped(map, ours);
+        let mut body = self.to_erp(map, &sent, None, None)?;
         body.insert(ID_FIELD.into(), Value::String(doc.to_string()));
         self.state().set_creating(doc, true)?;
         let created = match self.erp.insert(map.doctype, &body).await {
@@ -715,7 +715,7 @@ impl Bridge {
                 name,
                 modified: text(&created, "modified").unwrap_or_default(),
                 heads,
-                record: self.read_erp(map, &created, Some(&mapping::mapped(map, ours)))?,
+                record: self.read_erp(map, &created, Some(&sent))?,
             },
         )?;
         self.state().set_creating(doc, false)?;

@@ -454,24 +454,9 @@ pub fn erp_datetime(ms: i64, zone: &jiff::tz::TimeZone) -> Option<String> {
 /// is the moment `prior` holds when it is one of the two, else the earlier; one the zone skips
 /// (the hour it begins) moves forward, as ERPNext's own clock would have read it.
 pub fn parse_erp_datetime(s: &str, zone: &jiff::tz::TimeZone, prior: Option<i64>) -> Option<i64> {
-    let naive = [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-    ]
-    .iter()
-    .find_map(|f| chrono::NaiveDateTime::parse_from_str(s.trim(), f).ok())?;
-    use chrono::{Datelike, Timelike};
-    let civil = jiff::civil::DateTime::new(
-        i16::try_from(naive.year()).ok()?,
-        i8::try_from(naive.month()).ok()?,
-        i8::try_from(naive.day()).ok()?,
-        i8::try_from(naive.hour()).ok()?,
-        i8::try_from(naive.minute()).ok()?,
-        i8::try_from(naive.second()).ok()?,
-        i32::try_from(naive.nanosecond() % 1_000_000_000).ok()?,
-    )
-    .ok()?;
+    let civil = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| jiff::civil::DateTime::strptime(f, s.trim()).ok())?;
     let ambiguous = zone.to_ambiguous_timestamp(civil);
     if let jiff::tz::AmbiguousOffset::Fold { before, after } = ambiguous.offset() {
         let candidates = [before, after].map(|o| o.to_timestamp(civil).ok());
@@ -598,17 +583,15 @@ fn field_value(
     names: &dyn Names,
     prior: Option<&Scalar>,
 ) -> Result<Scalar, MapError> {
-    let v = doc.get(f.erp).unwrap_or(&Value::Null);
-    let value = in_value(f, v, names, prior)?;
-    match (value, legacy_value(f, doc)) {
-        (Scalar::Null, Some(old)) => Ok(Scalar::Int(old.trim().parse().map_err(|_| {
+    if let Some(old) = legacy_value(f, doc) {
+        return old.trim().parse().map(Scalar::Int).map_err(|_| {
             bad(
                 f.legacy_ms.unwrap_or(f.erp),
                 format!("{old:?} is not a whole number"),
             )
-        })?)),
-        (value, _) => Ok(value),
+        });
     }
+    in_value(f, doc.get(f.erp).unwrap_or(&Value::Null), names, prior)
 }
 
 /// What an earlier version wrote to the field's legacy field, when the field itself is empty.
