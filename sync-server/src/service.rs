@@ -735,8 +735,7 @@ impl SyncService {
         if let Err(e) = g.store.end_exchange() {
             tracing::error!(error = %e, "store.unlock_failed");
             self.poison();
-            let (dones, _): (Vec<_>, Vec<_>) = answers.into_iter().unzip();
-            answers = fail_all(dones.into_iter(), e.into());
+            answers = fail_all(answers.into_iter().map(|(done, _)| done), e.into());
         }
         for (done, answer) in answers {
             // The exchange's thread is waiting on its answer; it cannot have gone.

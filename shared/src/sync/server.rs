@@ -630,13 +630,13 @@ impl ServerEngine {
         self.docs.get(&doc).map_or(&[], |d| d.conflicts.as_slice())
     }
 
-    /// Every open conflict, for the dispatchers' inbox.
     /// How many open conflicts there are (a gauge read at every metrics scrape: counted, not
     /// copied).
     pub fn conflict_count(&self) -> usize {
         self.docs.values().map(|d| d.conflicts.len()).sum()
     }
 
+    /// Every open conflict, for the dispatchers' inbox.
     pub fn conflicts(&self) -> Vec<(DocId, FieldConflict)> {
         let mut out: Vec<(DocId, FieldConflict)> = self
             .docs
