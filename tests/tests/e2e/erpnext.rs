@@ -132,6 +132,12 @@ impl ErpWorld {
         jiff::tz::TimeZone::get(settings["time_zone"].as_str().unwrap()).unwrap()
     }
 
+    /// An office user edits a Dispatch Job in ERPNext's desk; the bridge's next poll reads it.
+    fn office_edit(&self, name: &str, patch: Value) {
+        self.erp.edit("Dispatch Job", name, patch).unwrap();
+        self.poll();
+    }
+
     /// Writes `changes` into `doc` on our side, as the server itself (now).
     fn edit_here(&self, doc: DocId, changes: &[FieldChange]) {
         let now = self.service.now();
@@ -663,10 +669,7 @@ fn collections_are_typed_child_rows_office_users_can_filter_on() {
             json!({"fsm_item": key, "fsm_data": Value::Object(data).to_string()})
         })
         .collect();
-    w.erp
-        .edit("Dispatch Job", &name, json!({ "fsm_notes": legacy }))
-        .unwrap();
-    w.poll();
+    w.office_edit(&name, json!({ "fsm_notes": legacy }));
     let rows = w.erp.doc("Dispatch Job", &name).unwrap()["fsm_notes"]
         .as_array()
         .unwrap()
@@ -710,26 +713,12 @@ fn an_office_edit_in_the_hour_daylight_saving_repeats_still_arrives() {
         .collect();
     let title = |doc: DocId| w.server_records()[&doc].1.get("title").clone();
 
-    w.erp
-        .edit(
-            "Dispatch Job",
-            &jobs[0].1,
-            json!({"title": "Rappeler avant 9 h"}),
-        )
-        .unwrap();
-    w.poll();
+    w.office_edit(&jobs[0].1, json!({"title": "Rappeler avant 9 h"}));
     assert_eq!(title(jobs[0].0), Scalar::str("Rappeler avant 9 h"));
 
     // 2:00 EDT becomes 1:00 EST: the next stamps are an hour behind the poll's cursor.
     w.erp.set_utc_offset(5 * hour, true);
-    w.erp
-        .edit(
-            "Dispatch Job",
-            &jobs[1].1,
-            json!({"title": "Client absent, repasser"}),
-        )
-        .unwrap();
-    w.poll();
+    w.office_edit(&jobs[1].1, json!({"title": "Client absent, repasser"}));
     assert_eq!(title(jobs[1].0), Scalar::str("Client absent, repasser"));
     w.assert_erpnext_agrees();
 }
@@ -784,14 +773,7 @@ fn times_read_as_the_sites_own_hours_whatever_its_zone() {
     assert_eq!(row["ended"], "2026-11-30 10:00:00.000000");
 
     // The office corrects the end in the desk, in its own hours.
-    w.erp
-        .edit(
-            "Dispatch Job",
-            &name,
-            json!({"actual_end": "2026-11-30 11:30:00"}),
-        )
-        .unwrap();
-    w.poll();
+    w.office_edit(&name, json!({"actual_end": "2026-11-30 11:30:00"}));
     let ours = w.server_records()[&doc].1.clone();
     assert_eq!(
         ours.get("actual_end"),
@@ -800,14 +782,10 @@ fn times_read_as_the_sites_own_hours_whatever_its_zone() {
     assert_eq!(ours.get("actual_start"), &Scalar::Int(started), "unchanged");
 
     // As an earlier version left it: the time in milliseconds only.
-    w.erp
-        .edit(
-            "Dispatch Job",
-            &name,
-            json!({"actual_start": null, "actual_start_ms": started.to_string()}),
-        )
-        .unwrap();
-    w.poll();
+    w.office_edit(
+        &name,
+        json!({"actual_start": null, "actual_start_ms": started.to_string()}),
+    );
     let theirs = w.erp.doc("Dispatch Job", &name).unwrap();
     assert_eq!(
         theirs["actual_start"], "2026-11-30 09:15:00.000000",
@@ -1140,14 +1118,10 @@ fn invariant_office_data_typed_by_hand_never_blocks_or_evicts_field_work() {
 
     // Office staff type in ERPNext's desk: an emptied description, a title with a trailing
     // space, a start typed `9:30`.
-    w.erp
-        .edit(
-            "Dispatch Job",
-            &name,
-            json!({"description": "", "title": "Raccordement fibre ", "start_hhmm": "9:30"}),
-        )
-        .unwrap();
-    w.poll();
+    w.office_edit(
+        &name,
+        json!({"description": "", "title": "Raccordement fibre ", "start_hhmm": "9:30"}),
+    );
     w.push().unwrap();
     tech.sync(&mut tech_net).unwrap();
     let server = w.server_records()[&job.doc()].1.clone();
@@ -1176,10 +1150,7 @@ fn invariant_office_data_typed_by_hand_never_blocks_or_evicts_field_work() {
     // technician's offline work (a note, a status) keeps its job on the device and arrives.
     tech.add_note(job, "Fibre épissée").unwrap();
     tech.set_job_status(job, JobStatus::OnSite).unwrap();
-    w.erp
-        .edit("Dispatch Job", &name, json!({"start_hhmm": "9h30"}))
-        .unwrap();
-    w.poll();
+    w.office_edit(&name, json!({"start_hhmm": "9h30"}));
     let _ = w.push();
     let issues = w.bridge.issues().unwrap();
     assert!(
