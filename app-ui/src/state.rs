@@ -160,6 +160,11 @@ pub fn hour_of(start: Option<&str>) -> Option<u32> {
     start?.split(':').next()?.parse().ok()
 }
 
+/// The minute past the hour of an `HH:MM` start.
+pub fn minute_of(start: Option<&str>) -> Option<u32> {
+    start?.split(':').nth(1)?.parse().ok()
+}
+
 /// Jobs grouped by date, in the order given (the shell sorts by date and time).
 pub fn by_day(jobs: &[JobSummary]) -> Vec<(String, Vec<&JobSummary>)> {
     let mut out: Vec<(String, Vec<&JobSummary>)> = Vec::new();

@@ -9,7 +9,7 @@ use super::{input_value, use_text};
 use crate::app::{Store, change, spawn};
 use crate::i18n::{self, Msg, t};
 use crate::ipc;
-use crate::state::{Action, BoardKey, BoardView, FIRST_HOUR, LAST_HOUR, Screen, cell};
+use crate::state::{Action, BoardKey, BoardView, FIRST_HOUR, LAST_HOUR, Screen, cell, minute_of};
 
 fn assign(store: &Store, args: AssignArgs) {
     change(store, ipc::job_assign(args));
@@ -38,12 +38,7 @@ const LEGEND: [&str; 6] = [
 /// Where a card sits in its hour cell and how many hour cells it covers (day view): the job's
 /// minute past the hour and its duration, in hours.
 fn span(j: &JobSummary) -> (f64, f64) {
-    let minute = j
-        .start
-        .as_deref()
-        .and_then(|s| s.split(':').nth(1))
-        .and_then(|m| m.parse::<u32>().ok())
-        .unwrap_or(0);
+    let minute = minute_of(j.start.as_deref()).unwrap_or(0);
     (
         f64::from(minute) / 60.0,
         f64::from(j.duration_min.max(15)) / 60.0,
