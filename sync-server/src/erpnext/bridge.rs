@@ -235,6 +235,10 @@ pub struct Bridge {
     /// Per document, the log head after the bridge last reconciled it: its own writes and
     /// re-reads need no second round trip.
     verified: Mutex<HashMap<DocId, u64>>,
+    /// Per document, its shadow's `modified` stamp, as last saved or read: a poll that sees
+    /// the same record again (its look-back, an idle site) compares stamps here instead of
+    /// reading and decoding every shadow from the store.
+    modified: Mutex<HashMap<DocId, String>>,
     stats: Mutex<BridgeStats>,
     /// One reconciliation per document at a time (a link detour and the batch may meet).
     busy: Mutex<HashMap<DocId, Arc<tokio::sync::Mutex<()>>>>,
@@ -336,6 +340,7 @@ impl Bridge {
             names: Mutex::new(names),
             zone: tokio::sync::OnceCell::new(),
             verified: Mutex::new(HashMap::new()),
+            modified: Mutex::new(HashMap::new()),
             stats: Mutex::new(BridgeStats {
                 cursor,
                 ..BridgeStats::default()
@@ -382,7 +387,29 @@ impl Bridge {
     fn save_shadow(&self, doc: DocId, kind: EntityKind, sh: &Shadow) -> Result<(), BridgeError> {
         self.state().set_shadow(doc, sh)?;
         lock(&self.names).insert(kind, doc, &sh.name);
+        lock(&self.modified).insert(doc, sh.modified.clone());
         Ok(())
+    }
+
+    fn forget_shadow(&self, doc: DocId) -> Result<(), BridgeError> {
+        lock(&self.modified).remove(&doc);
+        self.state().forget_shadow(doc)
+    }
+
+    /// Whether the document's shadow already carries ERPNext's `modified` stamp.
+    fn in_step_at(&self, doc: DocId, modified: &str) -> bool {
+        if let Some(m) = lock(&self.modified).get(&doc) {
+            return m == modified;
+        }
+        // An unreadable shadow is looked at again, and parked there.
+        match self.state().shadow(doc) {
+            Ok(Some(s)) => {
+                let same = s.modified == modified;
+                lock(&self.modified).insert(doc, s.modified);
+                same
+            }
+            _ => false,
+        }
     }
 
     /// Reads the site's time zone once: ERPNext keeps `Datetime` values as the site's wall-clock
@@ -672,7 +699,7 @@ impl Bridge {
             Err(e) => return Err(e.into()),
         }
         self.set_erp_name(doc, &heads, None)?;
-        self.state().forget_shadow(doc)?;
+        self.forget_shadow(doc)?;
         let head = self.sync_head()?;
         self.mark(doc, head, |s| s.removed += 1);
         Ok(Outcome::Removed)
@@ -756,7 +783,7 @@ impl Bridge {
                 },
             ],
         )?;
-        self.state().forget_shadow(doc)?;
+        self.forget_shadow(doc)?;
         let head = self.sync_head()?;
         self.mark(doc, head, |s| s.deleted += 1);
         Ok(Outcome::DeletedInErp)
@@ -1029,16 +1056,7 @@ impl Bridge {
                         .get(&(map.kind, name.clone()))
                         .copied()
                 });
-                let known = match doc {
-                    // An unreadable shadow is looked at again, and parked there.
-                    Some(d) => self
-                        .state()
-                        .shadow(d)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|s| s.modified == modified),
-                    None => false,
-                };
+                let known = doc.is_some_and(|d| self.in_step_at(d, &modified));
                 if !known {
                     work.push(name);
                 }
