@@ -32,6 +32,9 @@ pub struct Levels {
     pub bridge_backlog: Option<u64>,
     pub bridge_parked: u64,
     pub bridge_failures: u64,
+    /// Webhooks stored and waiting to be processed, and parked ones.
+    pub webhooks_waiting: u64,
+    pub webhooks_parked: u64,
 }
 
 #[derive(Debug)]
@@ -41,6 +44,7 @@ pub struct Metrics {
     exchange_seconds: Histogram,
     merged: Counter,
     commit_seconds: Histogram,
+    flush_seconds: Histogram,
     group_size: Histogram,
     live_streams: Gauge,
     documents: Gauge,
@@ -49,6 +53,8 @@ pub struct Metrics {
     conflicts: Gauge,
     bridge_backlog: Gauge,
     bridge_parked: Gauge,
+    webhooks_waiting: Gauge,
+    webhooks_parked: Gauge,
     bridge_failures: Gauge<u64, AtomicU64>,
 }
 
@@ -83,8 +89,14 @@ impl Metrics {
         let commit_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         registry.register(
             "store_commit_seconds",
-            "Time to write one commit's effects to the store (durably)",
+            "Time to write one commit's effects to the store (durably, or to the operating system when a flush follows)",
             commit_seconds.clone(),
+        );
+        let flush_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        registry.register(
+            "store_flush_seconds",
+            "Time to sync group commits to the disk, outside the engine lock (one sync covers every commit before it)",
+            flush_seconds.clone(),
         );
         // 1 to 256 exchanges.
         let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 9));
@@ -121,6 +133,16 @@ impl Metrics {
             "erpnext_parked",
             "Documents ERPNext refused and parked for the office, since start",
         );
+        let webhooks_waiting = gauge(
+            &mut registry,
+            "webhooks_waiting",
+            "Verified webhooks stored and not processed yet",
+        );
+        let webhooks_parked = gauge(
+            &mut registry,
+            "webhooks_parked",
+            "Webhooks whose processing failed for good, waiting for a person",
+        );
         let bridge_failures = Gauge::<u64, AtomicU64>::default();
         registry.register(
             "erpnext_transient_failures",
@@ -133,6 +155,7 @@ impl Metrics {
             exchange_seconds,
             merged,
             commit_seconds,
+            flush_seconds,
             group_size,
             live_streams,
             documents,
@@ -141,6 +164,8 @@ impl Metrics {
             conflicts,
             bridge_backlog,
             bridge_parked,
+            webhooks_waiting,
+            webhooks_parked,
             bridge_failures,
         }
     }
@@ -156,6 +181,10 @@ impl Metrics {
 
     pub fn commit(&self, took: Duration) {
         self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn flush(&self, took: Duration) {
+        self.flush_seconds.observe(took.as_secs_f64());
     }
 
     /// A group of exchanges committed together.
@@ -180,6 +209,8 @@ impl Metrics {
         set(&self.conflicts, levels.conflicts);
         set(&self.bridge_backlog, levels.bridge_backlog.unwrap_or(0));
         set(&self.bridge_parked, levels.bridge_parked);
+        set(&self.webhooks_waiting, levels.webhooks_waiting);
+        set(&self.webhooks_parked, levels.webhooks_parked);
         self.bridge_failures.set(levels.bridge_failures);
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -70,6 +70,25 @@ pub struct SyncService {
     retention: std::time::Duration,
     /// What `GET /metrics` shows.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Makes deferred group commits durable outside the engine lock ([`Store::flusher`]).
+    flusher: Option<crate::store::Flusher>,
+    /// Group commits and how far they are on disk; taken briefly.
+    durable: Mutex<Durable>,
+    /// Held while flushing: one sync at a time, each covering every commit before it started.
+    flushing: Mutex<()>,
+}
+
+/// Group commits made and how far they are durable, with what each publishes once it is.
+#[derive(Default)]
+struct Durable {
+    /// Group commits made (under the engine lock).
+    committed: u64,
+    /// Group commits known to be on disk.
+    synced: u64,
+    /// Set when a sync failed: nothing later is acknowledged until the service is recovered.
+    failed: bool,
+    /// Live events and log head of each commit not yet durable, in commit order.
+    pending: std::collections::VecDeque<(u64, Vec<LiveEvent>, u64)>,
 }
 
 /// When the store was last restored from a backup (Unix milliseconds), in the store's meta.
@@ -177,6 +196,7 @@ impl SyncService {
         let revoked = crate::revocation::Revoked::from_keys(store.revoked(clock.now().0 / 1000)?);
         let engine = ServerEngine::restore(config, docs, log, rand::random::<u64>())?;
         let head = tokio::sync::watch::channel(engine.head()).0;
+        let flusher = store.flusher();
         tracing::info!(
             docs = engine.stats().docs,
             log = engine.stats().log_entries,
@@ -201,6 +221,9 @@ impl SyncService {
             head,
             retention: DEFAULT_RETENTION,
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            flusher,
+            durable: Mutex::new(Durable::default()),
+            flushing: Mutex::new(()),
         })
     }
 
@@ -319,7 +342,18 @@ impl SyncService {
         g.store.reconnect()?;
         // A cross-instance lock left taken by the failed exchange is released first.
         g.store.end_exchange()?;
+        // What the rebuilt engine serves must be on disk: a failed sync is retried here.
+        if let Some(flush) = &self.flusher {
+            flush()?;
+        }
         self.rebuild(&mut g)?;
+        {
+            let mut d = self.lock_durable();
+            d.failed = false;
+            d.synced = d.committed;
+            // Their events are replayed to listeners that reconnect; the head moves below.
+            d.pending.clear();
+        }
         let now_s = self.clock.now().0 / 1000;
         let revoked = g.store.revoked(now_s)?;
         self.set_revoked(revoked, true);
@@ -673,22 +707,100 @@ impl SyncService {
     ) -> Result<shared::protocol::SyncResponse, ServiceError> {
         let (done, answer) = std::sync::mpsc::sync_channel(1);
         lock_waiting(&self.waiting).push(Waiting { work, pusher, done });
-        {
+        let merged = {
             let mut g = self.lock();
             // Whoever holds the lock merges everything waiting, this thread's exchange included
             // unless an earlier holder already did.
             let group = std::mem::take(&mut *lock_waiting(&self.waiting));
-            if !group.is_empty() {
-                self.merge_group(&mut g, group);
-            }
+            (!group.is_empty()).then(|| self.merge_group(&mut g, group))
+        };
+        // The disk syncs while the next group merges; the answers wait for it.
+        if let Some((answers, needed)) = merged {
+            self.settle(answers, needed);
         }
         // A group dropped without answering (a panic outside the engine) failed.
         answer.recv().unwrap_or(Err(ServiceError::Poisoned))
     }
 
-    /// Runs a group of waiting exchanges through the engine, commits what they did at once, then
-    /// answers each.
-    fn merge_group(&self, g: &mut Inner, group: Vec<Waiting>) {
+    /// Answers a group once every commit it made or read (up to `needed`) is on disk.
+    fn settle(&self, mut answers: Vec<Answer>, needed: u64) {
+        if let Err(e) = self.flush_to(needed) {
+            answers = fail_all(answers.into_iter().map(|(done, _)| done), e);
+        }
+        for (done, answer) in answers {
+            // The exchange's thread is waiting on its answer; it cannot have gone.
+            let _ = done.send(answer);
+        }
+    }
+
+    fn lock_durable(&self) -> std::sync::MutexGuard<'_, Durable> {
+        // Counters and a queue changed in single steps: a panic cannot leave them half-changed.
+        self.durable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes group commits up to `needed` durable, then publishes what they changed, in commit
+    /// order. One sync at a time; a sync covers every commit made before it started, so under
+    /// load one sync serves several groups.
+    fn flush_to(&self, needed: u64) -> Result<(), ServiceError> {
+        let settled = |d: &Durable| {
+            if d.failed {
+                Some(Err(ServiceError::Poisoned))
+            } else {
+                (d.synced >= needed).then_some(Ok(()))
+            }
+        };
+        if let Some(done) = settled(&self.lock_durable()) {
+            return done;
+        }
+        let _turn = self
+            .flushing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let target = {
+            let d = self.lock_durable();
+            // Another group's sync may have covered this one while it waited.
+            if let Some(done) = settled(&d) {
+                return done;
+            }
+            d.committed
+        };
+        let syncing = std::time::Instant::now();
+        let synced = self.flusher.as_ref().map_or(Ok(()), |flush| flush());
+        self.metrics.flush(syncing.elapsed());
+        let ready: Vec<_> = {
+            let mut d = self.lock_durable();
+            if let Err(e) = synced {
+                d.failed = true;
+                drop(d);
+                self.poison();
+                return Err(e.into());
+            }
+            d.synced = d.synced.max(target);
+            let mut ready = Vec::new();
+            while d.pending.front().is_some_and(|(n, ..)| *n <= target) {
+                ready.extend(d.pending.pop_front());
+            }
+            ready
+        };
+        for (_, events, head) in ready {
+            for ev in events {
+                // No listener left is not an error.
+                let _ = self.events.send(ev);
+            }
+            self.head.send_if_modified(|h| {
+                let moved = head > *h;
+                *h = (*h).max(head);
+                moved
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs a group of waiting exchanges through the engine and commits what they did at once.
+    /// Returns the answers and the group commit they need on disk before they are sent.
+    fn merge_group(&self, g: &mut Inner, group: Vec<Waiting>) -> (Vec<Answer>, u64) {
         self.metrics.group(group.len());
         let mut answers = Vec::with_capacity(group.len());
         if self.is_poisoned() {
@@ -737,10 +849,9 @@ impl SyncService {
             self.poison();
             answers = fail_all(answers.into_iter().map(|(done, _)| done), e.into());
         }
-        for (done, answer) in answers {
-            // The exchange's thread is waiting on its answer; it cannot have gone.
-            let _ = done.send(answer);
-        }
+        // Also what earlier groups committed and this one may have read.
+        let needed = self.lock_durable().committed;
+        (answers, needed)
     }
 
     /// Commits the effects of merged exchanges in one transaction, then publishes them in order.
@@ -755,15 +866,27 @@ impl SyncService {
             all.append(&mut m.effects);
             parts.push((m.done, m.pusher, m.resp, start..all.len()));
         }
-        if let Err(e) = self.commit_locked(g, &all) {
-            answers.extend(fail_all(parts.into_iter().map(|p| p.0), e));
+        let writing = std::time::Instant::now();
+        let persisted = g.store.persist_deferred(&all);
+        self.metrics.commit(writing.elapsed());
+        if let Err(e) = persisted {
+            self.poison();
+            answers.extend(fail_all(parts.into_iter().map(|p| p.0), e.into()));
             return;
         }
+        let listening = self.events.receiver_count() > 0;
+        let mut events = Vec::new();
         for (done, pusher, resp, range) in parts {
-            self.publish(&g.engine, &all[range], Some(pusher));
+            if listening {
+                events.extend(events::from_effects(&g.engine, &all[range], Some(pusher)));
+            }
             answers.push((done, Ok(resp)));
         }
-        self.moved_head(g);
+        // Published, and the head moved, once on disk ([`Self::flush_to`]).
+        let mut d = self.lock_durable();
+        d.committed += 1;
+        let n = d.committed;
+        d.pending.push_back((n, events, g.engine.head()));
     }
 
     /// Whether this device may upload the photo or signature with this SHA-256: a job it may

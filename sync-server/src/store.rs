@@ -29,6 +29,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("TLS to PostgreSQL: {0}")]
     Tls(String),
+    #[error("disk: {0}")]
+    Io(String),
     /// A failure shared by several exchanges committed together, as the first one was told.
     #[error("{0}")]
     Failed(String),
@@ -41,6 +43,17 @@ pub type Stored = (Vec<StoredDoc>, Vec<StoredLog>);
 pub trait Store: Send {
     /// Writes the effects of one exchange, or of a group of exchanges, atomically.
     fn persist(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError>;
+    /// Like [`Self::persist`], but the effects may still be on their way to the disk when it
+    /// returns: they are durable once [`Self::flusher`]'s flush has run after it. A store that
+    /// cannot split the two persists durably here (the default).
+    fn persist_deferred(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError> {
+        self.persist(effects)
+    }
+    /// What makes every deferred commit so far durable, callable without the store (so the next
+    /// group merges while the disk syncs). `None`: commits are durable when they return.
+    fn flusher(&self) -> Option<Flusher> {
+        None
+    }
     /// Everything needed to rebuild the engine.
     fn load(&mut self) -> Result<Stored, StoreError>;
     fn is_empty(&mut self) -> Result<bool, StoreError>;
@@ -84,10 +97,46 @@ pub trait Store: Send {
     }
 }
 
+/// Makes a store's deferred commits durable (an fsync).
+pub type Flusher = std::sync::Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
+
 /// The SQLite store.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    /// The database file's path, when it survives power loss (`full_sync`).
+    full_sync: Option<std::path::PathBuf>,
+}
+
+/// Syncs a SQLite database's write-ahead log to the disk. A commit in WAL mode with
+/// `synchronous=NORMAL` has written its frames to the log but not synced them; syncing the log
+/// file afterwards makes every commit so far as durable as `synchronous=FULL` would have.
+/// Frames moved into the database by a checkpoint are synced by SQLite itself at `NORMAL`.
+fn sync_wal(db: &Path, dir_synced: &std::sync::atomic::AtomicBool) -> Result<(), StoreError> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let io = |e: std::io::Error| StoreError::Io(format!("syncing the write-ahead log: {e}"));
+    match std::fs::File::open(&wal) {
+        Ok(f) => f.sync_data().map_err(io)?,
+        // Not there: nothing written since the last checkpoint closed it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    }
+    // The log file's own directory entry, once, as SQLite does for a journal it creates.
+    if !dir_synced.load(std::sync::atomic::Ordering::Acquire)
+        && let Some(dir) = db.parent()
+    {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        dir_synced.store(true, std::sync::atomic::Ordering::Release);
+    }
+    Ok(())
 }
 
 fn blob(id: DocId) -> [u8; 16] {
@@ -135,11 +184,32 @@ impl SqliteStore {
                  device BLOB NOT NULL, doc BLOB NOT NULL, until INTEGER, PRIMARY KEY (device, doc)
              ) WITHOUT ROWID;",
         )?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            full_sync: full_sync.then(|| path.to_owned()),
+        })
     }
 }
 
 impl Store for SqliteStore {
+    fn persist_deferred(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError> {
+        if self.full_sync.is_none() {
+            return self.persist(effects);
+        }
+        // The commit writes its frames without waiting for the disk; the flusher syncs them.
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let done = self.persist(effects);
+        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
+        done?;
+        Ok(restored?)
+    }
+
+    fn flusher(&self) -> Option<Flusher> {
+        let db = self.full_sync.clone()?;
+        let dir_synced = std::sync::atomic::AtomicBool::new(false);
+        Some(std::sync::Arc::new(move || sync_wal(&db, &dir_synced)))
+    }
+
     fn persist(&mut self, effects: &[ServerEffect]) -> Result<(), StoreError> {
         if effects.is_empty() {
             return Ok(());

@@ -1067,9 +1067,53 @@ struct Counted {
     failing: Arc<std::sync::atomic::AtomicBool>,
     /// How long a commit takes (an fsync on a slow disk).
     delay: Duration,
+    /// Whether a group's commit is split from its sync, as the production SQLite store does
+    /// ([`Store::persist_deferred`]): then the sync is what is slow, counted and failing.
+    deferred: bool,
+    /// Syncs made (deferred commits only).
+    flushes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Store for Counted {
+    fn persist_deferred(
+        &mut self,
+        effects: &[shared::sync::server::ServerEffect],
+    ) -> Result<(), sync_server::store::StoreError> {
+        if !self.deferred {
+            return self.persist(effects);
+        }
+        if effects.is_empty() {
+            return Ok(());
+        }
+        self.inner.persist_deferred(effects)?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    fn flusher(&self) -> Option<sync_server::store::Flusher> {
+        if !self.deferred {
+            return None;
+        }
+        let inner = self.inner.flusher();
+        let (failing, flushes, delay) = (
+            Arc::clone(&self.failing),
+            Arc::clone(&self.flushes),
+            self.delay,
+        );
+        Some(Arc::new(move || {
+            std::thread::sleep(delay);
+            if failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(sync_server::store::StoreError::Io(
+                    "input/output error".into(),
+                ));
+            }
+            if let Some(flush) = &inner {
+                flush()?;
+            }
+            flushes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }))
+    }
     fn persist(
         &mut self,
         effects: &[shared::sync::server::ServerEffect],
@@ -1143,20 +1187,40 @@ impl Store for Counted {
     }
 }
 
+/// What a test sees of the disk behind [`Counted`].
+struct Disk {
+    commits: Arc<std::sync::atomic::AtomicUsize>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    flushes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Disk {
+    fn commits(&self) -> usize {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn flushes(&self) -> usize {
+        self.flushes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn fail(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// The served world's service, restarted over its store seen through [`Counted`].
-fn counted(
-    w: &mut Served,
-) -> (
-    Arc<std::sync::atomic::AtomicUsize>,
-    Arc<std::sync::atomic::AtomicBool>,
-) {
-    let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+fn counted(w: &mut Served, deferred: bool) -> Disk {
+    let disk = Disk {
+        commits: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        failing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        flushes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    };
     let store = Counted {
         inner: w.backing.store(),
-        commits: Arc::clone(&commits),
-        failing: Arc::clone(&failing),
+        commits: Arc::clone(&disk.commits),
+        failing: Arc::clone(&disk.failing),
         delay: Duration::from_millis(20),
+        deferred,
+        flushes: Arc::clone(&disk.flushes),
     };
     w.svc = Arc::new(
         SyncService::open(
@@ -1166,7 +1230,7 @@ fn counted(
         )
         .unwrap(),
     );
-    (commits, failing)
+    disk
 }
 
 /// A device after [`concurrent_notes`]: each note it wrote and whether its sync was acknowledged.
@@ -1206,13 +1270,23 @@ fn server_notes(svc: &SyncService, job: JobId) -> Vec<String> {
 
 #[test]
 fn invariant_concurrent_exchanges_share_one_commit_and_each_acknowledged_one_is_stored() {
+    concurrent_exchanges_share_commits(false);
+}
+
+#[test]
+fn invariant_concurrent_exchanges_share_one_sync_and_each_acknowledged_one_is_stored() {
+    concurrent_exchanges_share_commits(true);
+}
+
+/// `deferred`: each group commits, then syncs outside the engine lock while the next merges.
+fn concurrent_exchanges_share_commits(deferred: bool) {
     let mut w = Served::new(sqlite());
     let job = w.my_job();
-    let (commits, _) = counted(&mut w);
+    let disk = counted(&mut w, deferred);
     let devices: Vec<_> = (0..12)
         .map(|n| w.another(Role::Technician, 10 + n))
         .collect();
-    let before = commits.load(std::sync::atomic::Ordering::SeqCst);
+    let (before, flushes_before) = (disk.commits(), disk.flushes());
     let rounds = 5;
     let done = concurrent_notes(devices, job, rounds);
     let exchanges = 12 * rounds;
@@ -1222,11 +1296,20 @@ fn invariant_concurrent_exchanges_share_one_commit_and_each_acknowledged_one_is_
             "every exchange is acknowledged: {outcome:?}"
         );
     }
-    let made = commits.load(std::sync::atomic::Ordering::SeqCst) - before;
+    let made = disk.commits() - before;
     assert!(
         made < exchanges,
         "exchanges waiting on a slow disk are committed together: {made} commits for {exchanges} exchanges"
     );
+    let synced = disk.flushes() - flushes_before;
+    if deferred {
+        assert!(
+            (1..=made).contains(&synced),
+            "each sync covers one group commit or more: {synced} syncs for {made} commits"
+        );
+    } else {
+        assert_eq!(synced, 0, "a store that commits durably needs no sync");
+    }
     // What a restarted server reads back holds every acknowledged note.
     w.restart();
     let stored = server_notes(&w.svc, job);
@@ -1244,11 +1327,11 @@ fn invariant_concurrent_exchanges_share_one_commit_and_each_acknowledged_one_is_
 fn invariant_a_failed_group_commit_acknowledges_none_of_its_exchanges() {
     let mut w = Served::new(sqlite());
     let job = w.my_job();
-    let (_, failing) = counted(&mut w);
+    let disk = counted(&mut w, false);
     let devices: Vec<_> = (0..6)
         .map(|n| w.another(Role::Technician, 10 + n))
         .collect();
-    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    disk.fail(true);
     let done = concurrent_notes(devices, job, 1);
     for (r, _, outcome) in &done {
         assert!(
@@ -1262,7 +1345,7 @@ fn invariant_a_failed_group_commit_acknowledges_none_of_its_exchanges() {
     }
     // After the disk recovers: none of the failed group was stored, and every note arrives with
     // the devices' next sync.
-    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    disk.fail(false);
     assert!(w.svc.recover().unwrap(), "the failure poisoned the service");
     let texts: Vec<String> = done
         .iter()
@@ -1282,6 +1365,59 @@ fn invariant_a_failed_group_commit_acknowledges_none_of_its_exchanges() {
         assert!(
             stored.contains(t),
             "{t:?} arrives once the store works again"
+        );
+    }
+}
+
+#[test]
+fn invariant_a_failed_sync_acknowledges_and_publishes_none_of_its_groups() {
+    let mut w = Served::new(sqlite());
+    let job = w.my_job();
+    let disk = counted(&mut w, true);
+    let (_, mut live) = w.svc.subscribe(None);
+    let devices: Vec<_> = (0..6)
+        .map(|n| w.another(Role::Technician, 10 + n))
+        .collect();
+    disk.fail(true);
+    let done = concurrent_notes(devices, job, 1);
+    for (r, _, outcome) in &done {
+        assert!(
+            outcome.iter().all(|(_, acked)| !acked),
+            "nothing committed but not synced is acknowledged: {outcome:?}"
+        );
+        assert!(
+            !r.pending().unwrap().is_empty(),
+            "the device keeps its note to send again"
+        );
+    }
+    assert!(
+        disk.commits() > 0,
+        "the groups were committed, then their sync failed"
+    );
+    assert!(
+        matches!(
+            live.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        ),
+        "no dispatcher is told of a change that is not on disk"
+    );
+    // The sync works again: the service recovers (syncing first) and every note arrives, once.
+    disk.fail(false);
+    assert!(
+        w.svc.recover().unwrap(),
+        "the failed sync poisoned the service"
+    );
+    for (mut r, mut net, _) in done {
+        r.sync(&mut net).unwrap();
+        assert!(r.pending().unwrap().is_empty());
+    }
+    let stored = server_notes(&w.svc, job);
+    for n in 0..6 {
+        let text = format!("device {n}, round 0");
+        assert_eq!(
+            stored.iter().filter(|t| **t == text).count(),
+            1,
+            "{text:?} is stored once: {stored:?}"
         );
     }
 }
