@@ -280,7 +280,7 @@ pub mod setup {
                         "request_url": target.url,
                         "request_method": "POST",
                         "request_structure": "JSON",
-                        "webhook_json": "{\"doctype\": \"{{ doc.doctype }}\", \"name\": \"{{ doc.name }}\", \"event\": \"".to_owned() + event + "\"}",
+                        "webhook_json": "{\"doctype\": \"{{ doc.doctype }}\", \"name\": \"{{ doc.name }}\", \"modified\": \"{{ doc.modified }}\", \"event\": \"".to_owned() + event + "\"}",
                         "enable_security": 1,
                         "webhook_secret": target.secret.expose(),
                         "enabled": 1,

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod erpnext;
 pub mod events;
 pub mod http;
+pub mod hub;
 pub mod metrics;
 pub mod photos;
 pub mod revocation;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub photos: Option<Arc<photos::PhotoStore>>,
     /// Where login links point, and which apps may open them.
     pub links: Arc<LinkSettings>,
+    /// The webhook inbox, SMS conversations and payments, when the server has a data folder.
+    pub hub: Option<Arc<hub::Hub>>,
 }
 
 /// Login links as App Links (Android) and Universal Links (iOS): `https://{public_url}/login#

@@ -449,7 +449,7 @@ fn main() -> Result<()> {
                 },
             )?;
             println!("ERPNext bridge on, to {}", e.url);
-            rt.spawn(Arc::clone(&bridge).run(stop_rx));
+            rt.spawn(Arc::clone(&bridge).run(stop_rx.clone()));
             Some(Arc::new(ErpEdge {
                 bridge,
                 webhook_secret: e.webhook_secret.clone(),
@@ -459,12 +459,50 @@ fn main() -> Result<()> {
     };
     let photos = sync_server::photos::PhotoStore::open(&settings.data_dir.join("photos"))
         .context("opening the photo folder")?;
+    // The webhook inbox and what it feeds, in the data folder whatever the sync store.
+    let hub = sync_server::hub::Hub::open(
+        &settings.data_dir,
+        sync_server::hub::HubSettings {
+            twilio: settings.twilio.clone(),
+            stripe: settings.stripe.clone(),
+            public_url: settings.public_url.clone(),
+            full_sync: settings.sqlite_full_sync,
+        },
+        sync_server::hub::customers_by_phone(Arc::clone(&service)),
+    )
+    .context("opening the webhook inbox")?;
+    if let Some(t) = &settings.twilio {
+        let client = sync_server::hub::twilio::TwilioClient::new(
+            t.clone(),
+            std::time::Duration::from_secs(30),
+        )
+        .context("the Twilio client")?;
+        rt.spawn(sync_server::hub::twilio::run_sender(
+            Arc::clone(&hub.sms),
+            Arc::new(client),
+            hub.public_url.clone(),
+            Arc::new(SystemClock),
+            stop_rx.clone(),
+        ));
+    }
+    if settings.webhook_processing {
+        let handlers = hub.handlers(erp.as_ref().map(|e| Arc::clone(&e.bridge)));
+        rt.spawn(sync_server::hub::inbox::run(
+            Arc::clone(&hub.inbox),
+            handlers,
+            Arc::new(SystemClock),
+            stop_rx,
+        ));
+    } else {
+        println!("Webhook processing is off: webhooks are verified and stored, not processed.");
+    }
     let state = AppState {
         sync: service,
         keys,
         erp,
         photos: Some(Arc::new(photos)),
         links: Arc::new(settings.links()),
+        hub: Some(hub),
     };
     // TLS served here when a certificate is configured; otherwise plain HTTP, for a reverse
     // proxy that ends TLS in front (or the demo on loopback).

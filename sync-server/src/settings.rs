@@ -78,6 +78,45 @@ pub struct Settings {
     pub session_max_days_technician: i64,
     pub session_max_days_dispatcher: i64,
     pub session_max_days_admin: i64,
+    /// Twilio SMS; off when absent (`APP_TWILIO__ACCOUNT_SID`, `APP_TWILIO__AUTH_TOKEN`…).
+    pub twilio: Option<TwilioSettings>,
+    /// Stripe payments; off when absent (`APP_STRIPE__WEBHOOK_SECRET`…).
+    pub stripe: Option<StripeSettings>,
+    /// Process stored webhooks (default). Off, they are still verified and stored durably but
+    /// wait in the inbox: for maintenance, or to hold events while a peer is being moved.
+    pub webhook_processing: bool,
+}
+
+/// Twilio's account, and the number texts are sent from. Webhooks are checked against the
+/// server's `public_url` (the address Twilio was given), never the request's own Host.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct TwilioSettings {
+    pub account_sid: String,
+    /// Signs Twilio's webhooks and authenticates our calls.
+    pub auth_token: Secret,
+    /// The sending number (E.164) or messaging service (`MG…`).
+    pub from: String,
+    #[serde(default = "default_twilio_api")]
+    pub api_url: String,
+}
+
+fn default_twilio_api() -> String {
+    "https://api.twilio.com".into()
+}
+
+/// Stripe's keys.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct StripeSettings {
+    /// The secret API key (`sk_…`), for creating payment pages.
+    pub secret_key: Option<Secret>,
+    /// The webhook endpoint's signing secret (`whsec_…`).
+    pub webhook_secret: Secret,
+    #[serde(default = "default_stripe_api")]
+    pub api_url: String,
+}
+
+fn default_stripe_api() -> String {
+    "https://api.stripe.com".into()
 }
 
 /// Where ERPNext is (`APP_ERPNEXT__URL`, `APP_ERPNEXT__TOKEN`…).
@@ -160,7 +199,8 @@ impl Settings {
             .set_default("session_days", 30)?
             .set_default("session_max_days_technician", 180)?
             .set_default("session_max_days_dispatcher", 90)?
-            .set_default("session_max_days_admin", 14)?;
+            .set_default("session_max_days_admin", 14)?
+            .set_default("webhook_processing", true)?;
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }
@@ -178,6 +218,12 @@ impl Settings {
         {
             return Err(config::ConfigError::Message(
                 "jwt_secret must be at least 32 bytes".into(),
+            ));
+        }
+        if settings.twilio.is_some() && settings.public_url.is_none() {
+            return Err(config::ConfigError::Message(
+                "twilio needs public_url: its webhooks are signed over the address Twilio calls"
+                    .into(),
             ));
         }
         if let Some(e) = &settings.erpnext

@@ -95,6 +95,7 @@ fn start_full(min_app_version: Option<&str>, links: sync_server::LinkSettings) -
             sync_server::photos::PhotoStore::open(&dir.path().join("photos")).unwrap(),
         )),
         links: Arc::new(links),
+        hub: None,
     };
     rt.spawn(sync_server::serve(listener, state, async {
         let _ = stopped.await;

@@ -7,3 +7,4 @@ pub mod app_driver;
 pub mod frappe;
 pub mod harness;
 pub mod sim;
+pub mod twilio;

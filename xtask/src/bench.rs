@@ -511,3 +511,62 @@ pub(crate) fn client_child(frames: &str) -> Result<()> {
     let _ = Path::new(frames);
     Ok(())
 }
+
+/// The release `sync-server demo` in a child process, data in a disk folder, settings from the
+/// environment; killed when dropped.
+pub(crate) struct Demo {
+    pub child: std::process::Child,
+    pub port: u16,
+    /// The dispatcher token the demo prints.
+    pub token: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds the release server and starts `demo` on a port the system picks (the server prints
+/// the one it got, and a dispatcher token).
+pub(crate) fn release_demo(dir: &std::path::Path, env: &[(&str, String)]) -> Result<Demo> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let status = Command::new(env!("CARGO"))
+        .current_dir(tests::app_driver::workspace())
+        .args(["build", "--release", "--locked", "-p", "sync-server"])
+        .status()?;
+    anyhow::ensure!(status.success(), "building sync-server failed");
+    let bin = tests::app_driver::target_dir()
+        .join("release")
+        .join("sync-server");
+    let child = Command::new(&bin)
+        .args(["demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut demo = Demo {
+        child,
+        port: 0,
+        token: String::new(),
+    };
+    let mut out = BufReader::new(demo.child.stdout.take().context("child stdout")?);
+    let mut buf = String::new();
+    while demo.port == 0 {
+        buf.clear();
+        anyhow::ensure!(out.read_line(&mut buf)? > 0, "the demo exited");
+        if buf.starts_with("Dispatcher token:") {
+            buf.clear();
+            out.read_line(&mut buf)?;
+            demo.token = buf.trim().to_owned();
+        } else if let Some(addr) = buf.trim().strip_prefix("Listening on ") {
+            demo.port = addr.parse::<std::net::SocketAddr>()?.port();
+        }
+    }
+    anyhow::ensure!(!demo.token.is_empty(), "no dispatcher token");
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Ok(demo)
+}

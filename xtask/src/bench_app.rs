@@ -66,6 +66,7 @@ fn serve(dir: &std::path::Path) -> Result<(String, String)> {
         erp: None,
         photos: None,
         links: Default::default(),
+        hub: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

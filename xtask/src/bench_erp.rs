@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use shared::clock::{Clock, FixedClock};
 use shared::model::{AnyEntity, Priority};
 use shared::record::{FieldChange, Scalar};
@@ -135,50 +135,17 @@ pub(crate) fn run() -> Result<()> {
 /// settings) with the bridge on against the double, measured for 60 s with nothing changing
 /// anywhere, after the initial export of the demo's documents. Also its thread count.
 pub(crate) fn idle() -> Result<()> {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
-    let root = tests::app_driver::workspace();
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "--release", "--locked", "-p", "sync-server"])
-        .status()?;
-    anyhow::ensure!(status.success(), "building sync-server failed");
-    let bin = tests::app_driver::target_dir()
-        .join("release")
-        .join("sync-server");
-
     let (rt, _erp, url, _client) = double(1)?;
-
     let dir = crate::bench::disk_dir()?;
-    // The system picks the port; the server prints the one it got.
-    let mut child = Command::new(&bin)
-        .args(["demo", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .env("APP_ERPNEXT__URL", &url)
-        .env("APP_ERPNEXT__TOKEN", format!("{KEY}:{SECRET}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let demo = crate::bench::release_demo(
+        dir.path(),
+        &[
+            ("APP_ERPNEXT__URL", url),
+            ("APP_ERPNEXT__TOKEN", format!("{KEY}:{SECRET}")),
+        ],
+    )?;
+    let (port, token) = (demo.port, demo.token.clone());
     let result = (|| {
-        let mut out = BufReader::new(child.stdout.take().context("child stdout")?);
-        let mut token = None;
-        let mut port = None;
-        let mut line_buf = String::new();
-        while port.is_none() {
-            line_buf.clear();
-            anyhow::ensure!(out.read_line(&mut line_buf)? > 0, "the demo exited");
-            if line_buf.starts_with("Dispatcher token:") {
-                line_buf.clear();
-                out.read_line(&mut line_buf)?;
-                token = Some(line_buf.trim().to_owned());
-            } else if let Some(addr) = line_buf.trim().strip_prefix("Listening on ") {
-                port = Some(addr.parse::<std::net::SocketAddr>()?.port());
-            }
-        }
-        let token = token.context("no dispatcher token")?;
-        let port = port.context("no listening address")?;
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         // The initial export is over once the bridge's counters stop moving.
         sync_server::tls::install_crypto();
         let http = reqwest::blocking::Client::new();
@@ -211,7 +178,7 @@ pub(crate) fn idle() -> Result<()> {
                 break;
             }
         }
-        let pid = child.id();
+        let pid = demo.child.id();
         let cpu0 = crate::bench_server::cpu_s(pid);
         let t = Instant::now();
         std::thread::sleep(Duration::from_secs(60));
@@ -226,8 +193,7 @@ pub(crate) fn idle() -> Result<()> {
         line("bridge_idle_threads", threads, "threads");
         Ok(())
     })();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(demo);
     drop(rt);
     result
 }

@@ -66,6 +66,7 @@ pub(crate) fn child(dir: &str, port: &str) -> Result<()> {
             erp: None,
             photos: None,
             links: Default::default(),
+            hub: None,
         };
         sync_server::serve(listener, state, std::future::pending()).await?;
         anyhow::Ok(())

@@ -6,6 +6,8 @@
 //!   sync CPU, memory (release build, server in a child process over real HTTP).
 //! * `cargo xtask bench app` — the real app (release) under Xvfb through tauri-driver: cold start
 //!   to 300 jobs listed, job open, equipment search.
+//! * `cargo xtask bench hub` — the webhook inbox: signed events from 64 concurrent senders over
+//!   real HTTP, stored and synced before each answer (release build, server in a child process).
 //! * `cargo xtask ui [--debug]` — builds the Yew UI into `app-ui/dist` (wasm + wasm-bindgen).
 //! * `cargo xtask deb` — the desktop `.deb` through the Tauri bundler (installs `tauri-cli` once).
 //! * `cargo xtask demo` — runs what exists of the product on its embedded default: an in-process
@@ -19,6 +21,7 @@ use std::process::ExitCode;
 mod bench;
 mod bench_app;
 mod bench_erp;
+mod bench_hub;
 mod bench_server;
 mod deb;
 mod demo;
@@ -35,9 +38,10 @@ fn main() -> ExitCode {
         ["bench", "core"] => bench::core(),
         ["bench", "server"] => bench_server::run(),
         ["bench", "app"] => bench_app::run(),
+        ["bench", "hub"] => bench_hub::run(),
         ["bench-server-child", dir, port] => bench_server::child(dir, port),
         ["bench", area] => Err(anyhow::anyhow!(
-            "unknown bench area `{area}` (available: core, server, app)"
+            "unknown bench area `{area}` (available: core, server, app, hub)"
         )),
         ["bench-client", frames] => bench::client_child(frames),
         ["demo"] => demo::run(),
@@ -45,7 +49,7 @@ fn main() -> ExitCode {
         ["ui"] => ui::build(true),
         ["ui", "--debug"] => ui::build(false),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask bench core|server|app | cargo xtask ui [--debug] | cargo xtask deb | cargo xtask demo"
+            "usage: cargo xtask bench core|server|app|hub | cargo xtask ui [--debug] | cargo xtask deb | cargo xtask demo"
         )),
     };
     match result {

@@ -32,6 +32,16 @@ pub(crate) fn spawn_demo(
     port: Option<u16>,
     extra: &[&str],
 ) -> (Server, u16) {
+    spawn_demo_with(dir, port, extra, &[])
+}
+
+/// [`spawn_demo`] with settings from environment variables (`APP_…`).
+pub(crate) fn spawn_demo_with(
+    dir: &std::path::Path,
+    port: Option<u16>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Server, u16) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
         .args([
@@ -44,6 +54,7 @@ pub(crate) fn spawn_demo(
         .args(extra)
         .env("APP_JWT_SECRET", SECRET)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -106,6 +106,7 @@ pub(crate) fn erp_world(timeout: Duration) -> ErpWorld {
         })),
         photos: None,
         links: Default::default(),
+        hub: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(sync_server::serve(listener, state, async {

@@ -5,6 +5,7 @@
 mod app;
 mod bad_input;
 mod erpnext;
+mod hub;
 mod invariants;
 mod mobile;
 mod recording;

@@ -96,6 +96,7 @@ fn tls_server(dir: &Path, files: CertFiles) -> TlsServer {
         erp: None,
         photos: None,
         links: Default::default(),
+        hub: None,
     };
     let config = cert.server_config().unwrap();
     let port = rt.block_on(async {

@@ -1,0 +1,148 @@
+//! The hub around the sync loop. For now its inbound side: webhooks from Twilio, Stripe and
+//! ERPNext.
+//!
+//! Every webhook goes the same way ([`crate::http`] routes it):
+//! 1. its signature is checked ([`signature`]) against the secret from settings and, for
+//!    Twilio, the URL from `public_url` (never the request's Host header): unsigned, badly
+//!    signed, stale or malformed requests get a 4xx and nothing is stored;
+//! 2. the verified event is written to the [`inbox`] and synced to disk, deduplicated by the
+//!    provider's event id, and only then answered 2xx;
+//! 3. [`inbox::run`] processes it afterwards through the provider's handler: SMS conversations
+//!    ([`sms`]), payment state ([`payments`]), an ERPNext record re-read by the bridge. A
+//!    failure is retried with backoff, then parked for a person.
+
+pub mod inbox;
+pub mod payments;
+pub mod signature;
+pub mod sms;
+pub mod twilio;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::settings::{StripeSettings, TwilioSettings};
+use inbox::{Event, HandleError, Handler, Inbox, Provider};
+
+/// The hub's stores and settings, shared by the webhook routes and the processor.
+#[derive(Debug)]
+pub struct Hub {
+    pub inbox: Arc<Inbox>,
+    pub sms: Arc<sms::Sms>,
+    pub payments: Arc<payments::Payments>,
+    pub twilio: Option<TwilioSettings>,
+    pub stripe: Option<StripeSettings>,
+    /// The address providers call (`https://sync.example.net`), without a trailing slash.
+    pub public_url: Option<String>,
+}
+
+/// The hub's database file, beside the sync store.
+pub const HUB_FILE: &str = "hub.sqlite3";
+
+/// A connection to the hub's database: WAL (readers never wait for the writer), `FULL` to
+/// survive a power cut, and waiting for the other connections' short transactions.
+pub(crate) fn open_db(path: &Path, full_sync: bool) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if full_sync { "FULL" } else { "NORMAL" },
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Inbox(#[from] inbox::InboxError),
+    #[error(transparent)]
+    Sms(#[from] sms::SmsError),
+    #[error(transparent)]
+    Payments(#[from] payments::PaymentError),
+}
+
+/// What the hub is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct HubSettings {
+    pub twilio: Option<TwilioSettings>,
+    pub stripe: Option<StripeSettings>,
+    pub public_url: Option<String>,
+    /// `synchronous=FULL`: an acknowledged webhook survives a power cut too.
+    pub full_sync: bool,
+}
+
+impl Hub {
+    /// Opens the hub's database in `dir`.
+    pub fn open(
+        dir: &Path,
+        settings: HubSettings,
+        customers: sms::CustomerLookup,
+    ) -> Result<Arc<Self>, HubError> {
+        let file = dir.join(HUB_FILE);
+        Ok(Arc::new(Self {
+            inbox: Inbox::open(&file, settings.full_sync)?,
+            sms: sms::Sms::open(&file, settings.full_sync, customers)?,
+            payments: payments::Payments::open(&file, settings.full_sync)?,
+            twilio: settings.twilio,
+            stripe: settings.stripe,
+            public_url: settings
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_owned()),
+        }))
+    }
+
+    /// The processor's handlers; ERPNext's only with the bridge.
+    pub fn handlers(
+        &self,
+        bridge: Option<Arc<crate::erpnext::Bridge>>,
+    ) -> HashMap<Provider, Arc<dyn Handler>> {
+        let mut h: HashMap<Provider, Arc<dyn Handler>> = HashMap::new();
+        h.insert(Provider::Twilio, Arc::clone(&self.sms) as Arc<dyn Handler>);
+        h.insert(
+            Provider::Stripe,
+            Arc::clone(&self.payments) as Arc<dyn Handler>,
+        );
+        if let Some(b) = bridge {
+            h.insert(Provider::Erpnext, Arc::new(ErpRefresh(b)));
+        }
+        h
+    }
+}
+
+/// A customer's document by phone number (E.164), read from the sync service.
+pub fn customers_by_phone(sync: Arc<crate::service::SyncService>) -> sms::CustomerLookup {
+    Arc::new(move |phone: &str| {
+        sync.read(|e| {
+            e.doc_ids().find(|d| {
+                matches!(
+                    e.entity(*d),
+                    Some(shared::model::AnyEntity::Customer(c))
+                        if c.phone.as_ref().is_some_and(|p| p.as_str() == phone)
+                )
+            })
+        })
+        .ok()
+        .flatten()
+    })
+}
+
+/// ERPNext's webhooks: the record is re-read by the bridge (which polls as a safety net too).
+struct ErpRefresh(Arc<crate::erpnext::Bridge>);
+
+impl Handler for ErpRefresh {
+    fn handle<'a>(
+        &'a self,
+        event: &'a Event,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), HandleError>> {
+        Box::pin(async move {
+            let text = |k: &str| event.payload.get(k).and_then(serde_json::Value::as_str);
+            let (Some(doctype), Some(name)) = (text("doctype"), text("name")) else {
+                return Err(HandleError::Final("no doctype or name".into()));
+            };
+            self.0.refresh(doctype, name);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,400 @@
+//! The hub's SMS side end to end: the Twilio client held to one contract suite (run against the
+//! double here, and against Twilio itself with test credentials when `FSM_TEST_TWILIO_*` name
+//! them), and the outbox through the server: sent once, delivery shown from Twilio's signed
+//! callbacks, a lost answer never sent twice by itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shared::ids::{DeviceId, DocId, Role};
+use shared::model::AnyEntity;
+use sync_server::AppState;
+use sync_server::auth::Keys;
+use sync_server::hub::twilio::{SendError, SmsGateway, TwilioClient};
+use sync_server::hub::{Hub, HubSettings};
+use sync_server::settings::{Secret, TwilioSettings};
+use tests::twilio::{Fault, TwilioDouble};
+
+use crate::world::seeded_service;
+
+const SID: &str = "AC00000000000000000000000000000000";
+const TOKEN: &str = "twilio double's auth token";
+const PUBLIC: &str = "https://sync.example.test";
+/// Twilio's test-credential sender number.
+const FROM: &str = "+15005550006";
+
+fn settings(api_url: &str, sid: &str, token: &str, from: &str) -> TwilioSettings {
+    TwilioSettings {
+        account_sid: sid.into(),
+        auth_token: Secret::new(token),
+        from: from.into(),
+        api_url: api_url.into(),
+    }
+}
+
+/// What every Twilio account (the double, or Twilio with test credentials) answers alike.
+fn contract(rt: &tokio::runtime::Runtime, good: &TwilioClient, bad_auth: &TwilioClient) {
+    let sent = rt
+        .block_on(good.send("+15145550100", "Votre technicien arrive vers 10 h.", None))
+        .expect("a valid number is sent");
+    assert!(
+        sent.sid.starts_with("SM") && sent.sid.len() == 34,
+        "a message sid: {}",
+        sent.sid
+    );
+    for (to, code) in [
+        ("+15005550001", 21211),
+        ("+15005550004", 21610),
+        ("+15005550009", 21614),
+    ] {
+        match rt.block_on(good.send(to, "test", None)) {
+            Err(SendError::Final { code: c, message }) => {
+                assert_eq!(c, Some(code), "{to}: {message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{to}: expected a final refusal {code}, got {other:?}"),
+        }
+    }
+    match rt.block_on(bad_auth.send("+15145550100", "test", None)) {
+        Err(SendError::Final { code, .. }) => assert_eq!(code, Some(20003)),
+        other => panic!("wrong credentials: {other:?}"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn hub_twilio_contract_against_the_double() {
+    let rt = runtime();
+    let double = TwilioDouble::new(SID, TOKEN);
+    let api = rt.block_on(double.start());
+    let good = TwilioClient::new(settings(&api, SID, TOKEN, FROM), Duration::from_secs(5)).unwrap();
+    let bad =
+        TwilioClient::new(settings(&api, SID, "wrong", FROM), Duration::from_secs(5)).unwrap();
+    contract(&rt, &good, &bad);
+    assert_eq!(double.accepted().len(), 1, "only the valid text was sent");
+    // What only the double can be made to do: rate limits and failures, retried by the caller.
+    double.inject([Fault::RateLimit, Fault::ServerError]);
+    match rt.block_on(good.send("+15145550100", "x", None)) {
+        Err(SendError::Retry {
+            code: Some(20429),
+            after: Some(d),
+            ..
+        }) => assert_eq!(d, Duration::from_secs(1)),
+        other => panic!("rate limited: {other:?}"),
+    }
+    assert!(matches!(
+        rt.block_on(good.send("+15145550100", "x", None)),
+        Err(SendError::Retry {
+            code: Some(20500),
+            ..
+        })
+    ));
+    // An answer that comes after the client gave up: the text may have gone, and it did.
+    let impatient =
+        TwilioClient::new(settings(&api, SID, TOKEN, FROM), Duration::from_millis(300)).unwrap();
+    double.inject([Fault::SlowAnswer(Duration::from_secs(2))]);
+    assert!(matches!(
+        rt.block_on(impatient.send("+15145550100", "x", None)),
+        Err(SendError::Unknown(_))
+    ));
+    assert_eq!(double.accepted().len(), 2);
+}
+
+#[test]
+fn hub_twilio_contract_against_twilio() {
+    #[allow(clippy::disallowed_methods)] // test configuration
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(sid), Some(token)) = (
+        env("FSM_TEST_TWILIO_ACCOUNT_SID"),
+        env("FSM_TEST_TWILIO_AUTH_TOKEN"),
+    ) else {
+        eprintln!(
+            "skipped: set FSM_TEST_TWILIO_ACCOUNT_SID and FSM_TEST_TWILIO_AUTH_TOKEN (Twilio's test credentials) to run the Twilio contract suite against Twilio"
+        );
+        return;
+    };
+    let api = env("FSM_TEST_TWILIO_API_URL").unwrap_or_else(|| "https://api.twilio.com".into());
+    let rt = runtime();
+    let good =
+        TwilioClient::new(settings(&api, &sid, &token, FROM), Duration::from_secs(20)).unwrap();
+    let bad = TwilioClient::new(
+        settings(&api, &sid, "not-the-token", FROM),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    contract(&rt, &good, &bad);
+}
+
+/// A server with the hub on, its outbox sending through the double, and the double's
+/// callbacks routed back to it.
+struct Hubbed {
+    rt: tokio::runtime::Runtime,
+    port: u16,
+    double: TwilioDouble,
+    token: String,
+    hub: Arc<Hub>,
+    customer_phone: String,
+    _stop: tokio::sync::watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+fn hubbed(client_timeout: Duration) -> Hubbed {
+    use shared::clock::Clock as _;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, data) = seeded_service(dir.path());
+    let customer_phone = data
+        .entities
+        .iter()
+        .find_map(|e| match e {
+            AnyEntity::Customer(c) => c.phone.as_ref().map(|p| p.as_str().to_owned()),
+            _ => None,
+        })
+        .expect("the data set has a customer with a phone");
+    let double = TwilioDouble::new(SID, TOKEN);
+    let api = rt.block_on(double.start());
+    let twilio = settings(&api, SID, TOKEN, FROM);
+    let hub = Hub::open(
+        dir.path(),
+        HubSettings {
+            twilio: Some(twilio.clone()),
+            stripe: None,
+            public_url: Some(PUBLIC.into()),
+            full_sync: false,
+        },
+        sync_server::hub::customers_by_phone(Arc::clone(&svc)),
+    )
+    .unwrap();
+    let keys = Arc::new(Keys::from_secret(
+        b"hub test secret, thirty-two bytes or more",
+    ));
+    let now_s = sync_server::SystemClock.now().0 / 1000;
+    let token = keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd1)),
+            Role::Dispatcher,
+            None,
+            now_s,
+            3600,
+        )
+        .unwrap();
+    let state = AppState {
+        sync: Arc::clone(&svc),
+        keys,
+        erp: None,
+        photos: None,
+        links: Default::default(),
+        hub: Some(Arc::clone(&hub)),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let clock: Arc<dyn shared::clock::Clock> = Arc::new(sync_server::SystemClock);
+    let port = rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        tokio::spawn(sync_server::serve(tcp, state, std::future::pending()));
+        tokio::spawn(sync_server::hub::inbox::run(
+            Arc::clone(&hub.inbox),
+            hub.handlers(None),
+            Arc::clone(&clock),
+            stopped.clone(),
+        ));
+        tokio::spawn(sync_server::hub::twilio::run_sender(
+            Arc::clone(&hub.sms),
+            Arc::new(TwilioClient::new(twilio, client_timeout).unwrap()),
+            Some(PUBLIC.into()),
+            clock,
+            stopped,
+        ));
+        port
+    });
+    double.route_callbacks(PUBLIC, &format!("http://127.0.0.1:{port}"));
+    Hubbed {
+        rt,
+        port,
+        double,
+        token,
+        hub,
+        customer_phone,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+impl Hubbed {
+    fn client(&self) -> reqwest::blocking::Client {
+        sync_server::tls::install_crypto();
+        reqwest::blocking::Client::new()
+    }
+    fn send(&self, phone: &str, body: &str) -> reqwest::blocking::Response {
+        self.client()
+            .post(format!(
+                "http://127.0.0.1:{}/api/v1/sms/threads/{phone}",
+                self.port
+            ))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "body": body }))
+            .send()
+            .unwrap()
+    }
+    fn thread(&self, phone: &str) -> Vec<Value> {
+        let v: Value = self
+            .client()
+            .get(format!(
+                "http://127.0.0.1:{}/api/v1/sms/threads/{phone}",
+                self.port
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v.as_array().unwrap().clone()
+    }
+    fn resend(&self, outbox: i64) -> reqwest::blocking::Response {
+        self.client()
+            .post(format!(
+                "http://127.0.0.1:{}/api/v1/sms/messages/{outbox}/resend",
+                self.port
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap()
+    }
+    /// Waits (bounded) until the thread's message for outbox `id` has `status`.
+    fn status_becomes(&self, phone: &str, id: i64, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self
+                .thread(phone)
+                .into_iter()
+                .find(|m| m["outbox"] == id)
+                .unwrap_or(Value::Null);
+            if found["status"] == status {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "outbox {id} never became {status}: {found}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn hub_a_dispatcher_texts_a_customer_and_sees_it_delivered() {
+    let h = hubbed(Duration::from_secs(10));
+    let phone = h.customer_phone.clone();
+    let r = h.send(
+        &phone,
+        "Bonjour, votre technicien arrive entre 10 h et 11 h.",
+    );
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().unwrap()["id"].as_i64().unwrap();
+    let m = h.status_becomes(&phone, id, "delivered");
+    assert!(m["sid"].as_str().unwrap().starts_with("SM"), "{m}");
+    assert_eq!(
+        m["body"],
+        "Bonjour, votre technicien arrive entre 10 h et 11 h."
+    );
+    assert!(
+        m["author"].as_str().unwrap().starts_with("dispatcher:"),
+        "{m}"
+    );
+    let sent = h.double.accepted();
+    assert_eq!(sent.len(), 1, "sent once");
+    assert_eq!(sent[0].to, phone);
+    assert_eq!(sent[0].from, FROM);
+    // The conversation is the customer's.
+    let threads: Value = h
+        .client()
+        .get(format!("http://127.0.0.1:{}/api/v1/sms/threads", h.port))
+        .bearer_auth(&h.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(threads[0]["phone"], phone.as_str());
+    assert!(threads[0]["customer"].is_string(), "matched: {threads}");
+    drop(h.rt);
+}
+
+#[test]
+fn hub_a_lost_answer_is_never_sent_twice_by_itself() {
+    let h = hubbed(Duration::from_millis(400));
+    let phone = h.customer_phone.clone();
+    // Twilio sends the text but its answer comes too late, and no callback will come.
+    h.double.set_callbacks(&[]);
+    h.double.inject([Fault::SlowAnswer(Duration::from_secs(2))]);
+    let id = h.send(&phone, "Texte 1").json::<Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let m = h.status_becomes(&phone, id, "unknown");
+    assert!(m["error"].is_string(), "the sender is told why: {m}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(h.double.accepted().len(), 1, "nothing sent again by itself");
+    // A person decides to send it again: a second text, once.
+    let r = h.resend(id);
+    assert_eq!(r.status(), 202);
+    let again = r.json::<Value>().unwrap()["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.double.accepted().len() < 2 {
+        assert!(Instant::now() < deadline, "the resend never went out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(h.double.accepted().len(), 2);
+    // A delivered text cannot be resent.
+    assert_eq!(h.resend(again).status(), 409);
+
+    // With callbacks, an unknown text settles by itself: Twilio says it went.
+    h.double.set_callbacks(&["sent", "delivered"]);
+    h.double.inject([Fault::SlowAnswer(Duration::from_secs(2))]);
+    let id = h.send(&phone, "Texte 2").json::<Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let m = h.status_becomes(&phone, id, "delivered");
+    assert!(m["sid"].as_str().unwrap().starts_with("SM"), "{m}");
+    assert_eq!(h.double.accepted().len(), 3, "each text once");
+    drop(h.rt);
+}
+
+#[test]
+fn hub_refused_rate_limited_and_opted_out_texts() {
+    let h = hubbed(Duration::from_secs(10));
+    // An invalid number: refused by Twilio for good, shown with its code, not retried.
+    let id = h.send("+15005550001", "x").json::<Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let m = h.status_becomes("+15005550001", id, "failed");
+    assert_eq!(m["error_code"], 21211, "{m}");
+    assert_eq!(h.double.requests(), 1);
+    // Rate limited twice, then sent: one text.
+    h.double.inject([Fault::RateLimit, Fault::RateLimit]);
+    let phone = h.customer_phone.clone();
+    let id = h.send(&phone, "y").json::<Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    h.status_becomes(&phone, id, "delivered");
+    assert_eq!(h.double.requests(), 4);
+    assert_eq!(h.double.accepted().len(), 1);
+    // A customer who texted ARRET is not texted, and is told how to undo it.
+    h.hub.sms.inbound("SMin1", &phone, "ARRET", 1).unwrap();
+    let r = h.send(&phone, "z");
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["code"], "opted_out");
+    assert!(v["message"].as_str().unwrap().contains("START"));
+    // Empty or invalid input changes nothing.
+    assert_eq!(h.send(&phone, "   ").status(), 400);
+    assert_eq!(h.send("not-a-number", "x").status(), 400);
+    assert_eq!(h.double.accepted().len(), 1);
+    drop(h.rt);
+}
