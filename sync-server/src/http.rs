@@ -1195,6 +1195,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sms/messages/{id}/resend", post(hub::sms_resend))
         .route("/api/v1/payments/{invoice}", get(hub::payment))
+        .route(
+            "/api/v1/vision/{task}",
+            post(hub::vision).layer(DefaultBodyLimit::max(crate::hub::vision::MAX_IMAGE)),
+        )
         .route("/api/v1/erpnext/issues", get(erp_issues))
         .route("/api/v1/erpnext/issues/{doc}/retry", post(erp_retry))
         .route("/api/v1/erpnext/status", get(erp_status))

@@ -16,6 +16,7 @@ pub mod payments;
 pub mod signature;
 pub mod sms;
 pub mod twilio;
+pub mod vision;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,12 +25,25 @@ use std::sync::Arc;
 use crate::settings::{StripeSettings, TwilioSettings};
 use inbox::{Event, HandleError, Handler, Inbox, Provider};
 
+impl std::fmt::Debug for HubSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSettings")
+            .field("twilio", &self.twilio)
+            .field("stripe", &self.stripe)
+            .field("public_url", &self.public_url)
+            .field("vision", &self.vision.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The hub's stores and settings, shared by the webhook routes and the processor.
 #[derive(Debug)]
 pub struct Hub {
     pub inbox: Arc<Inbox>,
     pub sms: Arc<sms::Sms>,
     pub payments: Arc<payments::Payments>,
+    /// Reading photos, when Gemini is configured.
+    pub vision: Option<Arc<vision::Vision>>,
     pub twilio: Option<TwilioSettings>,
     pub stripe: Option<StripeSettings>,
     /// The address providers call (`https://sync.example.net`), without a trailing slash.
@@ -61,16 +75,21 @@ pub enum HubError {
     Sms(#[from] sms::SmsError),
     #[error(transparent)]
     Payments(#[from] payments::PaymentError),
+    #[error("the vision database: {0}")]
+    Vision(#[from] rusqlite::Error),
 }
 
 /// What the hub is configured with.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HubSettings {
     pub twilio: Option<TwilioSettings>,
     pub stripe: Option<StripeSettings>,
     pub public_url: Option<String>,
     /// `synchronous=FULL`: an acknowledged webhook survives a power cut too.
     pub full_sync: bool,
+    /// The model photos are read with (Gemini's client, or a double), its daily cap and
+    /// retry budget.
+    pub vision: Option<(Arc<dyn vision::VisionModel>, u32, std::time::Duration)>,
 }
 
 impl Hub {
@@ -85,6 +104,12 @@ impl Hub {
             inbox: Inbox::open(&file, settings.full_sync)?,
             sms: sms::Sms::open(&file, settings.full_sync, customers)?,
             payments: payments::Payments::open(&file, settings.full_sync)?,
+            vision: settings
+                .vision
+                .map(|(model, cap, budget)| {
+                    vision::Vision::open(&file, settings.full_sync, model, cap, budget)
+                })
+                .transpose()?,
             twilio: settings.twilio,
             stripe: settings.stripe,
             public_url: settings

@@ -467,6 +467,17 @@ fn main() -> Result<()> {
             stripe: settings.stripe.clone(),
             public_url: settings.public_url.clone(),
             full_sync: settings.sqlite_full_sync,
+            vision: match &settings.gemini {
+                Some(g) => Some((
+                    Arc::new(
+                        sync_server::hub::vision::GeminiClient::new(g)
+                            .context("the Gemini client")?,
+                    ) as Arc<dyn sync_server::hub::vision::VisionModel>,
+                    g.daily_cap,
+                    std::time::Duration::from_secs(g.budget_s),
+                )),
+                None => None,
+            },
         },
         sync_server::hub::customers_by_phone(Arc::clone(&service)),
     )

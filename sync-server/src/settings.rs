@@ -82,6 +82,8 @@ pub struct Settings {
     pub twilio: Option<TwilioSettings>,
     /// Stripe payments; off when absent (`APP_STRIPE__WEBHOOK_SECRET`…).
     pub stripe: Option<StripeSettings>,
+    /// Reading photos with Gemini; off when absent (`APP_GEMINI__API_KEY`…).
+    pub gemini: Option<GeminiSettings>,
     /// Process stored webhooks (default). Off, they are still verified and stored durably but
     /// wait in the inbox: for maintenance, or to hold events while a peer is being moved.
     pub webhook_processing: bool,
@@ -117,6 +119,41 @@ pub struct StripeSettings {
 
 fn default_stripe_api() -> String {
     "https://api.stripe.com".into()
+}
+
+/// Gemini, for barcodes, equipment labels and supplier invoices in photos.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct GeminiSettings {
+    pub api_key: Secret,
+    #[serde(default = "default_gemini_model")]
+    pub model: String,
+    #[serde(default = "default_gemini_api")]
+    pub api_url: String,
+    /// Calls a day at most (each retry counts), so a loop or a leak cannot run up a bill.
+    #[serde(default = "default_gemini_cap")]
+    pub daily_cap: u32,
+    /// One call's timeout.
+    #[serde(default = "default_gemini_timeout")]
+    pub timeout_s: u64,
+    /// How long a reading may take with its retries.
+    #[serde(default = "default_gemini_budget")]
+    pub budget_s: u64,
+}
+
+fn default_gemini_model() -> String {
+    "gemini-2.5-flash".into()
+}
+fn default_gemini_api() -> String {
+    "https://generativelanguage.googleapis.com".into()
+}
+fn default_gemini_cap() -> u32 {
+    500
+}
+fn default_gemini_timeout() -> u64 {
+    60
+}
+fn default_gemini_budget() -> u64 {
+    90
 }
 
 /// Where ERPNext is (`APP_ERPNEXT__URL`, `APP_ERPNEXT__TOKEN`…).

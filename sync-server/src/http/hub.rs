@@ -472,3 +472,119 @@ pub(super) async fn sms_resend(
         .map_err(sms_error)?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))))
 }
+
+/// How a piece of equipment read from a label stands against Service Equipment.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Known {
+    /// A record in stock: the technician can install it (its id).
+    InStock,
+    /// A record installed or held elsewhere (not shown: it may be outside the reader's scope).
+    Elsewhere,
+    /// No record with that serial, GPON serial or MAC.
+    Unknown,
+}
+
+#[derive(Serialize)]
+struct Suggestion {
+    #[serde(flatten)]
+    item: crate::hub::vision::LabelItem,
+    known: Known,
+    /// The record in stock, when there is one.
+    equipment: Option<DocId>,
+}
+
+/// Matches label items against the equipment records by serial, GPON serial or MAC.
+fn suggestions(
+    engine: &shared::sync::server::ServerEngine,
+    items: Vec<crate::hub::vision::LabelItem>,
+) -> Vec<Suggestion> {
+    use shared::model::{AnyEntity, EquipmentStatus, MacAddr, Serial};
+    items
+        .into_iter()
+        .map(|item| {
+            let serials: Vec<Serial> = [&item.serial_number, &item.gpon_sn]
+                .into_iter()
+                .flatten()
+                .filter_map(|s| Serial::parse(s).ok())
+                .collect();
+            let mac = item
+                .mac_address
+                .as_deref()
+                .and_then(|m| MacAddr::parse(m).ok());
+            let found = engine.doc_ids().find_map(|d| match engine.entity(d) {
+                Some(AnyEntity::Equipment(e))
+                    if serials.contains(&e.serial) || (mac.is_some() && e.mac == mac) =>
+                {
+                    Some((d, e.status, e.location.is_none()))
+                }
+                _ => None,
+            });
+            let (known, equipment) = match found {
+                Some((d, EquipmentStatus::EnStock, _)) => (Known::InStock, Some(d)),
+                Some(_) => (Known::Elsewhere, None),
+                None => (Known::Unknown, None),
+            };
+            Suggestion {
+                item,
+                known,
+                equipment,
+            }
+        })
+        .collect()
+}
+
+fn vision_error(e: &crate::hub::vision::VisionError) -> ApiError {
+    use crate::hub::vision::VisionError as V;
+    let (status, code) = match e {
+        V::BadImage(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_image"),
+        V::Blocked(_) | V::Truncated | V::Malformed(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "unreadable")
+        }
+        V::CapReached { .. } => (StatusCode::TOO_MANY_REQUESTS, "vision_cap_reached"),
+        V::Refused { .. } | V::Unavailable(_) => (StatusCode::BAD_GATEWAY, "vision_unavailable"),
+    };
+    tracing::warn!(error = %e, "vision.failed");
+    ApiError {
+        status,
+        code,
+        message: e.to_string(),
+    }
+}
+
+/// `POST /api/v1/vision/{barcodes|equipment|invoice}` with a photo (JPEG, PNG or WebP) as the
+/// body: what it shows, typed; equipment comes with how each item matches the records.
+pub(super) async fn vision(
+    State(state): State<AppState>,
+    Authed(_who): Authed,
+    Path(task): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::hub::vision::{Reading, Task};
+    let task = Task::parse(&task).ok_or(ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "no_such_reading",
+        message: format!("no reading {task:?}: barcodes, equipment or invoice"),
+    })?;
+    let vision = hub(&state)?
+        .vision
+        .as_ref()
+        .ok_or_else(|| off("vision_off", "gemini.api_key"))?;
+    let day = state.sync.now().date().to_string();
+    let reading = vision
+        .read(task, &body, &day)
+        .await
+        .map_err(|e| vision_error(&e))?;
+    let value = match reading {
+        Reading::Equipment { items } => {
+            let sync = Arc::clone(&state.sync);
+            let matched =
+                tokio::task::spawn_blocking(move || sync.read(move |e| suggestions(e, items)))
+                    .await
+                    .map_err(blocking_err)??;
+            serde_json::json!({ "task": "equipment", "items": matched })
+        }
+        other => serde_json::to_value(other).map_err(blocking_err)?,
+    };
+    Ok(Json(value))
+}

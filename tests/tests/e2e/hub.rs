@@ -169,6 +169,7 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
             stripe: None,
             public_url: Some(PUBLIC.into()),
             full_sync: false,
+            vision: None,
         },
         sync_server::hub::customers_by_phone(Arc::clone(&svc)),
     )
@@ -397,4 +398,301 @@ fn hub_refused_rate_limited_and_opted_out_texts() {
     assert_eq!(h.send("not-a-number", "x").status(), 400);
     assert_eq!(h.double.accepted().len(), 1);
     drop(h.rt);
+}
+
+/// A server reading photos through the Gemini double.
+struct Reader {
+    rt: tokio::runtime::Runtime,
+    port: u16,
+    gemini: tests::gemini::GeminiDouble,
+    token: String,
+    data: tests::data::Dataset,
+    svc: Arc<sync_server::service::SyncService>,
+    _dir: tempfile::TempDir,
+}
+
+const GEMINI_KEY: &str = "gemini double's key";
+/// A JPEG's first bytes are all the server looks at before sending it on.
+const JPEG: &[u8] = &[
+    0xff, 0xd8, 0xff, 0xe0, 0, 16, b'J', b'F', b'I', b'F', 0, 1, 1, 0,
+];
+
+fn reader(daily_cap: u32) -> Reader {
+    use shared::clock::Clock as _;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, data) = seeded_service(dir.path());
+    let gemini = tests::gemini::GeminiDouble::new(GEMINI_KEY);
+    let api = rt.block_on(gemini.start());
+    let client =
+        sync_server::hub::vision::GeminiClient::new(&sync_server::settings::GeminiSettings {
+            api_key: Secret::new(GEMINI_KEY),
+            model: "gemini-2.5-flash".into(),
+            api_url: api,
+            daily_cap,
+            timeout_s: 10,
+            budget_s: 5,
+        })
+        .unwrap();
+    let hub = Hub::open(
+        dir.path(),
+        HubSettings {
+            vision: Some((Arc::new(client), daily_cap, Duration::from_secs(5))),
+            ..HubSettings::default()
+        },
+        sync_server::hub::customers_by_phone(Arc::clone(&svc)),
+    )
+    .unwrap();
+    let keys = Arc::new(Keys::from_secret(
+        b"hub test secret, thirty-two bytes or more",
+    ));
+    let now_s = sync_server::SystemClock.now().0 / 1000;
+    let token = keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd2)),
+            Role::Technician,
+            Some(data.technicians[0]),
+            now_s,
+            3600,
+        )
+        .unwrap();
+    let state = AppState {
+        sync: Arc::clone(&svc),
+        keys,
+        erp: None,
+        photos: None,
+        links: Default::default(),
+        hub: Some(hub),
+    };
+    let port = rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        tokio::spawn(sync_server::serve(tcp, state, std::future::pending()));
+        port
+    });
+    Reader {
+        rt,
+        port,
+        gemini,
+        token,
+        data,
+        svc,
+        _dir: dir,
+    }
+}
+
+impl Reader {
+    fn read(&self, task: &str, image: &[u8]) -> reqwest::blocking::Response {
+        sync_server::tls::install_crypto();
+        reqwest::blocking::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{}/api/v1/vision/{task}",
+                self.port
+            ))
+            .bearer_auth(&self.token)
+            .header("content-type", "image/jpeg")
+            .body(image.to_vec())
+            .send()
+            .unwrap()
+    }
+}
+
+#[test]
+fn hub_vision_reads_labels_and_matches_them_against_the_equipment_records() {
+    use shared::model::EquipmentStatus;
+    let r = reader(100);
+    let equipment: Vec<_> = r
+        .data
+        .entities
+        .iter()
+        .filter_map(|e| match e {
+            AnyEntity::Equipment(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let installed = equipment
+        .iter()
+        .find(|e| e.status == EquipmentStatus::Active)
+        .expect("the data set has installed equipment");
+    // A unit received into stock.
+    let mut in_stock = installed.clone();
+    in_stock.id = shared::ids::EquipmentId(DocId::from_u128(0x57_0c));
+    in_stock.serial = shared::model::Serial::parse("TPLG22275A70").unwrap();
+    in_stock.mac = None;
+    in_stock.location = None;
+    in_stock.erp_name = None;
+    in_stock.status = EquipmentStatus::EnStock;
+    r.svc
+        .seed(
+            &[AnyEntity::Equipment(in_stock.clone())],
+            tests::harness::monday_9am(),
+        )
+        .unwrap();
+    let in_stock = &in_stock;
+    r.gemini.script([tests::gemini::Answer::Json(serde_json::json!({"items": [
+        {"brand": "TP-Link", "model": "XX230v", "serial_number": in_stock.serial.as_str(),
+         "mac_address": null, "gpon_sn": null, "confidence": 0.93},
+        {"brand": "ZTE", "model": "F670L", "serial_number": installed.serial.as_str().to_lowercase(),
+         "mac_address": null, "gpon_sn": null, "confidence": 0.8},
+        {"brand": "Nokia", "model": "G-240W", "serial_number": "ALCLB0000NEW1",
+         "mac_address": "00:11:22:33:44:55", "gpon_sn": null, "confidence": 1.7}
+    ]}))]);
+    let resp = r.read("equipment", JPEG);
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().unwrap();
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{v}");
+    assert_eq!(items[0]["known"], "in_stock");
+    assert_eq!(items[0]["equipment"], in_stock.id.doc().to_string(), "{v}");
+    assert_eq!(
+        items[1]["known"], "elsewhere",
+        "a serial matches whatever its case"
+    );
+    assert_eq!(
+        items[1]["equipment"],
+        Value::Null,
+        "where it is is not shown"
+    );
+    assert_eq!(items[2]["known"], "unknown");
+    assert_eq!(items[2]["confidence"], 1.0, "confidence held to 0..1");
+    // What Gemini was asked: the image inline, JSON constrained by a schema.
+    let req = &r.gemini.requests()[0];
+    assert_eq!(
+        req["contents"][0]["parts"][0]["inline_data"]["mime_type"],
+        "image/jpeg"
+    );
+    assert_eq!(
+        req["generationConfig"]["responseMimeType"],
+        "application/json"
+    );
+    assert_eq!(
+        req["generationConfig"]["responseSchema"]["properties"]["items"]["maxItems"],
+        5
+    );
+
+    // Barcodes, from Gemini's own example answer: at most three.
+    let example = tests::gemini::examples();
+    let text = example["response_200"]["candidates"][0]["content"]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    r.gemini.script([tests::gemini::Answer::Json(
+        serde_json::from_str(text).unwrap(),
+    )]);
+    let v: Value = r.read("barcodes", JPEG).json().unwrap();
+    assert_eq!(v["barcodes"][0]["value"], "22275A7000395", "{v}");
+    drop(r.rt);
+}
+
+#[test]
+fn hub_vision_retries_what_gemini_asks_and_fails_plainly_otherwise() {
+    use tests::gemini::Answer;
+    let r = reader(100);
+    let ex = tests::gemini::examples();
+    let mut quota = ex["errors"]["429"].clone();
+    quota["error"]["details"][2]["retryDelay"] = serde_json::json!("1s");
+    r.gemini.script([
+        Answer::Raw(429, quota),
+        Answer::Raw(503, ex["errors"]["503"].clone()),
+        Answer::Json(serde_json::json!({"barcodes": [{"value": "A1", "symbology": "QR"}]})),
+    ]);
+    let started = Instant::now();
+    let resp = r.read("barcodes", JPEG);
+    assert_eq!(resp.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the 1 s Gemini asked for was waited"
+    );
+    assert_eq!(r.gemini.requests().len(), 3);
+
+    // Overloaded beyond the budget: a clear failure, not a hang.
+    r.gemini
+        .script((0..20).map(|_| Answer::Raw(503, ex["errors"]["503"].clone())));
+    let resp = r.read("barcodes", JPEG);
+    assert_eq!(resp.status(), 502);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["code"], "vision_unavailable");
+    assert!(v["message"].as_str().unwrap().contains("overloaded"), "{v}");
+    let calls = r.gemini.requests().len() - 3;
+    assert!(
+        (2..=5).contains(&calls),
+        "retried with backoff within the 5 s budget: {calls} calls"
+    );
+
+    // Blocked, truncated, unreadable: said as such, nothing made up.
+    let r = reader(100);
+    r.gemini.script([
+        Answer::Raw(200, ex["response_blocked_prompt"].clone()),
+        Answer::Raw(200, ex["response_max_tokens"].clone()),
+        Answer::Raw(400, ex["errors"]["400"].clone()),
+    ]);
+    for expected in ["unreadable", "unreadable", "vision_unavailable"] {
+        let resp = r.read("barcodes", JPEG);
+        let v: Value = resp.json().unwrap();
+        assert_eq!(v["code"], expected, "{v}");
+    }
+    // Not an image: refused before any call.
+    let before = r.gemini.requests().len();
+    let resp = r.read("barcodes", b"%PDF-1.7 not an image");
+    assert_eq!(resp.status(), 415);
+    assert_eq!(r.gemini.requests().len(), before);
+    assert_eq!(r.read("horoscope", JPEG).status(), 404);
+    drop(r.rt);
+}
+
+#[test]
+fn hub_vision_stops_at_the_daily_cap() {
+    let r = reader(2);
+    r.gemini
+        .by_default(serde_json::json!({"barcodes": [{"value": "A1", "symbology": "QR"}]}));
+    assert_eq!(r.read("barcodes", JPEG).status(), 200);
+    assert_eq!(r.read("barcodes", JPEG).status(), 200);
+    let resp = r.read("barcodes", JPEG);
+    assert_eq!(resp.status(), 429);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["code"], "vision_cap_reached");
+    assert_eq!(r.gemini.requests().len(), 2, "no call beyond the cap");
+    drop(r.rt);
+}
+
+#[test]
+fn hub_gemini_contract_against_gemini() {
+    #[allow(clippy::disallowed_methods)] // test configuration
+    let Some(key) = std::env::var("FSM_TEST_GEMINI_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    else {
+        eprintln!("skipped: set FSM_TEST_GEMINI_API_KEY to read a test label with Gemini itself");
+        return;
+    };
+    use sync_server::hub::vision::{GeminiClient, Reading, Task, Vision};
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let client = GeminiClient::new(&sync_server::settings::GeminiSettings {
+        api_key: Secret::new(key),
+        model: "gemini-2.5-flash".into(),
+        api_url: "https://generativelanguage.googleapis.com".into(),
+        daily_cap: 5,
+        timeout_s: 60,
+        budget_s: 60,
+    })
+    .unwrap();
+    let vision = Vision::open(
+        &dir.path().join("hub.sqlite3"),
+        false,
+        Arc::new(client),
+        5,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    // A 1x1 PNG: no code on it, and the answer must still fit the schema.
+    let png: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0,
+        0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89, 0, 0, 0, 0x0d, 0x49, 0x44,
+        0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xff, 0xff, 0x3f, 0, 5, 0xfe, 2, 0xfe, 0xa7, 0x35,
+        0x81, 0x84, 0, 0, 0, 0, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+    match rt.block_on(vision.read(Task::Barcodes, png, "2026-11-30")) {
+        Ok(Reading::Barcodes { barcodes }) => assert!(barcodes.len() <= 3),
+        other => panic!("Gemini's answer: {other:?}"),
+    }
 }
