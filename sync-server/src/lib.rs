@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod demo;
+pub mod doubles;
 pub mod erpnext;
 pub mod events;
 pub mod http;

@@ -459,13 +459,22 @@ fn main() -> Result<()> {
     };
     let photos = sync_server::photos::PhotoStore::open(&settings.data_dir.join("photos"))
         .context("opening the photo folder")?;
+    // The demo turns on every integration not configured against its local double.
+    let peers = if demo_mode {
+        Some(rt.block_on(demo_peers(&mut settings))?)
+    } else {
+        None
+    };
     // The webhook inbox and what it feeds, in the data folder whatever the sync store.
     let hub = sync_server::hub::Hub::open(
         &settings.data_dir,
         sync_server::hub::HubSettings {
             twilio: settings.twilio.clone(),
             stripe: settings.stripe.clone(),
-            public_url: settings.public_url.clone(),
+            public_url: peers
+                .as_ref()
+                .and_then(|p| p.twilio.as_ref().map(|_| DEMO_PUBLIC.to_owned()))
+                .or_else(|| settings.public_url.clone()),
             full_sync: settings.sqlite_full_sync,
             vision: match &settings.gemini {
                 Some(g) => Some((
@@ -534,6 +543,10 @@ fn main() -> Result<()> {
         // The address it got (a port of 0 asks the system for a free one): whoever started the
         // server reads it here, rather than guessing a free port and polling it.
         let bound = listener.local_addr().context("the listening address")?;
+        if let Some(twilio) = peers.as_ref().and_then(|p| p.twilio.as_ref()) {
+            // The double's callbacks, signed over the public URL Twilio was given, come here.
+            twilio.route_callbacks(DEMO_PUBLIC, &format!("http://{bound}"));
+        }
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -559,4 +572,67 @@ fn main() -> Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// The public URL the demo's Twilio double is told about (its callbacks are delivered to the
+/// address the demo listens on, signed over this one, as Twilio signs what it was given).
+const DEMO_PUBLIC: &str = "http://demo.fsm.invalid";
+
+/// The integrations the demo runs against local doubles.
+struct DemoPeers {
+    twilio: Option<sync_server::doubles::twilio::TwilioDouble>,
+    _gemini: Option<sync_server::doubles::gemini::GeminiDouble>,
+}
+
+/// Starts a local double for each integration the settings leave off, and points the settings
+/// at it; says what it did.
+async fn demo_peers(settings: &mut sync_server::settings::Settings) -> anyhow::Result<DemoPeers> {
+    use sync_server::doubles::{gemini::GeminiDouble, twilio::TwilioDouble};
+    use sync_server::settings::{GeminiSettings, Secret, StripeSettings, TwilioSettings};
+    let secret = || format!("{:032x}", rand::random::<u128>());
+    let mut peers = DemoPeers {
+        twilio: None,
+        _gemini: None,
+    };
+    if settings.twilio.is_none() {
+        let sid = format!("AC{}", secret());
+        let token = secret();
+        let double = TwilioDouble::new(&sid, &token);
+        let api = double.start().await.context("starting the Twilio double")?;
+        settings.twilio = Some(TwilioSettings {
+            account_sid: sid,
+            auth_token: Secret::new(token),
+            from: "+15005550006".into(),
+            api_url: api.clone(),
+        });
+        println!("Twilio: local double at {api} (texts are not really sent; delivery is reported)");
+        peers.twilio = Some(double);
+    }
+    if settings.gemini.is_none() {
+        let key = secret();
+        let double = GeminiDouble::new(&key);
+        let api = double.start().await.context("starting the Gemini double")?;
+        settings.gemini = Some(GeminiSettings {
+            api_key: Secret::new(key),
+            model: "gemini-2.5-flash".into(),
+            api_url: api.clone(),
+            daily_cap: 500,
+            timeout_s: 30,
+            budget_s: 30,
+        });
+        println!("Gemini: local double at {api} (it answers a sample label whatever the photo)");
+        peers._gemini = Some(double);
+    }
+    if settings.stripe.is_none() {
+        let webhook_secret = format!("whsec_{}", secret());
+        println!(
+            "Stripe: webhooks at /api/v1/webhooks/stripe signed with {webhook_secret} (demo only)"
+        );
+        settings.stripe = Some(StripeSettings {
+            secret_key: None,
+            webhook_secret: Secret::new(webhook_secret),
+            api_url: "https://api.stripe.com".into(),
+        });
+    }
+    Ok(peers)
 }

@@ -5,7 +5,5 @@
 pub use sync_server::demo as data;
 pub mod app_driver;
 pub mod frappe;
-pub mod gemini;
 pub mod harness;
 pub mod sim;
-pub mod twilio;

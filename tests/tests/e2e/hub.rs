@@ -11,10 +11,10 @@ use shared::ids::{DeviceId, DocId, Role};
 use shared::model::AnyEntity;
 use sync_server::AppState;
 use sync_server::auth::Keys;
+use sync_server::doubles::twilio::{Fault, TwilioDouble};
 use sync_server::hub::twilio::{SendError, SmsGateway, TwilioClient};
 use sync_server::hub::{Hub, HubSettings};
 use sync_server::settings::{Secret, TwilioSettings};
-use tests::twilio::{Fault, TwilioDouble};
 
 use crate::world::seeded_service;
 
@@ -74,7 +74,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn hub_twilio_contract_against_the_double() {
     let rt = runtime();
     let double = TwilioDouble::new(SID, TOKEN);
-    let api = rt.block_on(double.start());
+    let api = rt.block_on(double.start()).unwrap();
     let good = TwilioClient::new(settings(&api, SID, TOKEN, FROM), Duration::from_secs(5)).unwrap();
     let bad =
         TwilioClient::new(settings(&api, SID, "wrong", FROM), Duration::from_secs(5)).unwrap();
@@ -160,7 +160,7 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
         })
         .expect("the data set has a customer with a phone");
     let double = TwilioDouble::new(SID, TOKEN);
-    let api = rt.block_on(double.start());
+    let api = rt.block_on(double.start()).unwrap();
     let twilio = settings(&api, SID, TOKEN, FROM);
     let hub = Hub::open(
         dir.path(),
@@ -404,7 +404,7 @@ fn hub_refused_rate_limited_and_opted_out_texts() {
 struct Reader {
     rt: tokio::runtime::Runtime,
     port: u16,
-    gemini: tests::gemini::GeminiDouble,
+    gemini: sync_server::doubles::gemini::GeminiDouble,
     token: String,
     data: tests::data::Dataset,
     svc: Arc<sync_server::service::SyncService>,
@@ -422,8 +422,8 @@ fn reader(daily_cap: u32) -> Reader {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let (svc, data) = seeded_service(dir.path());
-    let gemini = tests::gemini::GeminiDouble::new(GEMINI_KEY);
-    let api = rt.block_on(gemini.start());
+    let gemini = sync_server::doubles::gemini::GeminiDouble::new(GEMINI_KEY);
+    let api = rt.block_on(gemini.start()).unwrap();
     let client =
         sync_server::hub::vision::GeminiClient::new(&sync_server::settings::GeminiSettings {
             api_key: Secret::new(GEMINI_KEY),
@@ -529,7 +529,7 @@ fn hub_vision_reads_labels_and_matches_them_against_the_equipment_records() {
         )
         .unwrap();
     let in_stock = &in_stock;
-    r.gemini.script([tests::gemini::Answer::Json(serde_json::json!({"items": [
+    r.gemini.script([sync_server::doubles::gemini::Answer::Json(serde_json::json!({"items": [
         {"brand": "TP-Link", "model": "XX230v", "serial_number": in_stock.serial.as_str(),
          "mac_address": null, "gpon_sn": null, "confidence": 0.93},
         {"brand": "ZTE", "model": "F670L", "serial_number": installed.serial.as_str().to_lowercase(),
@@ -571,11 +571,11 @@ fn hub_vision_reads_labels_and_matches_them_against_the_equipment_records() {
     );
 
     // Barcodes, from Gemini's own example answer: at most three.
-    let example = tests::gemini::examples();
+    let example = sync_server::doubles::gemini::examples();
     let text = example["response_200"]["candidates"][0]["content"]["parts"][0]["text"]
         .as_str()
         .unwrap();
-    r.gemini.script([tests::gemini::Answer::Json(
+    r.gemini.script([sync_server::doubles::gemini::Answer::Json(
         serde_json::from_str(text).unwrap(),
     )]);
     let v: Value = r.read("barcodes", JPEG).json().unwrap();
@@ -585,9 +585,9 @@ fn hub_vision_reads_labels_and_matches_them_against_the_equipment_records() {
 
 #[test]
 fn hub_vision_retries_what_gemini_asks_and_fails_plainly_otherwise() {
-    use tests::gemini::Answer;
+    use sync_server::doubles::gemini::Answer;
     let r = reader(100);
-    let ex = tests::gemini::examples();
+    let ex = sync_server::doubles::gemini::examples();
     let mut quota = ex["errors"]["429"].clone();
     quota["error"]["details"][2]["retryDelay"] = serde_json::json!("1s");
     r.gemini.script([

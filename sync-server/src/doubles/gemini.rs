@@ -49,14 +49,11 @@ fn lock(m: &Mutex<State_>) -> std::sync::MutexGuard<'_, State_> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The recorded shapes (`tests/data/gemini/generate_content_examples.json`).
+/// Gemini's documented shapes (`tests/data/gemini/generate_content_examples.json`, built in).
 pub fn examples() -> Value {
-    let file = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/data/gemini/generate_content_examples.json"
-    );
-    let text = std::fs::read_to_string(file).expect("the Gemini examples are in the repository");
-    serde_json::from_str(&text).expect("the Gemini examples are JSON")
+    const EXAMPLES: &str =
+        include_str!("../../../tests/data/gemini/generate_content_examples.json");
+    serde_json::from_str(EXAMPLES).unwrap_or_else(|_| unreachable!("a JSON file of the repository"))
 }
 
 impl GeminiDouble {
@@ -70,20 +67,16 @@ impl GeminiDouble {
     }
 
     /// Binds `127.0.0.1:0` and serves on the current tokio runtime; returns the base URL.
-    pub async fn start(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("loopback has free ports");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
+    pub async fn start(&self) -> std::io::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/v1beta/models/{call}", post(generate))
             .with_state(Arc::clone(&self.inner));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        format!("http://{addr}")
+        Ok(format!("http://{addr}"))
     }
 
     /// Answers for the next calls, in order.
@@ -177,21 +170,47 @@ async fn generate(
         let answer = s
             .script
             .pop_front()
-            .or_else(|| s.default.clone().map(Answer::Json));
+            .or_else(|| s.default.clone().map(Answer::Json))
+            .unwrap_or_else(|| Answer::Json(sample(schema)));
         (answer, s.latency)
     };
     tokio::time::sleep(latency).await;
     match answer {
-        Some(Answer::Raw(status, body)) => error(status, body),
-        Some(Answer::Json(v)) => {
+        Answer::Raw(status, body) => error(status, body),
+        Answer::Json(v) => {
             let mut ok = examples()["response_200"].clone();
             ok["candidates"][0]["content"]["parts"] = json!([{"text": v.to_string()}]);
             ok["modelVersion"] = json!(model);
             axum::Json(ok).into_response()
         }
-        None => error(
-            500,
-            json!({"error": {"code": 500, "message": "the double has no answer scripted", "status": "INTERNAL"}}),
-        ),
+    }
+}
+
+/// Without a scripted answer: a sample fitting the schema asked for (the label of Gemini's
+/// documented example, or a small supplier invoice), whatever the photo.
+fn sample(schema: Option<&Value>) -> Value {
+    let has = |p: &str| {
+        schema
+            .and_then(|s| s.pointer(&format!("/properties/{p}")))
+            .is_some()
+    };
+    let label = examples()["response_200"]["candidates"][0]["content"]["parts"][0]["text"]
+        .as_str()
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .unwrap_or_default();
+    if has("items") {
+        json!({"items": [{
+            "brand": label["brand"], "model": label["model"],
+            "serial_number": label["serial_number"], "mac_address": label["mac_address"],
+            "gpon_sn": label["gpon_sn"], "confidence": 0.9
+        }]})
+    } else if has("taxes") {
+        json!({"supplier": "Distribution Fibre Québec inc.", "date": "2026-11-27", "currency": "CAD",
+            "subtotal": 200.0, "taxes": [
+                {"name": "TPS", "rate": 5.0, "amount": 10.0},
+                {"name": "TVQ", "rate": 9.975, "amount": 19.95}],
+            "total": 229.95})
+    } else {
+        label
     }
 }
