@@ -103,7 +103,7 @@ impl Hub {
         Ok(Arc::new(Self {
             inbox: Inbox::open(&file, settings.full_sync)?,
             sms: sms::Sms::open(&file, settings.full_sync, customers)?,
-            payments: payments::Payments::open(&file, settings.full_sync)?,
+            payments: payments::Payments::open(&file)?,
             vision: settings
                 .vision
                 .map(|(model, cap, budget)| {

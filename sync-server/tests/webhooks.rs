@@ -336,7 +336,8 @@ fn unverified_stale_oversized_or_malformed_webhooks_store_nothing() {
 #[test]
 fn webhooks_of_a_provider_not_configured_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port) = spawn_demo_with(dir.path(), None, &[], &[]);
+    // `serve` turns on nothing by itself (`demo` would run its doubles).
+    let (_server, port) = support::spawn_command(("serve", dir.path()), None, &[], &[]);
     let sms = sms_form("SM1", "+14155551234", "Bonjour");
     let r = post_twilio(port, SMS_PATH, &sms, &format!("{PUBLIC}{SMS_PATH}"));
     assert_eq!(r.status(), 404);

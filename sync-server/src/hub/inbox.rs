@@ -119,8 +119,13 @@ fn open_conn(path: &Path, full_sync: bool) -> Result<Connection, InboxError> {
 
 impl Inbox {
     /// Opens (creating if needed) the inbox at `path`; `full_sync` also survives power loss.
+    ///
+    /// Only the writer syncs to disk. What processing records is not synced: a power cut may
+    /// lose the last marks, but never a mark without the handler's own writes before it (the
+    /// write-ahead log comes back as a prefix), so an event is at worst processed again, and
+    /// handlers are idempotent.
     pub fn open(path: &Path, full_sync: bool) -> Result<Arc<Self>, InboxError> {
-        let conn = open_conn(path, full_sync)?;
+        let conn = open_conn(path, false)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS inbox (
                  seq INTEGER PRIMARY KEY,
@@ -138,6 +143,9 @@ impl Inbox {
              CREATE INDEX IF NOT EXISTS inbox_due ON inbox(state, next_at);",
         )?;
         let writer_conn = open_conn(path, full_sync)?;
+        // Checkpoints are left to the processing side, so a group commit does not wait for one
+        // (the writer still checkpoints if the log grows large, e.g. with processing off).
+        writer_conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         let wake = Arc::new(tokio::sync::Notify::new());
         let (tx, rx) = std::sync::mpsc::channel();
         let woken = Arc::clone(&wake);
@@ -224,29 +232,29 @@ impl Inbox {
             .flatten())
     }
 
-    pub fn done(&self, seq: i64) -> Result<(), InboxError> {
-        self.conn().execute(
-            "UPDATE inbox SET state = 'done', last_error = NULL WHERE seq = ?1",
-            [seq],
-        )?;
-        Ok(())
-    }
-
-    /// Counts a failed attempt: retried at `next_at`, or parked once attempts run out (or the
-    /// failure is final).
-    pub fn failed(&self, seq: i64, error: &str, next_at: Option<i64>) -> Result<(), InboxError> {
-        match next_at {
-            Some(at) => self.conn().execute(
-                "UPDATE inbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3
-                 WHERE seq = ?1",
-                params![seq, at, error],
-            )?,
-            None => self.conn().execute(
-                "UPDATE inbox SET attempts = attempts + 1, state = 'failed', last_error = ?2
-                 WHERE seq = ?1",
-                params![seq, error],
-            )?,
-        };
+    /// Records what processing a batch of events came to, in one transaction.
+    pub fn record(&self, marks: &[Mark]) -> Result<(), InboxError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for m in marks {
+            match m {
+                Mark::Done(seq) => tx.execute(
+                    "UPDATE inbox SET state = 'done', last_error = NULL WHERE seq = ?1",
+                    [seq],
+                )?,
+                Mark::Retry { seq, at, error } => tx.execute(
+                    "UPDATE inbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3
+                     WHERE seq = ?1",
+                    params![seq, at, error],
+                )?,
+                Mark::Parked { seq, error } => tx.execute(
+                    "UPDATE inbox SET attempts = attempts + 1, state = 'failed', last_error = ?2
+                     WHERE seq = ?1",
+                    params![seq, error],
+                )?,
+            };
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -312,6 +320,23 @@ impl Inbox {
     pub fn waker(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.wake)
     }
+}
+
+/// What processing one event came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    Done(i64),
+    /// Failed; tried again at `at` (Unix milliseconds).
+    Retry {
+        seq: i64,
+        at: i64,
+        error: String,
+    },
+    /// Failed for good, or too many times: waits for a person.
+    Parked {
+        seq: i64,
+        error: String,
+    },
 }
 
 /// A parked event, for the operator.
@@ -445,6 +470,7 @@ pub async fn run(
             Err(_) => Vec::new(),
         };
         let idle = batch.is_empty();
+        let mut marks = Vec::with_capacity(batch.len());
         for p in batch {
             let outcome = match handlers.get(&p.event.provider) {
                 Some(h) => h.handle(&p.event).await,
@@ -453,25 +479,33 @@ pub async fn run(
                     p.event.provider.as_str()
                 ))),
             };
-            let inbox = Arc::clone(&inbox);
-            let kind = p.event.kind.clone();
-            let retry_at = now_ms().saturating_add(
-                i64::try_from(retry_delay(p.attempts).as_millis()).unwrap_or(i64::MAX),
-            );
-            let recorded = tokio::task::spawn_blocking(move || match outcome {
-                Ok(()) => inbox.done(p.seq),
-                Err(HandleError::Retry(e)) if p.attempts + 1 < MAX_ATTEMPTS => {
-                    let at = retry_at;
-                    tracing::warn!(seq = p.seq, kind, error = %e, "inbox.retry");
-                    inbox.failed(p.seq, &e, Some(at))
+            let kind = &p.event.kind;
+            marks.push(match outcome {
+                Ok(()) => Mark::Done(p.seq),
+                Err(HandleError::Retry(error)) if p.attempts + 1 < MAX_ATTEMPTS => {
+                    tracing::warn!(seq = p.seq, kind, error, "inbox.retry");
+                    Mark::Retry {
+                        seq: p.seq,
+                        at: now_ms().saturating_add(
+                            i64::try_from(retry_delay(p.attempts).as_millis()).unwrap_or(i64::MAX),
+                        ),
+                        error,
+                    }
                 }
                 Err(e) => {
                     tracing::error!(seq = p.seq, kind, error = %e, "inbox.parked");
-                    inbox.failed(p.seq, &e.to_string(), None)
+                    Mark::Parked {
+                        seq: p.seq,
+                        error: e.to_string(),
+                    }
                 }
-            })
-            .await;
+            });
+        }
+        if !marks.is_empty() {
+            let inbox = Arc::clone(&inbox);
+            let recorded = tokio::task::spawn_blocking(move || inbox.record(&marks)).await;
             if let Ok(Err(e)) = recorded {
+                // The events stay `new` and are processed again (handlers are idempotent).
                 tracing::error!(error = %e, "inbox.update_failed");
             }
         }

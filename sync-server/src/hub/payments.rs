@@ -150,8 +150,11 @@ impl std::fmt::Debug for Payments {
 }
 
 impl Payments {
-    pub fn open(path: &Path, full_sync: bool) -> Result<Arc<Self>, PaymentError> {
-        let conn = super::open_db(path, full_sync)?;
+    /// Payment state is kept from the inbox's events, after them: not synced on its own (a
+    /// power cut loses at most the last states together with the inbox marks after them, and
+    /// those events are processed again).
+    pub fn open(path: &Path) -> Result<Arc<Self>, PaymentError> {
+        let conn = super::open_db(path, false)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS payments (
                  invoice TEXT PRIMARY KEY,
@@ -254,7 +257,7 @@ mod tests {
     #[test]
     fn any_order_gives_the_furthest_state() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Payments::open(&dir.path().join("hub.sqlite3"), false).unwrap();
+        let p = Payments::open(&dir.path().join("hub.sqlite3")).unwrap();
         let meta = json!({"invoice": "ACC-SINV-2026-00042"});
         let events = [
             event(
@@ -273,12 +276,8 @@ mod tests {
         ];
         // Every order of the three, each delivered twice, ends paid.
         for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0], [1, 2, 0]] {
-            let p2 = Payments::open(
-                &dir.path()
-                    .join(format!("o{}{}{}.sqlite3", order[0], order[1], order[2])),
-                false,
-            )
-            .unwrap();
+            let file = format!("o{}{}{}.sqlite3", order[0], order[1], order[2]);
+            let p2 = Payments::open(&dir.path().join(file)).unwrap();
             for i in order.iter().chain(order.iter()) {
                 let (kind, ev) = &events[*i];
                 if let Some(t) = transition(kind, ev).unwrap() {

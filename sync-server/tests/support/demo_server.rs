@@ -42,10 +42,20 @@ pub(crate) fn spawn_demo_with(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (Server, u16) {
+    spawn_command(("demo", dir), port, extra, env)
+}
+
+/// `sync-server <command> --data <dir>` (`demo` or `serve`), as [`spawn_demo`] does.
+pub(crate) fn spawn_command(
+    (command, dir): (&str, &std::path::Path),
+    port: Option<u16>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Server, u16) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
         .args([
-            "demo",
+            command,
             "--data",
             dir.to_str().unwrap(),
             "--listen",
