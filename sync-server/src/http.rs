@@ -1195,6 +1195,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sms/messages/{id}/resend", post(hub::sms_resend))
         .route("/api/v1/payments/{invoice}", get(hub::payment))
+        .route("/api/v1/payments/{invoice}/checkout", post(hub::checkout))
         .route(
             "/api/v1/vision/{task}",
             post(hub::vision).layer(DefaultBodyLimit::max(crate::hub::vision::MAX_IMAGE)),

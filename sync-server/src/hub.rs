@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod payments;
 pub mod signature;
 pub mod sms;
+pub mod stripe;
 pub mod twilio;
 pub mod vision;
 
@@ -32,22 +33,32 @@ impl std::fmt::Debug for HubSettings {
             .field("stripe", &self.stripe)
             .field("public_url", &self.public_url)
             .field("vision", &self.vision.is_some())
+            .field("pages", &self.pages.is_some())
             .finish_non_exhaustive()
     }
 }
 
 /// The hub's stores and settings, shared by the webhook routes and the processor.
-#[derive(Debug)]
 pub struct Hub {
     pub inbox: Arc<Inbox>,
     pub sms: Arc<sms::Sms>,
     pub payments: Arc<payments::Payments>,
     /// Reading photos, when Gemini is configured.
     pub vision: Option<Arc<vision::Vision>>,
+    /// Opening payment pages, when Stripe's secret key is configured.
+    pub pages: Option<Arc<dyn stripe::PaymentPages>>,
     pub twilio: Option<TwilioSettings>,
     pub stripe: Option<StripeSettings>,
     /// The address providers call (`https://sync.example.net`), without a trailing slash.
     pub public_url: Option<String>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The hub's database file, beside the sync store.
@@ -90,6 +101,8 @@ pub struct HubSettings {
     /// The model photos are read with (Gemini's client, or a double), its daily cap and
     /// retry budget.
     pub vision: Option<(Arc<dyn vision::VisionModel>, u32, std::time::Duration)>,
+    /// Where payment pages are opened (Stripe's client, or a double).
+    pub pages: Option<Arc<dyn stripe::PaymentPages>>,
 }
 
 impl Hub {
@@ -110,6 +123,7 @@ impl Hub {
                     vision::Vision::open(&file, settings.full_sync, model, cap, budget)
                 })
                 .transpose()?,
+            pages: settings.pages,
             twilio: settings.twilio,
             stripe: settings.stripe,
             public_url: settings

@@ -487,6 +487,18 @@ fn main() -> Result<()> {
                 )),
                 None => None,
             },
+            pages: match settings
+                .stripe
+                .as_ref()
+                .and_then(|s| s.secret_key.clone().map(|k| (s.api_url.clone(), k)))
+            {
+                Some((api, key)) => Some(Arc::new(
+                    sync_server::hub::stripe::StripeClient::new(&api, key)
+                        .context("the Stripe client")?,
+                )
+                    as Arc<dyn sync_server::hub::stripe::PaymentPages>),
+                None => None,
+            },
         },
         sync_server::hub::customers_by_phone(Arc::clone(&service)),
     )
@@ -547,6 +559,15 @@ fn main() -> Result<()> {
             // The double's callbacks, signed over the public URL Twilio was given, come here.
             twilio.route_callbacks(DEMO_PUBLIC, &format!("http://{bound}"));
         }
+        if let (Some(stripe), Some(s)) = (
+            peers.as_ref().and_then(|p| p.stripe.as_ref()),
+            settings.stripe.as_ref(),
+        ) {
+            stripe.set_webhook(
+                &format!("http://{bound}/api/v1/webhooks/stripe"),
+                s.webhook_secret.expose(),
+            );
+        }
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -581,6 +602,7 @@ const DEMO_PUBLIC: &str = "http://demo.fsm.invalid";
 /// The integrations the demo runs against local doubles.
 struct DemoPeers {
     twilio: Option<sync_server::doubles::twilio::TwilioDouble>,
+    stripe: Option<sync_server::doubles::stripe::StripeDouble>,
     _gemini: Option<sync_server::doubles::gemini::GeminiDouble>,
 }
 
@@ -592,6 +614,7 @@ async fn demo_peers(settings: &mut sync_server::settings::Settings) -> anyhow::R
     let secret = || format!("{:032x}", rand::random::<u128>());
     let mut peers = DemoPeers {
         twilio: None,
+        stripe: None,
         _gemini: None,
     };
     if settings.twilio.is_none() {
@@ -625,14 +648,18 @@ async fn demo_peers(settings: &mut sync_server::settings::Settings) -> anyhow::R
     }
     if settings.stripe.is_none() {
         let webhook_secret = format!("whsec_{}", secret());
+        let key = format!("sk_test_{}", secret());
+        let double = sync_server::doubles::stripe::StripeDouble::new(&key);
+        let api = double.start().await.context("starting the Stripe double")?;
         println!(
-            "Stripe: webhooks at /api/v1/webhooks/stripe signed with {webhook_secret} (demo only)"
+            "Stripe: local double at {api} (payment pages; its events are signed with {webhook_secret}, demo only)"
         );
         settings.stripe = Some(StripeSettings {
-            secret_key: None,
+            secret_key: Some(Secret::new(key)),
             webhook_secret: Secret::new(webhook_secret),
-            api_url: "https://api.stripe.com".into(),
+            api_url: api,
         });
+        peers.stripe = Some(double);
     }
     Ok(peers)
 }

@@ -279,6 +279,11 @@ impl FrappeDouble {
         self.office(|site| site.insert(doctype, &doc).map(|s| s.doc))
     }
 
+    /// An office user's submit of a draft (an invoice becomes payable).
+    pub fn submit(&self, doctype: &str, name: &str) -> Result<Value, String> {
+        self.office(|site| site.submit(doctype, name))
+    }
+
     /// An office user's delete: a Deleted Document row, cascades, webhooks.
     pub fn delete(&self, doctype: &str, name: &str) -> Result<(), String> {
         self.office(|site| site.delete(doctype, name))

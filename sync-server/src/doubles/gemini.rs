@@ -68,15 +68,12 @@ impl GeminiDouble {
 
     /// Binds `127.0.0.1:0` and serves on the current tokio runtime; returns the base URL.
     pub async fn start(&self) -> std::io::Result<String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let app = Router::new()
-            .route("/v1beta/models/{call}", post(generate))
-            .with_state(Arc::clone(&self.inner));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(format!("http://{addr}"))
+        super::serve_on_loopback(
+            Router::new()
+                .route("/v1beta/models/{call}", post(generate))
+                .with_state(Arc::clone(&self.inner)),
+        )
+        .await
     }
 
     /// Answers for the next calls, in order.

@@ -18,7 +18,6 @@
 //!   that comes back only after the client gave up (the text *was* sent).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,29 +91,22 @@ impl TwilioDouble {
                     callbacks: vec!["sent".into(), "delivered".into()],
                     ..Site::default()
                 }),
-                // Callbacks give up after a while, as Twilio's do.
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap_or_default(),
+                http: super::callback_client(),
             }),
         }
     }
 
     /// Binds `127.0.0.1:0` and serves on the current tokio runtime; returns the API's base URL.
     pub async fn start(&self) -> std::io::Result<String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr: SocketAddr = listener.local_addr()?;
-        let app = Router::new()
-            .route(
-                "/2010-04-01/Accounts/{account}/Messages.json",
-                post(messages),
-            )
-            .with_state(Arc::clone(&self.inner));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(format!("http://{addr}"))
+        super::serve_on_loopback(
+            Router::new()
+                .route(
+                    "/2010-04-01/Accounts/{account}/Messages.json",
+                    post(messages),
+                )
+                .with_state(Arc::clone(&self.inner)),
+        )
+        .await
     }
 
     /// The statuses posted to each text's callback, in order (e.g. `delivered` before `sent`).

@@ -360,6 +360,12 @@ impl Bridge {
         State(&self.sync)
     }
 
+    /// The ERPNext client the bridge speaks through (for reads other parts need, such as an
+    /// invoice's amount).
+    pub fn erp(&self) -> &ErpClient {
+        &self.erp
+    }
+
     pub fn stats(&self) -> BridgeStats {
         lock(&self.stats).clone()
     }

@@ -588,3 +588,147 @@ pub(super) async fn vision(
     };
     Ok(Json(value))
 }
+
+/// A technician may ask payment of the customers their jobs are for; the office of anyone.
+fn may_ask_payment(
+    state: &AppState,
+    who: &Session,
+    erp_customer: &str,
+) -> Result<bool, ServiceError> {
+    if who.device.author.role.is_office() {
+        return Ok(true);
+    }
+    let subject = who.device.subject;
+    let today = state.sync.now().date();
+    let erp_customer = erp_customer.to_owned();
+    state.sync.read(move |e| {
+        let customer = e.doc_ids().find(|d| {
+            matches!(e.entity(*d), Some(shared::model::AnyEntity::Customer(c))
+                if c.erp_name.as_deref() == Some(erp_customer.as_str()))
+        });
+        customer.is_some_and(|c| e.scope(subject, today).contains(&c))
+    })
+}
+
+/// `POST /api/v1/payments/{invoice}/checkout`: a payment page for an ERPNext Sales Invoice's
+/// outstanding amount (read from ERPNext, never from the caller), to show as a QR code or text
+/// to the customer. Asked twice, the same page comes back.
+pub(super) async fn checkout(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    Path(invoice): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::hub::stripe::{CheckoutRequest, StripeError};
+    let hub = hub(&state)?;
+    let pages = hub
+        .pages
+        .as_ref()
+        .ok_or_else(|| off("stripe_off", "stripe.secret_key"))?;
+    let erp = state.erp.as_ref().ok_or_else(|| {
+        off(
+            "erpnext_off",
+            "erpnext.url: an invoice's amount comes from ERPNext",
+        )
+    })?;
+    let no_invoice = || ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "no_invoice",
+        message: format!("no submitted Sales Invoice {invoice} in ERPNext"),
+    };
+    let doc = match erp.bridge.erp().get("Sales Invoice", &invoice).await {
+        Ok(doc) => doc,
+        Err(crate::erpnext::ErpError::NotFound) => return Err(no_invoice()),
+        Err(e) => return Err(bridge_error(e.into())),
+    };
+    let text = |k: &str| doc.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+    if doc.get("docstatus").and_then(serde_json::Value::as_i64) != Some(1) {
+        return Err(no_invoice());
+    }
+    let customer = text("customer").to_owned();
+    let allowed = {
+        let (state, who, customer) = (state.clone(), who.clone(), customer.clone());
+        tokio::task::spawn_blocking(move || may_ask_payment(&state, &who, &customer))
+            .await
+            .map_err(blocking_err)??
+    };
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "this invoice is for a customer outside your jobs",
+        ));
+    }
+    let outstanding = doc
+        .get("outstanding_amount")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0);
+    // Currencies with cents (CAD, USD, EUR…): ERPNext keeps two decimals.
+    let amount = (outstanding * 100.0).round() as i64;
+    if amount <= 0 {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "already_paid",
+            message: format!("{invoice} has nothing left to pay"),
+        });
+    }
+    let currency = text("currency").to_lowercase();
+    let back = hub
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "https://checkout.stripe.com".into());
+    let req = CheckoutRequest {
+        invoice: invoice.clone(),
+        amount,
+        currency: currency.clone(),
+        description: format!("{} — {invoice}", text("customer_name")),
+        success_url: format!("{back}/paid?invoice={invoice}"),
+        cancel_url: format!("{back}/paid?invoice={invoice}&cancelled=1"),
+    };
+    // A retry sends the same idempotency key: the same page, never a second one.
+    let mut page = pages.create(&req).await;
+    for wait in [250u64, 1000] {
+        if !matches!(page, Err(StripeError::Retry { .. })) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        page = pages.create(&req).await;
+    }
+    let page = page.map_err(|e| {
+        tracing::warn!(invoice, error = %e, "stripe.checkout_failed");
+        ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            code: "stripe_failed",
+            message: e.to_string(),
+        }
+    })?;
+    let at = state.sync.now().0;
+    let recorded = {
+        let (hub, invoice, page, currency) = (
+            Arc::clone(hub),
+            invoice.clone(),
+            page.clone(),
+            currency.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            hub.payments
+                .opened(&invoice, &page, amount, &currency, at)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(blocking_err)?
+        .map_err(blocking_err)?
+    };
+    if let Some(p) = recorded.filter(|p| p.state >= crate::hub::payments::PaymentState::Paid) {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "already_paid",
+            message: format!("{invoice} is {}", p.state.as_str()),
+        });
+    }
+    Ok(Json(serde_json::json!({
+        "invoice": invoice,
+        "session": page.id,
+        "url": page.url,
+        "expires_at": page.expires_at,
+        "amount": amount,
+        "currency": currency,
+    })))
+}

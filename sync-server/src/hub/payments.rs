@@ -131,6 +131,9 @@ pub struct Payment {
     pub amount: Option<i64>,
     pub currency: Option<String>,
     pub updated_at: i64,
+    /// The payment page asked for, while it is the way to pay.
+    pub session: Option<String>,
+    pub url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +166,9 @@ impl Payments {
                  intent TEXT,
                  amount INTEGER,
                  currency TEXT,
-                 updated_at INTEGER NOT NULL
+                 updated_at INTEGER NOT NULL,
+                 session TEXT,
+                 url TEXT
              ) WITHOUT ROWID;",
         )?;
         Ok(Arc::new(Self {
@@ -201,12 +206,34 @@ impl Payments {
         Ok(n == 1)
     }
 
+    /// Records the payment page opened for an invoice not paid yet; the state as it stands
+    /// after (a page opened for an invoice Stripe already reported paid changes nothing).
+    pub fn opened(
+        &self,
+        invoice: &str,
+        page: &super::stripe::Checkout,
+        amount: i64,
+        currency: &str,
+        at: i64,
+    ) -> Result<Option<Payment>, PaymentError> {
+        self.conn().execute(
+            "INSERT INTO payments (invoice, state, rank, amount, currency, updated_at, session, url)
+             VALUES (?1, 'open', 0, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (invoice) DO UPDATE SET session = excluded.session, url = excluded.url,
+                 amount = excluded.amount, currency = excluded.currency,
+                 updated_at = excluded.updated_at
+             WHERE payments.rank < 2",
+            params![invoice, amount, currency, at, page.id, page.url],
+        )?;
+        self.get(invoice)
+    }
+
     pub fn get(&self, invoice: &str) -> Result<Option<Payment>, PaymentError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT invoice, state, intent, amount, currency, updated_at FROM payments
-                 WHERE invoice = ?1",
+                "SELECT invoice, state, intent, amount, currency, updated_at, session, url
+                 FROM payments WHERE invoice = ?1",
                 [invoice],
                 |r| {
                     let state: String = r.get(1)?;
@@ -217,6 +244,8 @@ impl Payments {
                         amount: r.get(3)?,
                         currency: r.get(4)?,
                         updated_at: r.get(5)?,
+                        session: r.get(6)?,
+                        url: r.get(7)?,
                     })
                 },
             )

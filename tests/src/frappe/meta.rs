@@ -478,6 +478,28 @@ pub(crate) fn standard() -> Vec<Meta> {
 
     let custom_field = Meta::new("Custom Field", Naming::CustomField, custom_field_fields());
 
+    // The fields a payment page reads; an invoice is submitted (docstatus 1) to be payable.
+    let sales_invoice = Meta::new(
+        "Sales Invoice",
+        Naming::Format {
+            prefix: "ACC-SINV-2026-".into(),
+            digits: 5,
+            suffix: String::new(),
+        },
+        vec![
+            Field::new("customer", "Customer", "Link")
+                .options("Customer")
+                .reqd(),
+            Field::new("customer_name", "Customer Name", "Data"),
+            Field::new("posting_date", "Date", "Date"),
+            Field::new("currency", "Currency", "Data").reqd(),
+            Field::new("grand_total", "Grand Total", "Currency"),
+            Field::new("outstanding_amount", "Outstanding Amount", "Currency"),
+            Field::new("status", "Status", "Select")
+                .options("\nDraft\nUnpaid\nPaid\nOverdue\nCancelled"),
+        ],
+    );
+
     let mut out = vec![
         customer,
         customer_group,
@@ -492,6 +514,7 @@ pub(crate) fn standard() -> Vec<Meta> {
         settings,
         webhook,
         custom_field,
+        sales_invoice,
         Meta::new("DocType", Naming::Prompt, Vec::new()),
         Meta::child("DocField", Vec::new()),
         Meta::child("DocPerm", Vec::new()),

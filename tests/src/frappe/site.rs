@@ -973,6 +973,19 @@ impl Site {
     }
 
     /// Updates a document (PUT, `set_value`, or an office user's save).
+    /// Submits a draft (docstatus 0 → 1), as an office user's Submit does.
+    pub(crate) fn submit(&mut self, doctype: &str, name: &str) -> Result<Value, ApiError> {
+        let ts = fmt_ts(self.now());
+        let doc = self
+            .docs
+            .get_mut(doctype)
+            .and_then(|d| d.get_mut(name))
+            .ok_or_else(|| ApiError::not_found(doctype, name))?;
+        doc.insert("docstatus".into(), json!(1));
+        doc.insert("modified".into(), Value::String(ts));
+        Ok(Value::Object(doc.clone()))
+    }
+
     pub(crate) fn update(
         &mut self,
         doctype: &str,

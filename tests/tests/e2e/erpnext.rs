@@ -51,6 +51,14 @@ impl Drop for ErpWorld {
 
 /// A server with generated data, its bridge (not running: tests drive passes) and a set-up double.
 pub(crate) fn erp_world(timeout: Duration) -> ErpWorld {
+    erp_world_with(timeout, |_, _| None)
+}
+
+/// [`erp_world`] with the hub `hub` makes from the service and the server's URL.
+pub(crate) fn erp_world_with(
+    timeout: Duration,
+    hub: impl FnOnce(&Arc<SyncService>, &str) -> Option<Arc<sync_server::hub::Hub>>,
+) -> ErpWorld {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -106,7 +114,7 @@ pub(crate) fn erp_world(timeout: Duration) -> ErpWorld {
         })),
         photos: None,
         links: Default::default(),
-        hub: None,
+        hub: rt.block_on(async { hub(&service, &url) }),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(sync_server::serve(listener, state, async {
@@ -156,7 +164,7 @@ impl ErpWorld {
         self.rt.block_on(self.bridge.poll_pass()).unwrap()
     }
     /// Push passes until one succeeds (transient faults are retried by the next pass).
-    fn push_until_done(&self, max: usize) -> usize {
+    pub(crate) fn push_until_done(&self, max: usize) -> usize {
         for _ in 0..max {
             if self.push().is_ok() {
                 return self.push().unwrap();

@@ -170,6 +170,7 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
             public_url: Some(PUBLIC.into()),
             full_sync: false,
             vision: None,
+            pages: None,
         },
         sync_server::hub::customers_by_phone(Arc::clone(&svc)),
     )
@@ -695,4 +696,300 @@ fn hub_gemini_contract_against_gemini() {
         Ok(Reading::Barcodes { barcodes }) => assert!(barcodes.len() <= 3),
         other => panic!("Gemini's answer: {other:?}"),
     }
+}
+
+const STRIPE_KEY: &str = "sk_test_double_key";
+const STRIPE_HOOK: &str = "whsec_double_endpoint";
+
+/// A server with the ERPNext bridge (against the Frappe double) and payments through the
+/// Stripe double, its inbox processing; the customers exported to ERPNext.
+fn paying() -> (
+    crate::erpnext::ErpWorld,
+    sync_server::doubles::stripe::StripeDouble,
+) {
+    let stripe = sync_server::doubles::stripe::StripeDouble::new(STRIPE_KEY);
+    stripe.set_clock(Arc::new(shared::clock::FixedClock::new(
+        tests::harness::monday_9am(),
+    )));
+    let s = stripe.clone();
+    let w = crate::erpnext::erp_world_with(Duration::from_secs(10), move |svc, url| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let api = futures_block(s.start());
+        s.set_webhook(&format!("{url}/api/v1/webhooks/stripe"), STRIPE_HOOK);
+        let hub = Hub::open(
+            &dir,
+            HubSettings {
+                stripe: Some(sync_server::settings::StripeSettings {
+                    secret_key: Some(Secret::new(STRIPE_KEY)),
+                    webhook_secret: Secret::new(STRIPE_HOOK),
+                    api_url: api.clone(),
+                }),
+                pages: Some(Arc::new(
+                    sync_server::hub::stripe::StripeClient::new(&api, Secret::new(STRIPE_KEY))
+                        .unwrap(),
+                )),
+                ..HubSettings::default()
+            },
+            sync_server::hub::customers_by_phone(Arc::clone(svc)),
+        )
+        .unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        std::mem::forget(stop);
+        tokio::spawn(sync_server::hub::inbox::run(
+            Arc::clone(&hub.inbox),
+            hub.handlers(None),
+            Arc::new(shared::clock::FixedClock::new(tests::harness::monday_9am())),
+            stopped,
+        ));
+        Some(hub)
+    });
+    w.push_until_done(20);
+    (w, stripe)
+}
+
+/// Runs a future to completion from inside the runtime's `block_on` (the double's listener
+/// binds at once; nothing else is awaited).
+fn futures_block<F: std::future::Future<Output = std::io::Result<String>>>(f: F) -> String {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
+}
+
+/// A submitted Sales Invoice in the Frappe double for `customer` (its ERPNext name).
+fn invoice(w: &crate::erpnext::ErpWorld, customer: &str, amount: f64) -> String {
+    let doc = w
+        .erp
+        .insert(
+            "Sales Invoice",
+            serde_json::json!({"customer": customer, "customer_name": customer,
+                "currency": "CAD", "posting_date": "2026-11-30",
+                "grand_total": amount, "outstanding_amount": amount, "status": "Unpaid"}),
+        )
+        .unwrap();
+    let name = doc["name"].as_str().unwrap().to_owned();
+    w.erp.submit("Sales Invoice", &name).unwrap();
+    name
+}
+
+fn call(w: &crate::erpnext::ErpWorld, token: &str, method: &str, path: &str) -> (u16, Value) {
+    sync_server::tls::install_crypto();
+    let c = reqwest::blocking::Client::new();
+    let url = format!("{}{path}", w.url);
+    let req = if method == "POST" {
+        c.post(url)
+    } else {
+        c.get(url)
+    };
+    let resp = req.bearer_auth(token).send().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+/// The ERPNext name of a customer of technician `t`'s jobs, and of one outside them.
+fn customers(w: &crate::erpnext::ErpWorld, t: shared::ids::TechnicianId) -> (String, String) {
+    use shared::model::AnyEntity as E;
+    let today = w.service.now().date();
+    w.service
+        .read(|e| {
+            let scope = e.scope(shared::sync::server::Subject::Technician(t), today);
+            let names: Vec<(bool, String)> = e
+                .doc_ids()
+                .filter_map(|d| match e.entity(d) {
+                    Some(E::Customer(c)) => c.erp_name.clone().map(|n| (scope.contains(&d), n)),
+                    _ => None,
+                })
+                .collect();
+            let mine = names.iter().find(|(s, _)| *s).unwrap().1.clone();
+            let other = names.iter().find(|(s, _)| !*s).unwrap().1.clone();
+            (mine, other)
+        })
+        .unwrap()
+}
+
+#[test]
+fn hub_a_technician_asks_for_payment_and_the_paid_invoice_shows_paid_once() {
+    use shared::clock::Clock as _;
+    let (w, stripe) = paying();
+    let tech = w.data.technicians[0];
+    let now_s = sync_server::SystemClock.now().0 / 1000;
+    let token = w
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd3)),
+            Role::Technician,
+            Some(tech),
+            now_s,
+            3600,
+        )
+        .unwrap();
+    let office = w
+        .keys
+        .issue(
+            DeviceId(DocId::from_u128(0xd4)),
+            Role::Dispatcher,
+            None,
+            now_s,
+            3600,
+        )
+        .unwrap();
+    let (mine, other) = customers(&w, tech);
+    let inv = invoice(&w, &mine, 83.30);
+
+    let (status, page) = call(
+        &w,
+        &token,
+        "POST",
+        &format!("/api/v1/payments/{inv}/checkout"),
+    );
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["amount"], 8330, "the amount is ERPNext's, in cents");
+    assert_eq!(page["currency"], "cad");
+    assert!(
+        page["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://checkout.stripe.com/")
+    );
+    // Asked again (a retry, a second tap): the same page, one session at Stripe.
+    let (_, again) = call(
+        &w,
+        &token,
+        "POST",
+        &format!("/api/v1/payments/{inv}/checkout"),
+    );
+    assert_eq!(again["session"], page["session"]);
+    assert_eq!(stripe.sessions(), 1);
+    // Not this technician's customer; a draft; an unknown invoice.
+    let theirs = invoice(&w, &other, 10.0);
+    let (status, _) = call(
+        &w,
+        &token,
+        "POST",
+        &format!("/api/v1/payments/{theirs}/checkout"),
+    );
+    assert_eq!(status, 403);
+    let draft = w
+        .erp
+        .insert(
+            "Sales Invoice",
+            serde_json::json!({"customer": mine, "currency": "CAD", "outstanding_amount": 5.0}),
+        )
+        .unwrap();
+    let (status, v) = call(
+        &w,
+        &office,
+        "POST",
+        &format!(
+            "/api/v1/payments/{}/checkout",
+            draft["name"].as_str().unwrap()
+        ),
+    );
+    assert_eq!((status, v["code"].as_str()), (404, Some("no_invoice")));
+    assert_eq!(stripe.sessions(), 1, "nothing opened for refused requests");
+
+    // The customer pays; Stripe's events arrive each up to three times, in any order.
+    let events = stripe
+        .pay_events(page["session"].as_str().unwrap())
+        .unwrap();
+    let deliveries = vec![&events[1], &events[0], &events[1], &events[0], &events[0]];
+    for e in deliveries {
+        assert_eq!(w.rt.block_on(stripe.deliver(e)), Some(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let paid = loop {
+        let (status, v) = call(&w, &office, "GET", &format!("/api/v1/payments/{inv}"));
+        if status == 200 && v["state"] == "paid" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "never paid: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(paid["amount"], 8330);
+    assert!(paid["intent"].as_str().unwrap().starts_with("pi_test_"));
+    let (_, inbox) = call(&w, &office, "GET", "/api/v1/webhooks");
+    assert_eq!(
+        inbox["depth"]["done"], 2,
+        "two events, five deliveries: {inbox}"
+    );
+    // Paid: no new page.
+    let (status, v) = call(
+        &w,
+        &token,
+        "POST",
+        &format!("/api/v1/payments/{inv}/checkout"),
+    );
+    assert_eq!((status, v["code"].as_str()), (409, Some("already_paid")));
+}
+
+/// What every Stripe account (the double, or Stripe in test mode) answers alike.
+fn stripe_contract(
+    rt: &tokio::runtime::Runtime,
+    client: &sync_server::hub::stripe::StripeClient,
+    bad: &sync_server::hub::stripe::StripeClient,
+) {
+    use sync_server::hub::stripe::{CheckoutRequest, PaymentPages, StripeError};
+    let req = CheckoutRequest {
+        invoice: format!("ACC-SINV-TEST-{}", rand::random::<u32>()),
+        amount: 8330,
+        currency: "cad".into(),
+        description: "Contract test".into(),
+        success_url: "https://example.com/paid".into(),
+        cancel_url: "https://example.com/cancelled".into(),
+    };
+    let page = rt.block_on(client.create(&req)).expect("a page opens");
+    assert!(page.id.starts_with("cs_test_"), "{}", page.id);
+    assert!(page.url.starts_with("https://"), "{}", page.url);
+    assert!(page.expires_at > 0);
+    let again = rt.block_on(client.create(&req)).unwrap();
+    assert_eq!(
+        again.id, page.id,
+        "the same idempotency key gives the same page"
+    );
+    match rt.block_on(bad.create(&req)) {
+        Err(StripeError::Final { .. }) => {}
+        other => panic!("a wrong key: {other:?}"),
+    }
+}
+
+#[test]
+fn hub_stripe_contract_against_the_double() {
+    use sync_server::hub::stripe::{PaymentPages, StripeClient, StripeError};
+    let rt = runtime();
+    let double = sync_server::doubles::stripe::StripeDouble::new(STRIPE_KEY);
+    let api = rt.block_on(double.start()).unwrap();
+    let client = StripeClient::new(&api, Secret::new(STRIPE_KEY)).unwrap();
+    let bad = StripeClient::new(&api, Secret::new("sk_test_wrong")).unwrap();
+    stripe_contract(&rt, &client, &bad);
+    assert_eq!(double.sessions(), 1);
+    double.inject([sync_server::doubles::stripe::Fault::RateLimit]);
+    let req = sync_server::hub::stripe::CheckoutRequest {
+        invoice: "X".into(),
+        amount: 1,
+        currency: "cad".into(),
+        description: "x".into(),
+        success_url: "https://example.com".into(),
+        cancel_url: "https://example.com".into(),
+    };
+    assert!(matches!(
+        rt.block_on(client.create(&req)),
+        Err(StripeError::Retry { .. })
+    ));
+}
+
+#[test]
+fn hub_stripe_contract_against_stripe() {
+    #[allow(clippy::disallowed_methods)] // test configuration
+    let Some(key) = std::env::var("FSM_TEST_STRIPE_SECRET_KEY")
+        .ok()
+        .filter(|k| k.starts_with("sk_test_"))
+    else {
+        eprintln!(
+            "skipped: set FSM_TEST_STRIPE_SECRET_KEY to a test-mode key (sk_test_…) to open a Checkout page at Stripe"
+        );
+        return;
+    };
+    use sync_server::hub::stripe::StripeClient;
+    let rt = runtime();
+    let client = StripeClient::new("https://api.stripe.com", Secret::new(key)).unwrap();
+    let bad =
+        StripeClient::new("https://api.stripe.com", Secret::new("sk_test_not_a_key")).unwrap();
+    stripe_contract(&rt, &client, &bad);
 }
