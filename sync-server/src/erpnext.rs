@@ -208,6 +208,35 @@ pub mod setup {
     }
 
     /// Creates what is missing; leaves what exists. Safe to run again.
+    /// What Payment Entries for Stripe's payments need: the Mode of Payment they record, tied
+    /// to the account payments are received into for `company` (ERPNext's companies each keep
+    /// their own accounts).
+    pub async fn payments(
+        erp: &ErpClient,
+        mode_of_payment: &str,
+        account: Option<(&str, &str)>,
+    ) -> Result<Report, ErpError> {
+        let mut report = Report::default();
+        let what = format!("Mode of Payment {mode_of_payment}");
+        match erp.get("Mode of Payment", mode_of_payment).await {
+            Ok(_) => report.existing.push(what),
+            Err(ErpError::NotFound) => {
+                let accounts: Vec<Value> = account
+                    .map(|(company, acc)| json!({"company": company, "default_account": acc}))
+                    .into_iter()
+                    .collect();
+                let body = json!({
+                    "mode_of_payment": mode_of_payment, "type": "Bank", "enabled": 1,
+                    "accounts": accounts,
+                });
+                erp.insert("Mode of Payment", &obj(body)).await?;
+                report.created.push(what);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(report)
+    }
+
     pub async fn run(erp: &ErpClient, webhook: Option<&WebhookTarget>) -> Result<Report, ErpError> {
         erp.logged_user().await?;
         let mut report = Report::default();

@@ -1194,6 +1194,11 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_AUTH_BODY)),
         )
         .route("/api/v1/sms/messages/{id}/resend", post(hub::sms_resend))
+        .route("/api/v1/payments/entries", get(hub::entries))
+        .route(
+            "/api/v1/payments/entries/{intent}/retry",
+            post(hub::entry_retry),
+        )
         .route("/api/v1/payments/{invoice}", get(hub::payment))
         .route("/api/v1/payments/{invoice}/checkout", post(hub::checkout))
         .route(

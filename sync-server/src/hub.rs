@@ -12,6 +12,7 @@
 //!    failure is retried with backoff, then parked for a person.
 
 pub mod inbox;
+pub mod ledger;
 pub mod payments;
 pub mod signature;
 pub mod sms;
@@ -43,6 +44,8 @@ pub struct Hub {
     pub inbox: Arc<Inbox>,
     pub sms: Arc<sms::Sms>,
     pub payments: Arc<payments::Payments>,
+    /// Payment Entries in ERPNext for paid payments.
+    pub ledger: Arc<ledger::Ledger>,
     /// Reading photos, when Gemini is configured.
     pub vision: Option<Arc<vision::Vision>>,
     /// Opening payment pages, when Stripe's secret key is configured.
@@ -113,10 +116,12 @@ impl Hub {
         customers: sms::CustomerLookup,
     ) -> Result<Arc<Self>, HubError> {
         let file = dir.join(HUB_FILE);
+        let payments = payments::Payments::open(&file)?;
         Ok(Arc::new(Self {
             inbox: Inbox::open(&file, settings.full_sync)?,
             sms: sms::Sms::open(&file, settings.full_sync, customers)?,
-            payments: payments::Payments::open(&file)?,
+            payments: Arc::clone(&payments),
+            ledger: ledger::Ledger::open(&file, payments.entries_waker())?,
             vision: settings
                 .vision
                 .map(|(model, cap, budget)| {

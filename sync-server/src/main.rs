@@ -198,9 +198,17 @@ fn erpnext_command(settings: &Settings) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     println!("Setting up {} …", e.url);
-    let report = rt
+    let mut report = rt
         .block_on(setup::run(&client, webhook.as_ref()))
         .with_context(|| format!("setting up ERPNext at {}", e.url))?;
+    if let Some(stripe) = &settings.stripe {
+        let account = e.company.as_deref().zip(stripe.erp_account.as_deref());
+        let paid = rt
+            .block_on(setup::payments(&client, &stripe.mode_of_payment, account))
+            .with_context(|| format!("setting up Stripe payments in ERPNext at {}", e.url))?;
+        report.created.extend(paid.created);
+        report.existing.extend(paid.existing);
+    }
     for c in &report.created {
         println!("  created  {c}");
     }
@@ -517,6 +525,34 @@ fn main() -> Result<()> {
             stop_rx.clone(),
         ));
     }
+    match (
+        &erp,
+        settings.stripe.as_ref().and_then(|s| {
+            s.erp_account
+                .clone()
+                .map(|a| (a, s.mode_of_payment.clone()))
+        }),
+    ) {
+        (Some(edge), Some((paid_to, mode_of_payment))) => {
+            rt.spawn(sync_server::hub::ledger::run(
+                Arc::clone(&hub.ledger),
+                edge.bridge.erp().clone(),
+                sync_server::hub::ledger::Accounts {
+                    paid_to,
+                    mode_of_payment,
+                },
+                Arc::new(SystemClock),
+                sync_server::hub::ledger::MAX_RETRY_DELAY,
+                stop_rx.clone(),
+            ));
+        }
+        (Some(_), None) if settings.stripe.is_some() => {
+            println!(
+                "Stripe payments are not posted to ERPNext: set stripe.erp_account (APP_STRIPE__ERP_ACCOUNT) to the account they are received into."
+            );
+        }
+        _ => {}
+    }
     if settings.webhook_processing {
         let handlers = hub.handlers(erp.as_ref().map(|e| Arc::clone(&e.bridge)));
         rt.spawn(sync_server::hub::inbox::run(
@@ -658,6 +694,8 @@ async fn demo_peers(settings: &mut sync_server::settings::Settings) -> anyhow::R
             secret_key: Some(Secret::new(key)),
             webhook_secret: Secret::new(webhook_secret),
             api_url: api,
+            erp_account: None,
+            mode_of_payment: "Stripe".into(),
         });
         peers.stripe = Some(double);
     }

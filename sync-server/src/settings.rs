@@ -113,8 +113,18 @@ pub struct StripeSettings {
     pub secret_key: Option<Secret>,
     /// The webhook endpoint's signing secret (`whsec_…`).
     pub webhook_secret: Secret,
+    /// The ERPNext account Stripe's payments are received into (`Stripe - FSM`): with it and
+    /// the ERPNext bridge, each paid invoice gets a submitted Payment Entry.
+    pub erp_account: Option<String>,
+    /// The Mode of Payment those entries record (`erpnext setup` creates it).
+    #[serde(default = "default_mode_of_payment")]
+    pub mode_of_payment: String,
     #[serde(default = "default_stripe_api")]
     pub api_url: String,
+}
+
+fn default_mode_of_payment() -> String {
+    "Stripe".into()
 }
 
 fn default_stripe_api() -> String {
@@ -176,6 +186,9 @@ pub struct ErpSettings {
     pub timeout_s: u64,
     /// PEM certificates trusted besides the system's, for an ERPNext behind a private CA.
     pub ca_file: Option<PathBuf>,
+    /// The company whose books Stripe's payments go into (`erpnext setup` ties the Mode of
+    /// Payment to `stripe.erp_account` for it).
+    pub company: Option<String>,
 }
 
 fn default_poll_s() -> u64 {

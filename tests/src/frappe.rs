@@ -180,6 +180,9 @@ struct Inner {
     /// Like gunicorn's workers: at most this many requests are served at once.
     workers: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     faults: Mutex<VecDeque<Fault>>,
+    /// With no fault queued, the share of API requests that fail anyway: half answer 500, half
+    /// are applied and their answer lost ([`Fault::CommitThenDrop`]).
+    flaky: Mutex<f64>,
     http: reqwest::Client,
     runtime: Mutex<Option<tokio::runtime::Handle>>,
 }
@@ -202,6 +205,7 @@ impl FrappeDouble {
                 rng: Mutex::new(rand::SeedableRng::seed_from_u64(0x00e7_9e47)),
                 workers: Mutex::new(None),
                 faults: Mutex::new(VecDeque::new()),
+                flaky: Mutex::new(0.0),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .build()
@@ -246,6 +250,11 @@ impl FrappeDouble {
     /// with `n` workers does (`None`: no limit).
     pub fn set_workers(&self, n: Option<usize>) {
         *lock(&self.inner.workers) = n.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+    }
+
+    /// Makes this share of API requests fail (drawn reproducibly), besides queued faults.
+    pub fn set_flaky(&self, share: f64) {
+        *lock(&self.inner.flaky) = share.clamp(0.0, 1.0);
     }
 
     /// Queues faults; each of the next API requests takes one, in order.
@@ -535,7 +544,18 @@ async fn handle(
         return respond(200, &json!({"message": "pong"}));
     }
     let fault = if matches!(kind, Kind::Resource | Kind::Method) {
-        lock(&inner.faults).pop_front()
+        lock(&inner.faults).pop_front().or_else(|| {
+            use rand::Rng as _;
+            let share = *lock(&inner.flaky);
+            let mut rng = lock(&inner.rng);
+            (share > 0.0 && rng.random::<f64>() < share).then(|| {
+                if rng.random::<bool>() {
+                    Fault::Status500
+                } else {
+                    Fault::CommitThenDrop
+                }
+            })
+        })
     } else {
         None
     };

@@ -364,17 +364,32 @@ pub(super) async fn sms_thread(
     .map(Json)
 }
 
-/// `GET /api/v1/payments/{invoice}`: an invoice's payment as Stripe reported it.
+#[derive(Serialize)]
+pub(super) struct PaymentView {
+    #[serde(flatten)]
+    payment: crate::hub::payments::Payment,
+    /// Its Payment Entries in ERPNext: made, waiting, or refused with ERPNext's words.
+    entries: Vec<crate::hub::ledger::Entry>,
+}
+
+/// `GET /api/v1/payments/{invoice}`: an invoice's payment as Stripe reported it, and its
+/// Payment Entries in ERPNext.
 pub(super) async fn payment(
     State(state): State<AppState>,
     Authed(who): Authed,
     Path(invoice): Path<String>,
-) -> Result<Json<crate::hub::payments::Payment>, ApiError> {
+) -> Result<Json<PaymentView>, ApiError> {
     office(&who)?;
     let hub = hub(&state)?;
     let found = on_hub(hub, {
         let invoice = invoice.clone();
-        move |h| h.payments.get(&invoice).map_err(|e| e.to_string())
+        move |h| {
+            let Some(payment) = h.payments.get(&invoice).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            let entries = h.ledger.of_invoice(&invoice).map_err(|e| e.to_string())?;
+            Ok(Some(PaymentView { payment, entries }))
+        }
     })
     .await?;
     found.map(Json).ok_or(ApiError {
@@ -382,6 +397,42 @@ pub(super) async fn payment(
         code: "no_payment",
         message: format!("no payment known for {invoice}"),
     })
+}
+
+/// `GET /api/v1/payments/entries`: Payment Entries not made yet or refused by ERPNext.
+pub(super) async fn entries(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<crate::hub::ledger::Entry>>, ApiError> {
+    office(&who)?;
+    let hub = hub(&state)?;
+    on_hub(hub, |h| h.ledger.pending(500).map_err(|e| e.to_string()))
+        .await
+        .map(Json)
+}
+
+/// `POST /api/v1/payments/entries/{intent}/retry`: a refused Payment Entry goes back in line.
+pub(super) async fn entry_retry(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    Path(intent): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    office(&who)?;
+    let hub = hub(&state)?;
+    let shown = intent.clone();
+    if on_hub(hub, move |h| {
+        h.ledger.retry(&intent).map_err(|e| e.to_string())
+    })
+    .await?
+    {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_refused",
+            message: format!("no refused Payment Entry for {shown}"),
+        })
+    }
 }
 
 /// The longest text Twilio sends (it splits it into segments).

@@ -144,6 +144,8 @@ pub enum PaymentError {
 
 pub struct Payments {
     conn: Mutex<Connection>,
+    /// Wakes the Payment Entry poster when a paid payment is queued.
+    entries: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -169,10 +171,23 @@ impl Payments {
                  updated_at INTEGER NOT NULL,
                  session TEXT,
                  url TEXT
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS payment_entries (
+                 intent TEXT PRIMARY KEY,
+                 invoice TEXT NOT NULL,
+                 amount INTEGER NOT NULL,
+                 currency TEXT,
+                 state TEXT NOT NULL DEFAULT 'queued',
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 next_at INTEGER NOT NULL DEFAULT 0,
+                 erp_name TEXT,
+                 error TEXT,
+                 paid_at INTEGER NOT NULL
              ) WITHOUT ROWID;",
         )?;
         Ok(Arc::new(Self {
             conn: Mutex::new(conn),
+            entries: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 
@@ -182,9 +197,23 @@ impl Payments {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies a transition if it moves the payment forward; returns whether it did.
+    /// Applies a transition if it moves the payment forward; returns whether it did. A payment
+    /// reported paid (with its intent and amount) is queued for its Payment Entry in ERPNext in
+    /// the same transaction, once per intent ([`super::ledger`]).
     pub fn apply(&self, t: &Transition, at: i64) -> Result<bool, PaymentError> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut queued = 0;
+        if t.state == PaymentState::Paid
+            && let (Some(intent), Some(amount)) = (&t.intent, t.amount)
+        {
+            queued = tx.execute(
+                "INSERT INTO payment_entries (intent, invoice, amount, currency, paid_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (intent) DO NOTHING",
+                params![intent, t.invoice, amount, t.currency, at],
+            )?;
+        }
+        let n = tx.execute(
             "INSERT INTO payments (invoice, state, rank, intent, amount, currency, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (invoice) DO UPDATE SET state = excluded.state, rank = excluded.rank,
@@ -203,7 +232,16 @@ impl Payments {
                 at
             ],
         )?;
+        tx.commit()?;
+        if queued > 0 {
+            self.entries.notify_one();
+        }
         Ok(n == 1)
+    }
+
+    /// What wakes the Payment Entry poster ([`super::ledger::Ledger::open`] takes it).
+    pub fn entries_waker(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.entries)
     }
 
     /// Records the payment page opened for an invoice not paid yet; the state as it stands

@@ -176,6 +176,8 @@ pub(crate) struct Meta {
     pub(crate) issingle: bool,
     pub(crate) naming: Naming,
     pub(crate) track_changes: bool,
+    /// Documents are drafts (docstatus 0) until submitted (1); a create may submit at once.
+    pub(crate) submittable: bool,
 }
 
 /// Columns every document row has.
@@ -200,6 +202,7 @@ impl Meta {
             issingle: false,
             naming,
             track_changes: false,
+            submittable: false,
         }
     }
 
@@ -478,8 +481,9 @@ pub(crate) fn standard() -> Vec<Meta> {
 
     let custom_field = Meta::new("Custom Field", Naming::CustomField, custom_field_fields());
 
-    // The fields a payment page reads; an invoice is submitted (docstatus 1) to be payable.
-    let sales_invoice = Meta::new(
+    // The fields a payment page and a Payment Entry read; an invoice is submitted (docstatus 1)
+    // to be payable, and its outstanding amount goes down as Payment Entries are submitted.
+    let mut sales_invoice = Meta::new(
         "Sales Invoice",
         Naming::Format {
             prefix: "ACC-SINV-2026-".into(),
@@ -491,12 +495,71 @@ pub(crate) fn standard() -> Vec<Meta> {
                 .options("Customer")
                 .reqd(),
             Field::new("customer_name", "Customer Name", "Data"),
+            Field::new("company", "Company", "Data"),
+            Field::new("debit_to", "Debit To", "Data"),
             Field::new("posting_date", "Date", "Date"),
             Field::new("currency", "Currency", "Data").reqd(),
             Field::new("grand_total", "Grand Total", "Currency"),
             Field::new("outstanding_amount", "Outstanding Amount", "Currency"),
             Field::new("status", "Status", "Select")
                 .options("\nDraft\nUnpaid\nPaid\nOverdue\nCancelled"),
+        ],
+    );
+    sales_invoice.submittable = true;
+    // ERPNext's Payment Entry as a payment received from a customer; submitting it allocates
+    // its references against the invoices' outstanding amounts.
+    let mut payment_entry = Meta::new(
+        "Payment Entry",
+        Naming::Format {
+            prefix: "ACC-PAY-2026-".into(),
+            digits: 5,
+            suffix: String::new(),
+        },
+        vec![
+            Field::new("payment_type", "Payment Type", "Select")
+                .options("Receive\nPay\nInternal Transfer")
+                .reqd(),
+            Field::new("party_type", "Party Type", "Data").reqd(),
+            Field::new("party", "Party", "Link")
+                .options("Customer")
+                .reqd(),
+            Field::new("company", "Company", "Data"),
+            Field::new("posting_date", "Posting Date", "Date").reqd(),
+            Field::new("mode_of_payment", "Mode of Payment", "Data"),
+            Field::new("paid_from", "Account Paid From", "Data").reqd(),
+            Field::new("paid_to", "Account Paid To", "Data").reqd(),
+            Field::new("paid_amount", "Paid Amount", "Currency").reqd(),
+            Field::new("received_amount", "Received Amount", "Currency").reqd(),
+            Field::new("reference_no", "Cheque/Reference No", "Data"),
+            Field::new("reference_date", "Cheque/Reference Date", "Date"),
+            Field::new("references", "Payment References", "Table")
+                .options("Payment Entry Reference"),
+        ],
+    );
+    payment_entry.submittable = true;
+    let mode_of_payment = Meta::new(
+        "Mode of Payment",
+        Naming::Field("mode_of_payment".into()),
+        vec![
+            Field::new("mode_of_payment", "Mode of Payment", "Data").reqd(),
+            Field::new("enabled", "Enabled", "Check").default("1"),
+            Field::new("type", "Type", "Select").options("Cash\nBank\nGeneral\nPhone"),
+            Field::new("accounts", "Accounts", "Table").options("Mode of Payment Account"),
+        ],
+    );
+    let mode_of_payment_account = Meta::child(
+        "Mode of Payment Account",
+        vec![
+            Field::new("company", "Company", "Data"),
+            Field::new("default_account", "Default Account", "Data"),
+        ],
+    );
+    let payment_reference = Meta::child(
+        "Payment Entry Reference",
+        vec![
+            Field::new("reference_doctype", "Type", "Data").reqd(),
+            Field::new("reference_name", "Name", "Data").reqd(),
+            Field::new("allocated_amount", "Allocated", "Currency"),
         ],
     );
 
@@ -515,6 +578,10 @@ pub(crate) fn standard() -> Vec<Meta> {
         webhook,
         custom_field,
         sales_invoice,
+        payment_entry,
+        payment_reference,
+        mode_of_payment,
+        mode_of_payment_account,
         Meta::new("DocType", Naming::Prompt, Vec::new()),
         Meta::child("DocField", Vec::new()),
         Meta::child("DocPerm", Vec::new()),

@@ -952,8 +952,16 @@ impl Site {
         if let Some((key, n)) = counter {
             self.counters.insert(key, n);
         }
+        let submitting =
+            meta.submittable && body.get("docstatus").and_then(Value::as_i64) == Some(1);
+        if submitting {
+            self.on_submit(&meta.name, &stored)?;
+        }
         let ts = fmt_ts(self.now());
         Self::stamp(&meta, &name, &mut stored, &ts, &ts);
+        if submitting {
+            stored.insert("docstatus".into(), json!(1));
+        }
         Self::overlay(&meta, &mut response, &stored);
         if meta.name == "Custom Field" {
             let idx = self.add_custom_field(&stored);
@@ -972,10 +980,73 @@ impl Site {
         })
     }
 
-    /// Updates a document (PUT, `set_value`, or an office user's save).
+    /// What submitting a document does besides its docstatus: a Payment Entry allocates its
+    /// references against the invoices' outstanding amounts (never beyond them, as ERPNext
+    /// refuses).
+    fn on_submit(&mut self, doctype: &str, doc: &Doc) -> Result<(), ApiError> {
+        if doctype != "Payment Entry" {
+            return Ok(());
+        }
+        let refs: Vec<(String, f64)> = doc
+            .get("references")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.get("reference_doctype").and_then(Value::as_str) == Some("Sales Invoice"))
+            .map(|r| {
+                (
+                    r.get("reference_name").map(text).unwrap_or_default(),
+                    r.get("allocated_amount")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.0),
+                )
+            })
+            .collect();
+        for (name, allocated) in &refs {
+            let invoice = self
+                .stored("Sales Invoice", name)
+                .ok_or_else(|| ApiError::not_found("Sales Invoice", name))?;
+            let outstanding = invoice
+                .get("outstanding_amount")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            if invoice.get("docstatus").and_then(Value::as_i64) != Some(1) {
+                return Err(ApiError::validation(format!(
+                    "Sales Invoice {name} must be submitted"
+                )));
+            }
+            if *allocated > outstanding + 0.005 {
+                return Err(ApiError::validation(format!(
+                    "Row #1: Allocated Amount cannot be greater than outstanding amount. {name}"
+                )));
+            }
+        }
+        for (name, allocated) in refs {
+            if let Some(invoice) = self
+                .docs
+                .get_mut("Sales Invoice")
+                .and_then(|d| d.get_mut(&name))
+            {
+                let outstanding = invoice
+                    .get("outstanding_amount")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
+                let left = ((outstanding - allocated) * 100.0).round() / 100.0;
+                invoice.insert("outstanding_amount".into(), json!(left));
+                if left <= 0.0 {
+                    invoice.insert("status".into(), json!("Paid"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Submits a draft (docstatus 0 → 1), as an office user's Submit does.
     pub(crate) fn submit(&mut self, doctype: &str, name: &str) -> Result<Value, ApiError> {
         let ts = fmt_ts(self.now());
+        if let Some(doc) = self.stored(doctype, name).cloned() {
+            self.on_submit(doctype, &doc)?;
+        }
         let doc = self
             .docs
             .get_mut(doctype)
@@ -986,6 +1057,7 @@ impl Site {
         Ok(Value::Object(doc.clone()))
     }
 
+    /// Updates a document (PUT, `set_value`, or an office user's save).
     pub(crate) fn update(
         &mut self,
         doctype: &str,
@@ -1409,6 +1481,7 @@ impl Site {
             issingle: flag(body.get("issingle")),
             naming: Naming::parse(&autoname),
             track_changes: flag(body.get("track_changes")),
+            submittable: flag(body.get("is_submittable")),
         };
         let ts = fmt_ts(self.now());
         let mut doc = self.standard_fields(&name, &ts);

@@ -700,13 +700,22 @@ fn hub_gemini_contract_against_gemini() {
 
 const STRIPE_KEY: &str = "sk_test_double_key";
 const STRIPE_HOOK: &str = "whsec_double_endpoint";
+/// The account Stripe's payments are received into, in ERPNext's books.
+const STRIPE_ACCOUNT: &str = "Stripe - FSM";
+
+/// The hub the world was made with, and the Stripe double's address.
+type Made = (Arc<Hub>, String);
 
 /// A server with the ERPNext bridge (against the Frappe double) and payments through the
-/// Stripe double, its inbox processing; the customers exported to ERPNext.
+/// Stripe double, its inbox processing and its Payment Entry poster; the customers exported to
+/// ERPNext.
 fn paying() -> (
     crate::erpnext::ErpWorld,
     sync_server::doubles::stripe::StripeDouble,
+    String,
 ) {
+    let made: Arc<std::sync::Mutex<Option<Made>>> = Arc::default();
+    let keep = Arc::clone(&made);
     let stripe = sync_server::doubles::stripe::StripeDouble::new(STRIPE_KEY);
     stripe.set_clock(Arc::new(shared::clock::FixedClock::new(
         tests::harness::monday_9am(),
@@ -723,6 +732,8 @@ fn paying() -> (
                     secret_key: Some(Secret::new(STRIPE_KEY)),
                     webhook_secret: Secret::new(STRIPE_HOOK),
                     api_url: api.clone(),
+                    erp_account: Some(STRIPE_ACCOUNT.into()),
+                    mode_of_payment: "Stripe".into(),
                 }),
                 pages: Some(Arc::new(
                     sync_server::hub::stripe::StripeClient::new(&api, Secret::new(STRIPE_KEY))
@@ -738,13 +749,42 @@ fn paying() -> (
         tokio::spawn(sync_server::hub::inbox::run(
             Arc::clone(&hub.inbox),
             hub.handlers(None),
-            Arc::new(shared::clock::FixedClock::new(tests::harness::monday_9am())),
+            Arc::new(sync_server::SystemClock),
             stopped,
         ));
+        *keep.lock().unwrap() = Some((Arc::clone(&hub), api));
         Some(hub)
     });
+    let (hub, api) = made.lock().unwrap().clone().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    std::mem::forget(stop);
+    w.rt.spawn(sync_server::hub::ledger::run(
+        Arc::clone(&hub.ledger),
+        w.client.clone(),
+        sync_server::hub::ledger::Accounts {
+            paid_to: STRIPE_ACCOUNT.into(),
+            mode_of_payment: "Stripe".into(),
+        },
+        // Retries fall due as time passes; a short cap keeps the test short.
+        Arc::new(sync_server::SystemClock),
+        Duration::from_secs(1),
+        stopped,
+    ));
     w.push_until_done(20);
-    (w, stripe)
+    (w, stripe, api)
+}
+
+/// Submitted Payment Entries in the Frappe double whose reference is `intent`.
+fn entries_for(w: &crate::erpnext::ErpWorld, intent: &str) -> Vec<Value> {
+    w.rt.block_on(w.client.list(
+        "Payment Entry",
+        &["name", "party", "paid_amount", "reference_no", "docstatus"],
+        &serde_json::json!([["reference_no", "=", intent]]),
+        "creation asc",
+        0,
+        100,
+    ))
+    .unwrap()
 }
 
 /// Runs a future to completion from inside the runtime's `block_on` (the double's listener
@@ -760,6 +800,7 @@ fn invoice(w: &crate::erpnext::ErpWorld, customer: &str, amount: f64) -> String 
         .insert(
             "Sales Invoice",
             serde_json::json!({"customer": customer, "customer_name": customer,
+                "company": "FSM", "debit_to": "Débiteurs - FSM",
                 "currency": "CAD", "posting_date": "2026-11-30",
                 "grand_total": amount, "outstanding_amount": amount, "status": "Unpaid"}),
         )
@@ -807,7 +848,7 @@ fn customers(w: &crate::erpnext::ErpWorld, t: shared::ids::TechnicianId) -> (Str
 #[test]
 fn hub_a_technician_asks_for_payment_and_the_paid_invoice_shows_paid_once() {
     use shared::clock::Clock as _;
-    let (w, stripe) = paying();
+    let (w, stripe, _) = paying();
     let tech = w.data.technicians[0];
     let now_s = sync_server::SystemClock.now().0 / 1000;
     let token = w
@@ -903,7 +944,31 @@ fn hub_a_technician_asks_for_payment_and_the_paid_invoice_shows_paid_once() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(paid["amount"], 8330);
-    assert!(paid["intent"].as_str().unwrap().starts_with("pi_test_"));
+    let intent = paid["intent"].as_str().unwrap().to_owned();
+    assert!(intent.starts_with("pi_test_"));
+    // ERPNext gets one submitted Payment Entry for it, and the invoice has nothing left to pay.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = call(&w, &office, "GET", &format!("/api/v1/payments/{inv}"));
+        if v["entries"][0]["state"] == "done" {
+            assert!(
+                v["entries"][0]["erp_name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("ACC-PAY-")
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Payment Entry: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let made = entries_for(&w, &intent);
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0]["docstatus"], 1);
+    assert_eq!(made[0]["party"], mine.as_str());
+    assert_eq!(made[0]["paid_amount"], 83.3);
+    let after = w.erp.doc("Sales Invoice", &inv).unwrap();
+    assert_eq!(after["outstanding_amount"], 0.0);
     let (_, inbox) = call(&w, &office, "GET", "/api/v1/webhooks");
     assert_eq!(
         inbox["depth"]["done"], 2,
@@ -917,6 +982,144 @@ fn hub_a_technician_asks_for_payment_and_the_paid_invoice_shows_paid_once() {
         &format!("/api/v1/payments/{inv}/checkout"),
     );
     assert_eq!((status, v["code"].as_str()), (409, Some("already_paid")));
+}
+
+#[test]
+fn hub_stripe_storm_gives_one_payment_entry_per_paid_invoice() {
+    use rand::seq::SliceRandom as _;
+    use rand::{Rng as _, SeedableRng as _};
+    use sync_server::hub::stripe::{CheckoutRequest, PaymentPages, StripeClient};
+    const PAYMENTS: usize = 1_000;
+    let (w, stripe, api) = paying();
+    let (mine, _) = customers(&w, w.data.technicians[0]);
+    // Invoices and their pages.
+    let client = StripeClient::new(&api, Secret::new(STRIPE_KEY)).unwrap();
+    let mut sessions = Vec::new();
+    for n in 0..PAYMENTS {
+        let amount = 10.0 + n as f64;
+        let inv = invoice(&w, &mine, amount);
+        let page =
+            w.rt.block_on(client.create(&CheckoutRequest {
+                invoice: inv.clone(),
+                amount: (amount * 100.0).round() as i64,
+                currency: "cad".into(),
+                description: inv.clone(),
+                success_url: "https://example.com/ok".into(),
+                cancel_url: "https://example.com/no".into(),
+            }))
+            .unwrap();
+        sessions.push(page.id);
+    }
+    // Every payment's events, each delivered one to three times, all in random order, while
+    // ERPNext fails a tenth of its calls (half of those after saving, the answer lost).
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5701);
+    let mut deliveries = Vec::new();
+    for id in &sessions {
+        for e in stripe.pay_events(id).unwrap() {
+            for _ in 0..rng.random_range(1..=3) {
+                deliveries.push(e.clone());
+            }
+        }
+    }
+    deliveries.shuffle(&mut rng);
+    w.erp.set_flaky(0.10);
+    let sent = deliveries.len();
+    w.rt.block_on(async {
+        use futures_util::StreamExt as _;
+        futures_util::stream::iter(deliveries.iter().map(|e| stripe.deliver(e)))
+            .buffer_unordered(16)
+            .for_each(|status| async move { assert_eq!(status, Some(200)) })
+            .await;
+    });
+    // Every invoice ends paid in ERPNext by exactly one submitted Payment Entry.
+    let unpaid = || {
+        w.rt.block_on(w.client.list(
+            "Sales Invoice",
+            &["name"],
+            &serde_json::json!([["outstanding_amount", ">", 0], ["docstatus", "=", 1]]),
+            "creation asc",
+            0,
+            10_000,
+        ))
+        .map(|rows| rows.len())
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        // The double fails some of these reads too.
+        if unpaid().is_ok_and(|n| n == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "invoices still unpaid in ERPNext: {:?}",
+            unpaid()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    w.erp.set_flaky(0.0);
+    let made =
+        w.rt.block_on(w.client.list(
+            "Payment Entry",
+            &["name", "reference_no"],
+            &serde_json::json!([["docstatus", "=", 1]]),
+            "creation asc",
+            0,
+            100_000,
+        ))
+        .unwrap();
+    let mut by_intent = std::collections::BTreeMap::<String, usize>::new();
+    for e in &made {
+        *by_intent
+            .entry(e["reference_no"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        by_intent.len(),
+        PAYMENTS,
+        "one payment per invoice ({sent} deliveries)"
+    );
+    let twice: Vec<_> = by_intent.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "two Payment Entries for one payment: {twice:?}"
+    );
+    assert_eq!(made.len(), PAYMENTS);
+    // And none was refused on the way (a second attempt after a lost answer finds the first
+    // entry instead of having ERPNext refuse a second one).
+    let office = {
+        use shared::clock::Clock as _;
+        let now_s = sync_server::SystemClock.now().0 / 1000;
+        w.keys
+            .issue(
+                DeviceId(DocId::from_u128(0xd5)),
+                Role::Dispatcher,
+                None,
+                now_s,
+                3600,
+            )
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, pending) = call(&w, &office, "GET", "/api/v1/payments/entries");
+        if pending == serde_json::json!([]) {
+            break;
+        }
+        let refused: Vec<_> = pending
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["state"] == "refused")
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "{} refused by ERPNext, the first: {:?}",
+            refused.len(),
+            refused.first()
+        );
+        assert!(Instant::now() < deadline, "still waiting: {pending}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// What every Stripe account (the double, or Stripe in test mode) answers alike.
