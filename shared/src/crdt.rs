@@ -254,6 +254,17 @@ pub fn heads_hex(doc: &Automerge) -> Vec<String> {
     doc.get_heads().iter().map(ToString::to_string).collect()
 }
 
+/// When the current value of a top-level `field` was written, by the writer's clock (the time of
+/// the change that wrote it); `None` if the field is absent, or its change is no longer in the
+/// document's history (compacted into a snapshot).
+pub fn written_at(doc: &Automerge, field: &str) -> Option<Millis> {
+    let (_, id) = doc.get(ROOT, field).ok().flatten()?;
+    let hash = doc.hash_for_opid(&id)?;
+    let change = doc.get_change_by_hash(&hash)?;
+    // A snapshot's changes carry no time of their own.
+    (change.timestamp() > 0).then(|| Millis(change.timestamp()))
+}
+
 /// Writes `changes` by `author` as if made at `base` (hex change hashes), concurrently with
 /// whatever the document gained since, and merges the result back: the fields' merge policies
 /// then settle the two sides and list a conflict where they cannot. Unknown or empty `base`

@@ -13,6 +13,7 @@
 
 pub mod inbox;
 pub mod ledger;
+pub mod notify;
 pub mod payments;
 pub mod signature;
 pub mod sms;

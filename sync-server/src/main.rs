@@ -524,6 +524,15 @@ fn main() -> Result<()> {
             Arc::new(SystemClock),
             stop_rx.clone(),
         ));
+        // Customers told their technician is on the way (only while it is true).
+        let zone = jiff::tz::TimeZone::get(&settings.time_zone)
+            .with_context(|| format!("time zone {}", settings.time_zone))?;
+        rt.spawn(sync_server::hub::notify::run(
+            Arc::clone(&service),
+            Arc::clone(&hub.sms),
+            zone,
+            stop_rx.clone(),
+        ));
     }
     match (
         &erp,

@@ -84,6 +84,9 @@ pub struct Settings {
     pub stripe: Option<StripeSettings>,
     /// Reading photos with Gemini; off when absent (`APP_GEMINI__API_KEY`…).
     pub gemini: Option<GeminiSettings>,
+    /// The time zone customers' texts tell times in (an arrival window), IANA name; default
+    /// `America/Toronto`.
+    pub time_zone: String,
     /// Process stored webhooks (default). Off, they are still verified and stored durably but
     /// wait in the inbox: for maintenance, or to hold events while a peer is being moved.
     pub webhook_processing: bool,
@@ -250,7 +253,8 @@ impl Settings {
             .set_default("session_max_days_technician", 180)?
             .set_default("session_max_days_dispatcher", 90)?
             .set_default("session_max_days_admin", 14)?
-            .set_default("webhook_processing", true)?;
+            .set_default("webhook_processing", true)?
+            .set_default("time_zone", "America/Toronto")?;
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }
@@ -269,6 +273,12 @@ impl Settings {
             return Err(config::ConfigError::Message(
                 "jwt_secret must be at least 32 bytes".into(),
             ));
+        }
+        if jiff::tz::TimeZone::get(&settings.time_zone).is_err() {
+            return Err(config::ConfigError::Message(format!(
+                "time_zone {:?} is not a time zone this build knows (an IANA name such as America/Toronto)",
+                settings.time_zone
+            )));
         }
         if settings.twilio.is_some() && settings.public_url.is_none() {
             return Err(config::ConfigError::Message(

@@ -693,6 +693,22 @@ impl ServerEngine {
         Ok(self.edit_concurrent(id, &[], &author, changes, now)?.0)
     }
 
+    /// When the current value of `field` of `id` was written, by the writer's clock
+    /// ([`crdt::written_at`]).
+    pub fn written_at(
+        &mut self,
+        id: DocId,
+        field: &str,
+    ) -> Result<Option<Millis>, crdt::CrdtError> {
+        if !self.docs.contains_key(&id) {
+            return Ok(None);
+        }
+        let doc = self.checkout(id)?;
+        let at = crdt::written_at(&doc, field);
+        self.keep_loaded(id, doc);
+        Ok(at)
+    }
+
     /// The document's heads (hex), for a bridge that later writes concurrently with them.
     pub fn heads(&mut self, id: DocId) -> Result<Vec<String>, crdt::CrdtError> {
         if !self.docs.contains_key(&id) {

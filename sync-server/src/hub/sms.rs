@@ -209,13 +209,28 @@ impl Sms {
                  attempts INTEGER NOT NULL DEFAULT 0,
                  next_at INTEGER NOT NULL DEFAULT 0
              );
-             CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox(state, next_at);",
+             CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox(state, next_at);
+             CREATE TABLE IF NOT EXISTS sms_notified (
+                 job BLOB NOT NULL, kind TEXT NOT NULL, written INTEGER NOT NULL,
+                 PRIMARY KEY (job, kind, written)
+             ) WITHOUT ROWID;",
         )?;
         Ok(Arc::new(Self {
             conn: Mutex::new(conn),
             customers,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
         }))
+    }
+
+    /// Records that the customer of `job` was told of `kind` written at `written`; `false` when
+    /// they already were (a replayed event, another sync of the same job).
+    pub fn mark_notified(&self, job: DocId, kind: &str, written: i64) -> Result<bool, SmsError> {
+        let n = self.conn().execute(
+            "INSERT INTO sms_notified (job, kind, written) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            params![job.as_bytes().to_vec(), kind, written],
+        )?;
+        Ok(n == 1)
     }
 
     /// Wakes the outbox's sender when a text is queued.

@@ -142,6 +142,10 @@ struct Hubbed {
     token: String,
     hub: Arc<Hub>,
     customer_phone: String,
+    svc: Arc<sync_server::service::SyncService>,
+    keys: Arc<Keys>,
+    data: tests::data::Dataset,
+    stopped: tokio::sync::watch::Receiver<bool>,
     _stop: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -190,13 +194,14 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
         .unwrap();
     let state = AppState {
         sync: Arc::clone(&svc),
-        keys,
+        keys: Arc::clone(&keys),
         erp: None,
         photos: None,
         links: Default::default(),
         hub: Some(Arc::clone(&hub)),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let keep_stopped = stopped.clone();
     let clock: Arc<dyn shared::clock::Clock> = Arc::new(sync_server::SystemClock);
     let port = rt.block_on(async {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -225,6 +230,10 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
         token,
         hub,
         customer_phone,
+        svc,
+        keys,
+        data,
+        stopped: keep_stopped,
         _stop: stop,
         _dir: dir,
     }
@@ -1195,4 +1204,103 @@ fn hub_stripe_contract_against_stripe() {
     let bad =
         StripeClient::new("https://api.stripe.com", Secret::new("sk_test_not_a_key")).unwrap();
     stripe_contract(&rt, &client, &bad);
+}
+
+#[test]
+fn hub_en_route_texts_go_out_only_while_true() {
+    use app_tauri_core::{HttpTransport, Replica};
+    use shared::clock::{Clock as _, FixedClock};
+    use shared::ids::Author;
+    use shared::model::JobStatus;
+    let h = hubbed(Duration::from_secs(10));
+    h.rt.spawn(sync_server::hub::notify::run(
+        Arc::clone(&h.svc),
+        Arc::clone(&h.hub.sms),
+        jiff::tz::TimeZone::get("America/Toronto").unwrap(),
+        h.stopped.clone(),
+    ));
+    // The technician's jobs whose customers have a phone.
+    let tech = h.data.technicians[0];
+    let jobs: Vec<(shared::ids::JobId, String)> = h
+        .svc
+        .read(|e| {
+            e.doc_ids()
+                .filter_map(|d| match e.entity(d) {
+                    Some(AnyEntity::Job(j))
+                        if j.technician == Some(tech) && j.status == JobStatus::Scheduled =>
+                    {
+                        match e.entity(j.customer.doc()) {
+                            Some(AnyEntity::Customer(c)) => {
+                                c.phone.as_ref().map(|p| (j.id, p.as_str().to_owned()))
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap();
+    assert!(
+        jobs.len() >= 2,
+        "two scheduled jobs with a phone: {}",
+        jobs.len()
+    );
+    let device = |n: u128, at: shared::clock::Millis| {
+        let author = Author::new(Role::Technician, DeviceId(DocId::from_u128(0xe100 + n)));
+        let now_s = sync_server::SystemClock.now().0 / 1000;
+        let token = h
+            .keys
+            .issue(author.device, Role::Technician, Some(tech), now_s, 3600)
+            .unwrap();
+        let replica =
+            Replica::open_in_memory(author, Arc::new(FixedClock::new(at)), Some(n as u64)).unwrap();
+        let net = HttpTransport::new(
+            &format!("http://127.0.0.1:{}", h.port),
+            &token,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        (replica, net)
+    };
+    let now = h.svc.now();
+    // Set en route now, synced at once: the customer is told, with a window.
+    let (mut fresh, mut net) = device(1, now);
+    fresh.sync(&mut net).unwrap();
+    fresh.set_job_status(jobs[0].0, JobStatus::EnRoute).unwrap();
+    fresh.sync(&mut net).unwrap();
+    drop(net);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.double.accepted().is_empty() {
+        assert!(Instant::now() < deadline, "no en-route text");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = h.double.accepted();
+    assert_eq!(sent[0].to, jobs[0].1);
+    assert!(
+        sent[0].body.contains("en route") || sent[0].body.contains("on the way"),
+        "{}",
+        sent[0].body
+    );
+    assert!(
+        sent[0].body.contains("entre") || sent[0].body.contains("between"),
+        "{}",
+        sent[0].body
+    );
+    // Set en route three hours ago on a phone that was offline, synced now: nothing is sent.
+    let (mut late, mut net) = device(2, shared::clock::Millis(now.0 - 3 * 3_600_000));
+    late.sync(&mut net).unwrap();
+    late.set_job_status(jobs[1].0, JobStatus::EnRoute).unwrap();
+    late.sync(&mut net).unwrap();
+    // The fresh device syncs again (a note): its job is still en route, nothing new is sent.
+    let (_, mut net) = device(1, now);
+    fresh.add_note(jobs[0].0, "Client prévenu").unwrap();
+    fresh.sync(&mut net).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        h.double.accepted().len(),
+        1,
+        "one text, and none for the late status"
+    );
+    drop(h.rt);
 }
