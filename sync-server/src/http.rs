@@ -133,6 +133,9 @@ struct TokenAnswer {
     expires_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     link: Option<String>,
+    /// The text carrying the link to the technician's phone (its outbox entry), when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms: Option<i64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -140,6 +143,9 @@ struct MagicRequest {
     technician: String,
     /// Validity in hours: 24 by default, 1 to 72.
     hours: Option<i64>,
+    /// Also text the link to the technician's phone.
+    #[serde(default)]
+    sms: bool,
 }
 
 /// A valid, unrevoked session, checked from the headers before any body is read (so an
@@ -180,10 +186,12 @@ async fn magic(
     // Only for a technician who exists and is active: a link for anyone else would let its
     // holder sync as no one, or as someone who has left.
     let service = Arc::clone(&state.sync);
-    let active = tokio::task::spawn_blocking(move || {
+    let (active, phone) = tokio::task::spawn_blocking(move || {
         service.read(|e| match e.entity(tech.doc()) {
-            Some(shared::model::AnyEntity::Technician(t)) => t.active,
-            _ => false,
+            Some(shared::model::AnyEntity::Technician(t)) => {
+                (t.active, t.phone.as_ref().map(|p| p.as_str().to_owned()))
+            }
+            _ => (false, None),
         })
     })
     .await
@@ -193,17 +201,71 @@ async fn magic(
             "no active technician has this id: login links are only for active technicians",
         ));
     }
+    // Checked before the link exists: nothing is issued that cannot be sent as asked.
+    let sms = match (req.sms, &state.hub) {
+        (false, _) => None,
+        (true, Some(hub)) if hub.twilio.is_some() => Some((
+            Arc::clone(hub),
+            phone.ok_or_else(|| {
+                ApiError::bad_request("this technician has no phone number to text the link to")
+            })?,
+        )),
+        (true, _) => {
+            return Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "twilio_off",
+                message: "texts are not configured on this server (twilio.account_sid)".into(),
+            });
+        }
+    };
     let now = now_s();
     let token = state.keys.issue_magic(tech, now, hours * 3600)?;
     state.sync.audit(AuditEvent::LinkIssued {
         technician: tech,
         by: who.device.author.device,
     });
-    let link = Some(state.links.login_link(&token));
+    let link = state.links.login_link(&token);
+    let sent = match sms {
+        Some((hub, phone)) => {
+            let body = format!(
+                "Votre lien de connexion à Terrain (valide {hours} h, une seule fois) : {link}"
+            );
+            let shown = body.replace(&token, "•••");
+            let by = format!(
+                "{}:{}",
+                who.device.author.role.as_str(),
+                who.device.author.device
+            );
+            let at = state.sync.now().0;
+            let id = tokio::task::spawn_blocking(move || {
+                hub.sms.queue_secret(&phone, &body, &shown, &by, at)
+            })
+            .await
+            .map_err(|_| ServiceError::Poisoned)?
+            .map_err(|e| match e {
+                crate::hub::sms::SmsError::OptedOut => ApiError {
+                    status: StatusCode::CONFLICT,
+                    code: "opted_out",
+                    message: e.to_string(),
+                },
+                other => {
+                    tracing::error!(error = %other, "auth.link_text_not_queued");
+                    ApiError {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        code: "hub_unavailable",
+                        message: "the text could not be queued; try again".into(),
+                    }
+                }
+            })?;
+            Some(id)
+        }
+        None => None,
+    };
     Ok(Json(TokenAnswer {
         token,
         expires_at: now + hours * 3600,
-        link,
+        link: Some(link),
+        sms: sent,
     }))
 }
 
@@ -311,6 +373,7 @@ async fn exchange(
         token,
         expires_at,
         link: None,
+        sms: None,
     }))
 }
 
@@ -543,6 +606,7 @@ async fn refresh(
         token,
         expires_at,
         link: None,
+        sms: None,
     }))
 }
 

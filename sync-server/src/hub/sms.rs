@@ -207,7 +207,8 @@ impl Sms {
                  body TEXT NOT NULL,
                  state TEXT NOT NULL DEFAULT 'queued',
                  attempts INTEGER NOT NULL DEFAULT 0,
-                 next_at INTEGER NOT NULL DEFAULT 0
+                 next_at INTEGER NOT NULL DEFAULT 0,
+                 secret INTEGER NOT NULL DEFAULT 0
              );
              CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox(state, next_at);
              CREATE TABLE IF NOT EXISTS sms_notified (
@@ -241,6 +242,30 @@ impl Sms {
     /// Queues a text to `phone` (E.164); the conversation shows it at once as queued. Refused
     /// for a number that texted STOP.
     pub fn queue(&self, phone: &str, body: &str, author: &str, at: i64) -> Result<i64, SmsError> {
+        self.queue_text(phone, (body, None), author, at)
+    }
+
+    /// Queues a text that carries a secret (a login link): the conversation shows `shown`, and
+    /// once the send is over (sent, refused or unknown) the outbox forgets the real text; it is
+    /// never sent again (a new link is made instead).
+    pub fn queue_secret(
+        &self,
+        phone: &str,
+        body: &str,
+        shown: &str,
+        author: &str,
+        at: i64,
+    ) -> Result<i64, SmsError> {
+        self.queue_text(phone, (body, Some(shown)), author, at)
+    }
+
+    fn queue_text(
+        &self,
+        phone: &str,
+        (body, shown): (&str, Option<&str>),
+        author: &str,
+        at: i64,
+    ) -> Result<i64, SmsError> {
         let customer = (self.customers)(phone);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -253,8 +278,8 @@ impl Sms {
             return Err(SmsError::OptedOut);
         }
         tx.execute(
-            "INSERT INTO sms_outbox (phone, body) VALUES (?1, ?2)",
-            params![phone, body],
+            "INSERT INTO sms_outbox (phone, body, secret) VALUES (?1, ?2, ?3)",
+            params![phone, body, shown.is_some()],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -263,7 +288,7 @@ impl Sms {
             params![
                 format!("out:{id}"),
                 phone,
-                body,
+                shown.unwrap_or(body),
                 at,
                 customer.map(|c| c.as_bytes().to_vec()),
                 id,
@@ -329,6 +354,7 @@ impl Sms {
                 "UPDATE sms_outbox SET state = 'unknown' WHERE id = ?1",
                 [id],
             )?;
+            Self::forget_secret(&tx, *id)?;
             Self::move_message(
                 &tx,
                 *id,
@@ -346,6 +372,7 @@ impl Sms {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("UPDATE sms_outbox SET state = 'sent' WHERE id = ?1", [id])?;
+        Self::forget_secret(&tx, id)?;
         Self::attach_sid(&tx, id, sid)?;
         Self::move_message(&tx, id, status.max(Delivery::Queued), None, None)?;
         tx.commit()?;
@@ -357,6 +384,7 @@ impl Sms {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("UPDATE sms_outbox SET state = 'failed' WHERE id = ?1", [id])?;
+        Self::forget_secret(&tx, id)?;
         Self::move_message(&tx, id, Delivery::Failed, code, Some(error))?;
         tx.commit()?;
         Ok(())
@@ -385,6 +413,7 @@ impl Sms {
             "UPDATE sms_outbox SET state = 'unknown' WHERE id = ?1",
             [id],
         )?;
+        Self::forget_secret(&tx, id)?;
         Self::move_message(&tx, id, Delivery::Unknown, None, Some(error))?;
         tx.commit()?;
         Ok(())
@@ -396,13 +425,25 @@ impl Sms {
             .conn()
             .query_row(
                 "SELECT o.phone, o.body FROM sms_outbox o JOIN sms_messages m ON m.outbox = o.id
-                 WHERE o.id = ?1 AND m.status IN ('unknown', 'failed', 'undelivered')",
+                 WHERE o.id = ?1 AND o.secret = 0
+                   AND m.status IN ('unknown', 'failed', 'undelivered')",
                 [id],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
             )
             .optional()?;
         let (phone, body) = found.ok_or(SmsError::NotResendable(id))?;
         self.queue(&phone, &body, author, at)
+    }
+
+    /// Once a secret text's send is over, the outbox keeps only what the conversation shows.
+    fn forget_secret(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<(), SmsError> {
+        tx.execute(
+            "UPDATE sms_outbox SET body = COALESCE(
+                 (SELECT body FROM sms_messages WHERE outbox = sms_outbox.id), '')
+             WHERE id = ?1 AND secret = 1",
+            [id],
+        )?;
+        Ok(())
     }
 
     /// Names the message of outbox entry `id` with Twilio's `sid` (a callback may have made a

@@ -1304,3 +1304,48 @@ fn hub_en_route_texts_go_out_only_while_true() {
     );
     drop(h.rt);
 }
+
+#[test]
+fn hub_a_login_link_is_texted_and_the_conversation_never_shows_it() {
+    let h = hubbed(Duration::from_secs(10));
+    let (tech, phone) = h
+        .svc
+        .read(|e| {
+            e.doc_ids().find_map(|d| match e.entity(d) {
+                Some(AnyEntity::Technician(t)) if t.active => {
+                    t.phone.as_ref().map(|p| (t.id, p.as_str().to_owned()))
+                }
+                _ => None,
+            })
+        })
+        .unwrap()
+        .expect("an active technician with a phone");
+    let answer: Value = h
+        .client()
+        .post(format!("http://127.0.0.1:{}/api/v1/auth/magic", h.port))
+        .bearer_auth(&h.token)
+        .json(&serde_json::json!({"technician": tech.doc().to_string(), "sms": true}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = answer["token"].as_str().unwrap().to_owned();
+    let id = answer["sms"].as_i64().expect("the text's outbox entry");
+    let m = h.status_becomes(&phone, id, "delivered");
+    let sent = h.double.accepted();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, phone);
+    assert!(
+        sent[0].body.contains(&token),
+        "the technician gets the link"
+    );
+    let shown = m["body"].as_str().unwrap();
+    assert!(
+        !shown.contains(&token),
+        "the conversation never shows it: {shown}"
+    );
+    assert!(shown.contains("•••"), "{shown}");
+    // A login link is never sent again: the office makes a new one.
+    assert_eq!(h.resend(id).status(), 409);
+    drop(h.rt);
+}
