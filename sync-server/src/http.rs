@@ -1248,6 +1248,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/webhooks/stripe",
             post(hub::stripe).layer(DefaultBodyLimit::max(hub::MAX_STRIPE_BODY)),
         )
+        .route(
+            "/api/v1/webhooks/uptime-kuma",
+            post(hub::uptime_kuma).layer(DefaultBodyLimit::max(hub::MAX_TWILIO_BODY)),
+        )
+        .route("/api/v1/alerts", get(hub::alerts))
         .route("/api/v1/webhooks", get(hub::inbox_view))
         .route("/api/v1/webhooks/{seq}/retry", post(hub::inbox_retry))
         .route("/api/v1/sms/threads", get(hub::sms_threads))

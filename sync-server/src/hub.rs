@@ -11,6 +11,7 @@
 //!    ([`sms`]), payment state ([`payments`]), an ERPNext record re-read by the bridge. A
 //!    failure is retried with backoff, then parked for a person.
 
+pub mod alerts;
 pub mod inbox;
 pub mod ledger;
 pub mod notify;
@@ -47,6 +48,10 @@ pub struct Hub {
     pub payments: Arc<payments::Payments>,
     /// Payment Entries in ERPNext for paid payments.
     pub ledger: Arc<ledger::Ledger>,
+    /// The network's monitors, as Uptime Kuma reports them.
+    pub alerts: Arc<alerts::Alerts>,
+    /// The bearer secret Uptime Kuma's webhook sends; its webhooks are refused without it.
+    pub uptime_kuma_secret: Option<crate::settings::Secret>,
     /// Reading photos, when Gemini is configured.
     pub vision: Option<Arc<vision::Vision>>,
     /// Opening payment pages, when Stripe's secret key is configured.
@@ -107,6 +112,7 @@ pub struct HubSettings {
     pub vision: Option<(Arc<dyn vision::VisionModel>, u32, std::time::Duration)>,
     /// Where payment pages are opened (Stripe's client, or a double).
     pub pages: Option<Arc<dyn stripe::PaymentPages>>,
+    pub uptime_kuma_secret: Option<crate::settings::Secret>,
 }
 
 impl Hub {
@@ -123,6 +129,8 @@ impl Hub {
             sms: sms::Sms::open(&file, settings.full_sync, customers)?,
             payments: Arc::clone(&payments),
             ledger: ledger::Ledger::open(&file, payments.entries_waker())?,
+            alerts: alerts::Alerts::open(&file)?,
+            uptime_kuma_secret: settings.uptime_kuma_secret,
             vision: settings
                 .vision
                 .map(|(model, cap, budget)| {
@@ -148,6 +156,10 @@ impl Hub {
         h.insert(
             Provider::Stripe,
             Arc::clone(&self.payments) as Arc<dyn Handler>,
+        );
+        h.insert(
+            Provider::UptimeKuma,
+            Arc::clone(&self.alerts) as Arc<dyn Handler>,
         );
         if let Some(b) = bridge {
             h.insert(Provider::Erpnext, Arc::new(ErpRefresh(b)));

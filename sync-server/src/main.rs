@@ -484,6 +484,7 @@ fn main() -> Result<()> {
                 .and_then(|p| p.twilio.as_ref().map(|_| DEMO_PUBLIC.to_owned()))
                 .or_else(|| settings.public_url.clone()),
             full_sync: settings.sqlite_full_sync,
+            uptime_kuma_secret: settings.uptime_kuma_secret.clone(),
             vision: match &settings.gemini {
                 Some(g) => Some((
                     Arc::new(

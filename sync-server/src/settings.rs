@@ -82,6 +82,9 @@ pub struct Settings {
     pub twilio: Option<TwilioSettings>,
     /// Stripe payments; off when absent (`APP_STRIPE__WEBHOOK_SECRET`…).
     pub stripe: Option<StripeSettings>,
+    /// The bearer secret Uptime Kuma's webhook notification sends (set in its "Additional
+    /// Headers" as `{"Authorization": "Bearer …"}`); its webhooks are refused without it.
+    pub uptime_kuma_secret: Option<Secret>,
     /// Reading photos with Gemini; off when absent (`APP_GEMINI__API_KEY`…).
     pub gemini: Option<GeminiSettings>,
     /// The time zone customers' texts tell times in (an arrival window), IANA name; default

@@ -18,6 +18,7 @@ use sync_server::hub::signature;
 const PUBLIC: &str = "https://sync.example.test";
 const TWILIO_TOKEN: &str = "twilio auth token of the tests";
 const STRIPE_SECRET: &str = "whsec_tests_secret";
+const KUMA_SECRET: &str = "uptime kuma's bearer secret";
 
 fn env(processing: bool) -> Vec<(&'static str, &'static str)> {
     vec![
@@ -29,6 +30,7 @@ fn env(processing: bool) -> Vec<(&'static str, &'static str)> {
         ("APP_TWILIO__AUTH_TOKEN", TWILIO_TOKEN),
         ("APP_TWILIO__FROM", "+15005550006"),
         ("APP_STRIPE__WEBHOOK_SECRET", STRIPE_SECRET),
+        ("APP_UPTIME_KUMA_SECRET", KUMA_SECRET),
         (
             "APP_WEBHOOK_PROCESSING",
             if processing { "true" } else { "false" },
@@ -351,4 +353,62 @@ fn webhooks_of_a_provider_not_configured_are_refused() {
     );
     assert_eq!(r.status(), 404);
     assert_eq!(depth(port), json!({"new": 0, "failed": 0, "done": 0}));
+}
+
+fn kuma(port: u16, secret: Option<&str>, status: i64, time: &str) -> reqwest::blocking::Response {
+    let body = json!({
+        "heartbeat": {"monitorID": 7, "status": status, "time": time, "msg": "timeout", "important": true},
+        "monitor": {"id": 7, "name": "OLT Lévis", "url": "https://", "hostname": "10.20.0.1", "type": "ping"},
+        "msg": "[OLT Lévis] [Down] timeout"
+    });
+    let mut req = http()
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/webhooks/uptime-kuma"
+        ))
+        .json(&body);
+    if let Some(s) = secret {
+        req = req.bearer_auth(s);
+    }
+    req.send().unwrap()
+}
+
+#[test]
+fn an_outage_from_uptime_kuma_is_stored_once_and_shown_to_dispatchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start(dir.path(), true);
+    assert_eq!(kuma(port, None, 0, "2026-11-30 14:03:00.000").status(), 403);
+    assert_eq!(
+        kuma(port, Some("guess"), 0, "2026-11-30 14:03:00.000").status(),
+        403
+    );
+    assert_eq!(depth(port)["new"], 0, "nothing unverified is stored");
+    for _ in 0..3 {
+        assert_eq!(
+            kuma(port, Some(KUMA_SECRET), 0, "2026-11-30 14:03:00.000").status(),
+            204
+        );
+    }
+    // Uptime Kuma's "Test" button: acknowledged, nothing stored.
+    let test = http()
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/webhooks/uptime-kuma"
+        ))
+        .bearer_auth(KUMA_SECRET)
+        .json(&json!({"heartbeat": null, "monitor": null, "msg": "Uptime Kuma Testing"}))
+        .send()
+        .unwrap();
+    assert_eq!(test.status(), 204);
+    eventually("the outage to be processed", || depth(port)["done"] == 1);
+    let monitors: Value = office(port, "/api/v1/alerts").json().unwrap();
+    assert_eq!(monitors[0]["name"], "OLT Lévis");
+    assert_eq!(monitors[0]["up"], false);
+    assert_eq!(monitors[0]["target"], "10.20.0.1");
+    // Back up.
+    assert_eq!(
+        kuma(port, Some(KUMA_SECRET), 1, "2026-11-30 14:20:00.000").status(),
+        204
+    );
+    eventually("the recovery to be processed", || depth(port)["done"] == 2);
+    let monitors: Value = office(port, "/api/v1/alerts").json().unwrap();
+    assert_eq!(monitors[0]["up"], true);
 }

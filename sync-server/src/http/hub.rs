@@ -783,3 +783,74 @@ pub(super) async fn checkout(
         "currency": currency,
     })))
 }
+
+/// `POST /api/v1/webhooks/uptime-kuma`: a monitor went down or came back. Uptime Kuma signs
+/// nothing: the request must carry the configured bearer secret (compared in constant time).
+pub(super) async fn uptime_kuma(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let hub = hub(&state)?;
+    let secret = hub
+        .uptime_kuma_secret
+        .as_ref()
+        .ok_or_else(|| off("uptime_kuma_off", "uptime_kuma_secret"))?;
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = {
+        use sha2::Digest as _;
+        // Equal-length digests compared byte by byte without an early exit.
+        let (a, b) = (
+            sha2::Sha256::digest(sent),
+            sha2::Sha256::digest(secret.expose()),
+        );
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    };
+    if !same {
+        let e = if sent.is_empty() {
+            SignatureError::Missing
+        } else {
+            SignatureError::Mismatch
+        };
+        return Err(refused(Provider::UptimeKuma, &e));
+    }
+    let payload: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| malformed(Provider::UptimeKuma, format!("not JSON: {e}")))?;
+    let Some((_, id)) =
+        crate::hub::alerts::heartbeat(&payload).map_err(|e| malformed(Provider::UptimeKuma, e))?
+    else {
+        // Uptime Kuma's "Test" button: acknowledged, nothing to keep.
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    store(
+        hub,
+        Event {
+            provider: Provider::UptimeKuma,
+            id,
+            kind: "monitor.heartbeat".into(),
+            payload,
+            received_at: state.sync.now().0,
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/alerts`: the network's monitors, those down first.
+pub(super) async fn alerts(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<crate::hub::alerts::Monitor>>, ApiError> {
+    office(&who)?;
+    let hub = hub(&state)?;
+    on_hub(hub, |h| h.alerts.monitors().map_err(|e| e.to_string()))
+        .await
+        .map(Json)
+}

@@ -22,6 +22,7 @@ pub enum Provider {
     Twilio,
     Stripe,
     Erpnext,
+    UptimeKuma,
 }
 
 impl Provider {
@@ -30,6 +31,7 @@ impl Provider {
             Self::Twilio => "twilio",
             Self::Stripe => "stripe",
             Self::Erpnext => "erpnext",
+            Self::UptimeKuma => "uptime_kuma",
         }
     }
     fn parse(s: &str) -> Option<Self> {
@@ -37,6 +39,7 @@ impl Provider {
             "twilio" => Self::Twilio,
             "stripe" => Self::Stripe,
             "erpnext" => Self::Erpnext,
+            "uptime_kuma" => Self::UptimeKuma,
             _ => return None,
         })
     }

@@ -175,6 +175,7 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
             full_sync: false,
             vision: None,
             pages: None,
+            uptime_kuma_secret: None,
         },
         sync_server::hub::customers_by_phone(Arc::clone(&svc)),
     )
