@@ -73,6 +73,55 @@ impl std::fmt::Debug for Hub {
 /// The hub's database file, beside the sync store.
 pub const HUB_FILE: &str = "hub.sqlite3";
 
+/// A hub connection's lock. A panic mid-statement leaves no transaction open (rusqlite rolls
+/// back on drop), so a poisoned lock is still usable.
+pub(crate) fn lock_db(
+    m: &std::sync::Mutex<rusqlite::Connection>,
+) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `f` off the async threads (the hub's databases block); a failure or a panic is logged
+/// as `what` and gives `None`.
+pub(crate) async fn off_thread<T, E>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Option<T>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::error!(what, error = %e, "hub.store_failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(what, error = %e, "hub.store_panicked");
+            None
+        }
+    }
+}
+
+/// A worker with nothing due rests until `wake` fires, `next` (Unix milliseconds, against
+/// `now`) falls due, or shutdown: an hour at most, never a poll. `false` on shutdown.
+pub(crate) async fn rest(
+    next: Option<i64>,
+    now: i64,
+    wake: &tokio::sync::Notify,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let sleep = next.map_or(std::time::Duration::from_secs(3600), |at| {
+        std::time::Duration::from_millis(u64::try_from(at - now).unwrap_or(0).max(10))
+    });
+    tokio::select! {
+        _ = shutdown.changed() => false,
+        () = wake.notified() => true,
+        () = tokio::time::sleep(sleep) => true,
+    }
+}
+
 /// A connection to the hub's database: WAL (readers never wait for the writer), `FULL` to
 /// survive a power cut, and waiting for the other connections' short transactions.
 pub(crate) fn open_db(path: &Path, full_sync: bool) -> rusqlite::Result<rusqlite::Connection> {

@@ -90,9 +90,7 @@ impl Alerts {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::lock_db(&self.conn)
     }
 
     /// Records a heartbeat unless a later one is already known (deliveries out of order).

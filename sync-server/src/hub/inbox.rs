@@ -164,10 +164,7 @@ impl Inbox {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic mid-statement leaves no transaction open (rusqlite rolls back on drop).
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::lock_db(&self.conn)
     }
 
     /// Stores a verified event durably; returns once it is on disk (or known already).
@@ -462,15 +459,9 @@ pub async fn run(
         let now = now_ms();
         let batch = {
             let inbox = Arc::clone(&inbox);
-            tokio::task::spawn_blocking(move || inbox.due(now, 256)).await
-        };
-        let batch = match batch {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "inbox.read_failed");
-                Vec::new()
-            }
-            Err(_) => Vec::new(),
+            super::off_thread("inbox.due", move || inbox.due(now, 256))
+                .await
+                .unwrap_or_default()
         };
         let idle = batch.is_empty();
         let mut marks = Vec::with_capacity(batch.len());
@@ -506,11 +497,8 @@ pub async fn run(
         }
         if !marks.is_empty() {
             let inbox = Arc::clone(&inbox);
-            let recorded = tokio::task::spawn_blocking(move || inbox.record(&marks)).await;
-            if let Ok(Err(e)) = recorded {
-                // The events stay `new` and are processed again (handlers are idempotent).
-                tracing::error!(error = %e, "inbox.update_failed");
-            }
+            // On failure the events stay `new` and are processed again (handlers are idempotent).
+            super::off_thread("inbox.record", move || inbox.record(&marks)).await;
         }
         if !idle {
             continue;
@@ -518,19 +506,12 @@ pub async fn run(
         // Nothing due: sleep until an event arrives, the next retry, or shutdown.
         let next = {
             let inbox = Arc::clone(&inbox);
-            tokio::task::spawn_blocking(move || inbox.next_retry())
+            super::off_thread("inbox.next_retry", move || inbox.next_retry())
                 .await
-                .ok()
-                .and_then(Result::ok)
                 .flatten()
         };
-        let sleep = next.map_or(Duration::from_secs(3600), |at| {
-            Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).max(10))
-        });
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            () = wake.notified() => {}
-            () = tokio::time::sleep(sleep) => {}
+        if !super::rest(next, now_ms(), &wake, &mut shutdown).await {
+            return;
         }
     }
 }

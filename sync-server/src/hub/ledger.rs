@@ -91,9 +91,7 @@ impl Ledger {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::lock_db(&self.conn)
     }
 
     /// Wakes the poster (a payment was queued, or a refused one put back).
@@ -266,8 +264,15 @@ pub fn retry_delay(attempt: u32, cap: Duration) -> Duration {
     Duration::from_secs(2u64 << attempt.min(9)).min(cap)
 }
 
-/// A change to the queue, run off the async threads.
-type LedgerUpdate = Box<dyn FnOnce(&Ledger) -> Result<(), rusqlite::Error> + Send>;
+/// An update of the queue, off the async threads (a failure is logged there).
+async fn update(
+    ledger: &Arc<Ledger>,
+    what: &'static str,
+    f: impl FnOnce(&Ledger) -> Result<(), rusqlite::Error> + Send + 'static,
+) {
+    let ledger = Arc::clone(ledger);
+    super::off_thread(what, move || f(&ledger)).await;
+}
 
 /// Posts queued Payment Entries until `shutdown`; sleeps until one is queued or a retry is due.
 pub async fn run(
@@ -279,36 +284,21 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let wake = ledger.waker();
-    let on = |f: LedgerUpdate| {
-        let ledger = Arc::clone(&ledger);
-        async move {
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || f(&ledger)).await {
-                tracing::error!(error = %e, "ledger.update_failed");
-            }
-        }
-    };
     loop {
         let now = clock.now();
         let due = {
             let ledger = Arc::clone(&ledger);
-            tokio::task::spawn_blocking(move || ledger.due(now.0)).await
+            super::off_thread("ledger.due", move || ledger.due(now.0)).await
         };
-        let Ok(Ok(Some(e))) = due else {
+        let Some(Some(e)) = due else {
             let next = {
                 let ledger = Arc::clone(&ledger);
-                tokio::task::spawn_blocking(move || ledger.next_due())
+                super::off_thread("ledger.next_due", move || ledger.next_due())
                     .await
-                    .ok()
-                    .and_then(Result::ok)
                     .flatten()
             };
-            let sleep = next.map_or(Duration::from_secs(3600), |at| {
-                Duration::from_millis(u64::try_from(at - clock.now().0).unwrap_or(0).max(10))
-            });
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                () = wake.notified() => {}
-                () = tokio::time::sleep(sleep) => {}
+            if !super::rest(next, clock.now().0, &wake, &mut shutdown).await {
+                return;
             }
             continue;
         };
@@ -317,7 +307,7 @@ pub async fn run(
         match post(&erp, &e, &accounts, &today).await {
             Ok(name) => {
                 tracing::info!(intent, erp_name = name, "ledger.payment_entry");
-                on(Box::new(move |l| l.done(&intent, &name))).await;
+                update(&ledger, "ledger.done", move |l| l.done(&intent, &name)).await;
             }
             Err(err) if err.retryable() => {
                 let at = clock.now().0.saturating_add(
@@ -326,12 +316,12 @@ pub async fn run(
                 );
                 tracing::warn!(intent, error = %err, "ledger.retry");
                 let msg = err.to_string();
-                on(Box::new(move |l| l.later(&intent, at, &msg))).await;
+                update(&ledger, "ledger.later", move |l| l.later(&intent, at, &msg)).await;
             }
             Err(err) => {
                 tracing::error!(intent, error = %err, "ledger.refused");
                 let msg = err.to_string();
-                on(Box::new(move |l| l.refused(&intent, &msg))).await;
+                update(&ledger, "ledger.refused", move |l| l.refused(&intent, &msg)).await;
             }
         }
     }

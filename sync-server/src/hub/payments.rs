@@ -192,9 +192,7 @@ impl Payments {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::lock_db(&self.conn)
     }
 
     /// Applies a transition if it moves the payment forward; returns whether it did. A payment

@@ -374,7 +374,7 @@ impl Sms {
         tx.execute("UPDATE sms_outbox SET state = 'sent' WHERE id = ?1", [id])?;
         Self::forget_secret(&tx, id)?;
         Self::attach_sid(&tx, id, sid)?;
-        Self::move_message(&tx, id, status.max(Delivery::Queued), None, None)?;
+        Self::move_message(&tx, id, status, None, None)?;
         tx.commit()?;
         Ok(())
     }
@@ -495,9 +495,7 @@ impl Sms {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::lock_db(&self.conn)
     }
 
     /// Records an inbound message (once per `sid`) and the keyword it may be.

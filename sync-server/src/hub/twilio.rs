@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::sms::Delivery;
+use super::sms::{Delivery, Sms, SmsError};
 use crate::settings::TwilioSettings;
 
 /// A text Twilio accepted.
@@ -195,8 +195,15 @@ pub fn send_delay(attempt: u32, asked: Option<Duration>) -> Duration {
     asked.map_or(ours, |a| a.max(ours))
 }
 
-/// A change to the outbox, run off the async threads.
-type OutboxUpdate = Box<dyn FnOnce(&super::sms::Sms) -> Result<(), super::sms::SmsError> + Send>;
+/// An update of the outbox, off the async threads (a failure is logged there).
+async fn update(
+    sms: &std::sync::Arc<Sms>,
+    what: &'static str,
+    f: impl FnOnce(&Sms) -> Result<(), SmsError> + Send + 'static,
+) {
+    let sms = std::sync::Arc::clone(sms);
+    super::off_thread(what, move || f(&sms)).await;
+}
 
 /// Sends the outbox until `shutdown`: one text at a time, in order; sleeps until a text is
 /// queued or a retry falls due. `callback` is the status callback URL (the server's public URL);
@@ -210,24 +217,13 @@ pub async fn run_sender(
 ) {
     use std::sync::Arc;
     let wake = sms.outbox_waker();
-    let on = |f: OutboxUpdate| {
+    if let Some(n) = {
         let sms = Arc::clone(&sms);
-        async move {
-            match tokio::task::spawn_blocking(move || f(&sms)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "sms.outbox_update_failed"),
-                Err(e) => tracing::error!(error = %e, "sms.outbox_update_panicked"),
-            }
-        }
-    };
-    on(Box::new(|s| {
-        let n = s.recover_sending()?;
-        if n > 0 {
-            tracing::warn!(texts = n, "sms.delivery_unknown_after_restart");
-        }
-        Ok(())
-    }))
-    .await;
+        super::off_thread("sms.recover_sending", move || sms.recover_sending()).await
+    } && n > 0
+    {
+        tracing::warn!(texts = n, "sms.delivery_unknown_after_restart");
+    }
     loop {
         let now = clock.now().0;
         let next = {
@@ -239,19 +235,12 @@ pub async fn run_sender(
             Ok(Ok(None)) => {
                 let due = {
                     let sms = Arc::clone(&sms);
-                    tokio::task::spawn_blocking(move || sms.next_due())
+                    super::off_thread("sms.next_due", move || sms.next_due())
                         .await
-                        .ok()
-                        .and_then(Result::ok)
                         .flatten()
                 };
-                let sleep = due.map_or(Duration::from_secs(3600), |at| {
-                    Duration::from_millis(u64::try_from(at - clock.now().0).unwrap_or(0).max(10))
-                });
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(sleep) => {}
+                if !super::rest(due, clock.now().0, &wake, &mut shutdown).await {
+                    return;
                 }
                 continue;
             }
@@ -275,10 +264,18 @@ pub async fn run_sender(
         let result = gateway.send(&out.phone, &out.body, cb.as_deref()).await;
         let id = out.id;
         match result {
-            Ok(sent) => on(Box::new(move |s| s.sent(id, &sent.sid, sent.status))).await,
+            Ok(sent) => {
+                update(&sms, "sms.sent", move |s| {
+                    s.sent(id, &sent.sid, sent.status)
+                })
+                .await;
+            }
             Err(SendError::Final { code, message }) => {
                 tracing::warn!(outbox = id, code, "sms.refused");
-                on(Box::new(move |s| s.send_failed(id, code, &message))).await;
+                update(&sms, "sms.send_failed", move |s| {
+                    s.send_failed(id, code, &message)
+                })
+                .await;
             }
             Err(SendError::Retry {
                 code,
@@ -287,19 +284,25 @@ pub async fn run_sender(
             }) => {
                 if out.attempts + 1 >= MAX_SEND_ATTEMPTS {
                     let why = format!("gave up after {MAX_SEND_ATTEMPTS} attempts: {message}");
-                    on(Box::new(move |s| s.send_failed(id, code, &why))).await;
+                    update(&sms, "sms.send_failed", move |s| {
+                        s.send_failed(id, code, &why)
+                    })
+                    .await;
                 } else {
                     let at = clock.now().0.saturating_add(
                         i64::try_from(send_delay(out.attempts, after).as_millis())
                             .unwrap_or(i64::MAX),
                     );
                     tracing::info!(outbox = id, code, "sms.retry_later");
-                    on(Box::new(move |s| s.retry_later(id, at, &message))).await;
+                    update(&sms, "sms.retry_later", move |s| {
+                        s.retry_later(id, at, &message)
+                    })
+                    .await;
                 }
             }
             Err(SendError::Unknown(e)) => {
                 tracing::warn!(outbox = id, error = %e, "sms.delivery_unknown");
-                on(Box::new(move |s| s.unknown(id, &e))).await;
+                update(&sms, "sms.unknown", move |s| s.unknown(id, &e)).await;
             }
         }
     }

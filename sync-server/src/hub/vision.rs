@@ -425,10 +425,7 @@ impl Vision {
 
     /// Counts a call against `day`'s cap; `false` once it is reached.
     fn take_call(&self, day: &str) -> Result<bool, rusqlite::Error> {
-        let conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conn = super::lock_db(&self.conn);
         let n = conn.execute(
             "INSERT INTO vision_calls (day, calls) VALUES (?1, 1)
              ON CONFLICT (day) DO UPDATE SET calls = calls + 1 WHERE calls < ?2",

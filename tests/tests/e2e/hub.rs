@@ -62,6 +62,40 @@ fn contract(rt: &tokio::runtime::Runtime, good: &TwilioClient, bad_auth: &Twilio
     }
 }
 
+/// A one-hour token for test device `n` as `role`.
+fn token_for(keys: &Keys, n: u128, role: Role, tech: Option<shared::ids::TechnicianId>) -> String {
+    use shared::clock::Clock as _;
+    let now_s = sync_server::SystemClock.now().0 / 1000;
+    keys.issue(DeviceId(DocId::from_u128(n)), role, tech, now_s, 3600)
+        .unwrap()
+}
+
+/// Serves `svc` with `hub` on a port the system picks; the keys its tokens are signed with.
+fn serve_hub(
+    rt: &tokio::runtime::Runtime,
+    svc: &Arc<sync_server::service::SyncService>,
+    hub: &Arc<Hub>,
+) -> (u16, Arc<Keys>) {
+    let keys = Arc::new(Keys::from_secret(
+        b"hub test secret, thirty-two bytes or more",
+    ));
+    let state = AppState {
+        sync: Arc::clone(svc),
+        keys: Arc::clone(&keys),
+        erp: None,
+        photos: None,
+        links: Default::default(),
+        hub: Some(Arc::clone(hub)),
+    };
+    let port = rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        tokio::spawn(sync_server::serve(tcp, state, std::future::pending()));
+        port
+    });
+    (port, keys)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -151,7 +185,6 @@ struct Hubbed {
 }
 
 fn hubbed(client_timeout: Duration) -> Hubbed {
-    use shared::clock::Clock as _;
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let (svc, data) = seeded_service(dir.path());
@@ -180,49 +213,23 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
         sync_server::hub::customers_by_phone(Arc::clone(&svc)),
     )
     .unwrap();
-    let keys = Arc::new(Keys::from_secret(
-        b"hub test secret, thirty-two bytes or more",
-    ));
-    let now_s = sync_server::SystemClock.now().0 / 1000;
-    let token = keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd1)),
-            Role::Dispatcher,
-            None,
-            now_s,
-            3600,
-        )
-        .unwrap();
-    let state = AppState {
-        sync: Arc::clone(&svc),
-        keys: Arc::clone(&keys),
-        erp: None,
-        photos: None,
-        links: Default::default(),
-        hub: Some(Arc::clone(&hub)),
-    };
+    let (port, keys) = serve_hub(&rt, &svc, &hub);
+    let token = token_for(&keys, 0xd1, Role::Dispatcher, None);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let keep_stopped = stopped.clone();
     let clock: Arc<dyn shared::clock::Clock> = Arc::new(sync_server::SystemClock);
-    let port = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        tokio::spawn(sync_server::serve(tcp, state, std::future::pending()));
-        tokio::spawn(sync_server::hub::inbox::run(
-            Arc::clone(&hub.inbox),
-            hub.handlers(None),
-            Arc::clone(&clock),
-            stopped.clone(),
-        ));
-        tokio::spawn(sync_server::hub::twilio::run_sender(
-            Arc::clone(&hub.sms),
-            Arc::new(TwilioClient::new(twilio, client_timeout).unwrap()),
-            Some(PUBLIC.into()),
-            clock,
-            stopped,
-        ));
-        port
-    });
+    rt.spawn(sync_server::hub::inbox::run(
+        Arc::clone(&hub.inbox),
+        hub.handlers(None),
+        Arc::clone(&clock),
+        stopped.clone(),
+    ));
+    rt.spawn(sync_server::hub::twilio::run_sender(
+        Arc::clone(&hub.sms),
+        Arc::new(TwilioClient::new(twilio, client_timeout).unwrap()),
+        Some(PUBLIC.into()),
+        clock,
+        stopped.clone(),
+    ));
     double.route_callbacks(PUBLIC, &format!("http://127.0.0.1:{port}"));
     Hubbed {
         rt,
@@ -234,7 +241,7 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
         svc,
         keys,
         data,
-        stopped: keep_stopped,
+        stopped,
         _stop: stop,
         _dir: dir,
     }
@@ -429,7 +436,6 @@ const JPEG: &[u8] = &[
 ];
 
 fn reader(daily_cap: u32) -> Reader {
-    use shared::clock::Clock as _;
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let (svc, data) = seeded_service(dir.path());
@@ -454,33 +460,8 @@ fn reader(daily_cap: u32) -> Reader {
         sync_server::hub::customers_by_phone(Arc::clone(&svc)),
     )
     .unwrap();
-    let keys = Arc::new(Keys::from_secret(
-        b"hub test secret, thirty-two bytes or more",
-    ));
-    let now_s = sync_server::SystemClock.now().0 / 1000;
-    let token = keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd2)),
-            Role::Technician,
-            Some(data.technicians[0]),
-            now_s,
-            3600,
-        )
-        .unwrap();
-    let state = AppState {
-        sync: Arc::clone(&svc),
-        keys,
-        erp: None,
-        photos: None,
-        links: Default::default(),
-        hub: Some(hub),
-    };
-    let port = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        tokio::spawn(sync_server::serve(tcp, state, std::future::pending()));
-        port
-    });
+    let (port, keys) = serve_hub(&rt, &svc, &hub);
+    let token = token_for(&keys, 0xd2, Role::Technician, Some(data.technicians[0]));
     Reader {
         rt,
         port,
@@ -857,30 +838,10 @@ fn customers(w: &crate::erpnext::ErpWorld, t: shared::ids::TechnicianId) -> (Str
 
 #[test]
 fn hub_a_technician_asks_for_payment_and_the_paid_invoice_shows_paid_once() {
-    use shared::clock::Clock as _;
     let (w, stripe, _) = paying();
     let tech = w.data.technicians[0];
-    let now_s = sync_server::SystemClock.now().0 / 1000;
-    let token = w
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd3)),
-            Role::Technician,
-            Some(tech),
-            now_s,
-            3600,
-        )
-        .unwrap();
-    let office = w
-        .keys
-        .issue(
-            DeviceId(DocId::from_u128(0xd4)),
-            Role::Dispatcher,
-            None,
-            now_s,
-            3600,
-        )
-        .unwrap();
+    let token = token_for(&w.keys, 0xd3, Role::Technician, Some(tech));
+    let office = token_for(&w.keys, 0xd4, Role::Dispatcher, None);
     let (mine, other) = customers(&w, tech);
     let inv = invoice(&w, &mine, 83.30);
 
@@ -1096,19 +1057,7 @@ fn hub_stripe_storm_gives_one_payment_entry_per_paid_invoice() {
     assert_eq!(made.len(), PAYMENTS);
     // And none was refused on the way (a second attempt after a lost answer finds the first
     // entry instead of having ERPNext refuse a second one).
-    let office = {
-        use shared::clock::Clock as _;
-        let now_s = sync_server::SystemClock.now().0 / 1000;
-        w.keys
-            .issue(
-                DeviceId(DocId::from_u128(0xd5)),
-                Role::Dispatcher,
-                None,
-                now_s,
-                3600,
-            )
-            .unwrap()
-    };
+    let office = token_for(&w.keys, 0xd5, Role::Dispatcher, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, pending) = call(&w, &office, "GET", "/api/v1/payments/entries");
@@ -1210,7 +1159,7 @@ fn hub_stripe_contract_against_stripe() {
 #[test]
 fn hub_en_route_texts_go_out_only_while_true() {
     use app_tauri_core::{HttpTransport, Replica};
-    use shared::clock::{Clock as _, FixedClock};
+    use shared::clock::FixedClock;
     use shared::ids::Author;
     use shared::model::JobStatus;
     let h = hubbed(Duration::from_secs(10));
@@ -1249,11 +1198,7 @@ fn hub_en_route_texts_go_out_only_while_true() {
     );
     let device = |n: u128, at: shared::clock::Millis| {
         let author = Author::new(Role::Technician, DeviceId(DocId::from_u128(0xe100 + n)));
-        let now_s = sync_server::SystemClock.now().0 / 1000;
-        let token = h
-            .keys
-            .issue(author.device, Role::Technician, Some(tech), now_s, 3600)
-            .unwrap();
+        let token = token_for(&h.keys, 0xe100 + n, Role::Technician, Some(tech));
         let replica =
             Replica::open_in_memory(author, Arc::new(FixedClock::new(at)), Some(n as u64)).unwrap();
         let net = HttpTransport::new(
