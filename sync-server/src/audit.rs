@@ -54,6 +54,17 @@ pub enum AuditEvent {
         device: DeviceId,
         reason: RefusalReason,
     },
+    /// Someone asked a customer's box to do something through the ACS (refresh, reboot), and
+    /// what came of it (`done`, `queued`, `faulted`, `unreachable`, `refused`, `failed`).
+    DeviceAction {
+        equipment: DocId,
+        /// The ACS's device id, when the box was found.
+        device: Option<String>,
+        action: crate::hub::acs::Action,
+        outcome: String,
+        by: DeviceId,
+        role: shared::ids::Role,
+    },
 }
 
 /// Why a sign-in or a refresh was refused.

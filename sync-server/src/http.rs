@@ -18,6 +18,7 @@ use crate::audit::{AuditEvent, RefusalReason};
 use crate::auth::{AuthError, Session};
 use crate::service::ServiceError;
 
+mod devices;
 mod hub;
 
 /// Largest accepted sync request body.
@@ -1004,7 +1005,7 @@ async fn erp_retry(
         .into_iter()
         .find(|i| i.doc == doc);
     Ok(Json(serde_json::json!({
-        "outcome": format!("{outcome:?}"),
+        "outcome": outcome,
         "issue": open,
     })))
 }
@@ -1253,6 +1254,8 @@ pub fn router(state: AppState) -> Router {
             post(hub::uptime_kuma).layer(DefaultBodyLimit::max(hub::MAX_TWILIO_BODY)),
         )
         .route("/api/v1/alerts", get(hub::alerts))
+        .route("/api/v1/equipment/{id}/device", get(devices::device))
+        .route("/api/v1/equipment/{id}/device/{action}", post(devices::act))
         .route("/api/v1/webhooks", get(hub::inbox_view))
         .route("/api/v1/webhooks/{seq}/retry", post(hub::inbox_retry))
         .route("/api/v1/sms/threads", get(hub::sms_threads))

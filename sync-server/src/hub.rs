@@ -11,6 +11,7 @@
 //!    ([`sms`]), payment state ([`payments`]), an ERPNext record re-read by the bridge. A
 //!    failure is retried with backoff, then parked for a person.
 
+pub mod acs;
 pub mod alerts;
 pub mod inbox;
 pub mod ledger;
@@ -37,6 +38,7 @@ impl std::fmt::Debug for HubSettings {
             .field("public_url", &self.public_url)
             .field("vision", &self.vision.is_some())
             .field("pages", &self.pages.is_some())
+            .field("acs", &self.acs.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -56,6 +58,8 @@ pub struct Hub {
     pub vision: Option<Arc<vision::Vision>>,
     /// Opening payment pages, when Stripe's secret key is configured.
     pub pages: Option<Arc<dyn stripe::PaymentPages>>,
+    /// Customers' boxes, when GenieACS is configured.
+    pub devices: Option<Arc<acs::Devices>>,
     pub twilio: Option<TwilioSettings>,
     pub stripe: Option<StripeSettings>,
     /// The address providers call (`https://sync.example.net`), without a trailing slash.
@@ -144,8 +148,9 @@ pub enum HubError {
     Sms(#[from] sms::SmsError),
     #[error(transparent)]
     Payments(#[from] payments::PaymentError),
-    #[error("the vision database: {0}")]
-    Vision(#[from] rusqlite::Error),
+    /// The vision, alerts or device-snapshot tables.
+    #[error("the hub's database: {0}")]
+    Database(#[from] rusqlite::Error),
 }
 
 /// What the hub is configured with.
@@ -162,6 +167,8 @@ pub struct HubSettings {
     /// Where payment pages are opened (Stripe's client, or a double).
     pub pages: Option<Arc<dyn stripe::PaymentPages>>,
     pub uptime_kuma_secret: Option<crate::settings::Secret>,
+    /// The ACS customers' boxes are read through (GenieACS's client, or a double).
+    pub acs: Option<Arc<dyn acs::Acs>>,
 }
 
 impl Hub {
@@ -187,6 +194,10 @@ impl Hub {
                 })
                 .transpose()?,
             pages: settings.pages,
+            devices: settings
+                .acs
+                .map(|a| acs::Devices::open(&file, a))
+                .transpose()?,
             twilio: settings.twilio,
             stripe: settings.stripe,
             public_url: settings

@@ -469,7 +469,12 @@ fn main() -> Result<()> {
         .context("opening the photo folder")?;
     // The demo turns on every integration not configured against its local double.
     let peers = if demo_mode {
-        Some(rt.block_on(demo_peers(&mut settings))?)
+        // Read off the runtime: the store may be PostgreSQL's blocking client.
+        let acs = match settings.genieacs {
+            None => Some(demo_acs(&service)?),
+            Some(_) => None,
+        };
+        Some(rt.block_on(demo_peers(&mut settings, acs))?)
     } else {
         None
     };
@@ -485,6 +490,17 @@ fn main() -> Result<()> {
                 .or_else(|| settings.public_url.clone()),
             full_sync: settings.sqlite_full_sync,
             uptime_kuma_secret: settings.uptime_kuma_secret.clone(),
+            acs: match &settings.genieacs {
+                Some(g) => Some(Arc::new(
+                    sync_server::hub::acs::GenieAcsClient::new(
+                        &g.url,
+                        std::time::Duration::from_secs(g.timeout_s.max(1)),
+                        std::time::Duration::from_millis(g.connection_request_ms),
+                    )
+                    .context("the GenieACS client")?,
+                ) as Arc<dyn sync_server::hub::acs::Acs>),
+                None => None,
+            },
             vision: match &settings.gemini {
                 Some(g) => Some((
                     Arc::new(
@@ -650,11 +666,15 @@ struct DemoPeers {
     twilio: Option<sync_server::doubles::twilio::TwilioDouble>,
     stripe: Option<sync_server::doubles::stripe::StripeDouble>,
     _gemini: Option<sync_server::doubles::gemini::GeminiDouble>,
+    _genieacs: Option<sync_server::doubles::genieacs::GenieAcsDouble>,
 }
 
 /// Starts a local double for each integration the settings leave off, and points the settings
 /// at it; says what it did.
-async fn demo_peers(settings: &mut sync_server::settings::Settings) -> anyhow::Result<DemoPeers> {
+async fn demo_peers(
+    settings: &mut sync_server::settings::Settings,
+    acs: Option<sync_server::doubles::genieacs::GenieAcsDouble>,
+) -> anyhow::Result<DemoPeers> {
     use sync_server::doubles::{gemini::GeminiDouble, twilio::TwilioDouble};
     use sync_server::settings::{GeminiSettings, Secret, StripeSettings, TwilioSettings};
     let secret = || format!("{:032x}", rand::random::<u128>());
@@ -662,6 +682,7 @@ async fn demo_peers(settings: &mut sync_server::settings::Settings) -> anyhow::R
         twilio: None,
         stripe: None,
         _gemini: None,
+        _genieacs: None,
     };
     if settings.twilio.is_none() {
         let sid = format!("AC{}", secret());
@@ -709,5 +730,69 @@ async fn demo_peers(settings: &mut sync_server::settings::Settings) -> anyhow::R
         });
         peers.stripe = Some(double);
     }
+    if let Some(double) = acs {
+        let boxes = double.len();
+        let url = double
+            .start()
+            .await
+            .context("starting the GenieACS double")?;
+        println!(
+            "GenieACS: local double at {url}, {boxes} boxes installed at the demo's addresses (real documents of four models; every tenth box does not answer)"
+        );
+        settings.genieacs = Some(sync_server::settings::GenieAcsSettings {
+            url,
+            timeout_s: 30,
+            connection_request_ms: 4000,
+        });
+        peers._genieacs = Some(double);
+    }
     Ok(peers)
+}
+
+/// A GenieACS double with a box behind each of the demo's installed ONTs and routers: ONTs get
+/// the TP-Link XX230v's or the Huawei EG8145V5's document, routers the EX220's or the BM632w's,
+/// each with its own serial and MAC. Every tenth box does not answer connection requests.
+fn demo_acs(
+    service: &Arc<sync_server::service::SyncService>,
+) -> anyhow::Result<sync_server::doubles::genieacs::GenieAcsDouble> {
+    use shared::model::{AnyEntity, EquipmentType};
+    use sync_server::doubles::genieacs::{Behaviour, GenieAcsDouble, dumps};
+    let templates: std::collections::HashMap<&str, Arc<serde_json::Value>> = dumps()
+        .into_iter()
+        .map(|(name, doc)| (name, Arc::new(doc)))
+        .collect();
+    let pick = |kind: EquipmentType, n: usize| match (kind, n % 2) {
+        (EquipmentType::Ont, 0) => templates.get("XX230v"),
+        (EquipmentType::Ont, _) => templates.get("EG8145V5"),
+        (_, 0) => templates.get("EX220"),
+        (_, _) => templates.get("BM632w"),
+    };
+    let boxes = service.read(|e| {
+        e.doc_ids()
+            .filter_map(|d| match e.entity(d) {
+                Some(AnyEntity::Equipment(q))
+                    if q.location.is_some()
+                        && matches!(q.kind, EquipmentType::Ont | EquipmentType::Router) =>
+                {
+                    Some((
+                        q.kind,
+                        q.serial.as_str().to_owned(),
+                        q.mac.map(|m| m.to_string()),
+                    ))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let double = GenieAcsDouble::new(Arc::new(SystemClock));
+    for (n, (kind, serial, mac)) in boxes.iter().enumerate() {
+        let Some(template) = pick(*kind, n) else {
+            continue;
+        };
+        let id = double.add_as(template, serial, mac.as_deref());
+        if n % 10 == 9 {
+            double.set_behaviour(&id, Behaviour::Offline);
+        }
+    }
+    Ok(double)
 }

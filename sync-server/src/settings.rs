@@ -87,6 +87,8 @@ pub struct Settings {
     pub uptime_kuma_secret: Option<Secret>,
     /// Reading photos with Gemini; off when absent (`APP_GEMINI__API_KEY`…).
     pub gemini: Option<GeminiSettings>,
+    /// The customers' boxes through GenieACS's NBI; off when absent (`APP_GENIEACS__URL`).
+    pub genieacs: Option<GenieAcsSettings>,
     /// The time zone customers' texts tell times in (an arrival window), IANA name; default
     /// `America/Toronto`.
     pub time_zone: String,
@@ -135,6 +137,28 @@ fn default_mode_of_payment() -> String {
 
 fn default_stripe_api() -> String {
     "https://api.stripe.com".into()
+}
+
+/// GenieACS's northbound interface (TR-069 boxes: summaries, refresh, reboot).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct GenieAcsSettings {
+    /// `http://acs.example.net:7557` (the NBI has no authentication of its own: keep it on a
+    /// private network or behind a proxy that adds it).
+    pub url: String,
+    /// One request's timeout, a task's session included.
+    #[serde(default = "default_acs_timeout")]
+    pub timeout_s: u64,
+    /// How long GenieACS waits for a box to answer a connection request before it queues a
+    /// task instead (its `cwmp.deviceOnlineThreshold` is 4000).
+    #[serde(default = "default_acs_connection_request")]
+    pub connection_request_ms: u64,
+}
+
+fn default_acs_timeout() -> u64 {
+    30
+}
+fn default_acs_connection_request() -> u64 {
+    4000
 }
 
 /// Gemini, for barcodes, equipment labels and supplier invoices in photos.

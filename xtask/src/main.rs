@@ -22,6 +22,7 @@ mod bench;
 mod bench_app;
 mod bench_erp;
 mod bench_hub;
+mod bench_network;
 mod bench_server;
 mod deb;
 mod demo;
@@ -39,9 +40,10 @@ fn main() -> ExitCode {
         ["bench", "server"] => bench_server::run(),
         ["bench", "app"] => bench_app::run(),
         ["bench", "hub"] => bench_hub::run(),
+        ["bench", "network"] => bench_network::run(),
         ["bench-server-child", dir, port] => bench_server::child(dir, port),
         ["bench", area] => Err(anyhow::anyhow!(
-            "unknown bench area `{area}` (available: core, server, app, hub)"
+            "unknown bench area `{area}` (available: core, server, app, hub, network)"
         )),
         ["bench-client", frames] => bench::client_child(frames),
         ["demo"] => demo::run(),
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
         ["ui"] => ui::build(true),
         ["ui", "--debug"] => ui::build(false),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask bench core|server|app|hub | cargo xtask ui [--debug] | cargo xtask deb | cargo xtask demo"
+            "usage: cargo xtask bench core|server|app|hub|network | cargo xtask ui [--debug] | cargo xtask deb | cargo xtask demo"
         )),
     };
     match result {

@@ -92,8 +92,9 @@ pub struct Issue {
     pub at: Millis,
 }
 
-/// What reconciling one document did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What reconciling one document did (sent as `{"outcome": "merged", "pulled": true, …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Nothing differed.
     InStep,

@@ -209,6 +209,7 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
             vision: None,
             pages: None,
             uptime_kuma_secret: None,
+            acs: None,
         },
         sync_server::hub::customers_by_phone(Arc::clone(&svc)),
     )

@@ -1,0 +1,233 @@
+//! Customers' boxes behind service equipment, through the ACS: `GET
+//! /api/v1/equipment/{id}/device` (a live summary, or the last one kept when GenieACS cannot be
+//! reached) and `POST /api/v1/equipment/{id}/device/{hosts|wifi|optical|all|reboot}`.
+//!
+//! Dispatchers and admins see and act on any box; a technician on the equipment their jobs
+//! reach (their read scope, computed from office-owned fields only), and never reboots one
+//! outside it. Every action is in the audit log with who asked and what came of it.
+
+use axum::extract::Path;
+
+use super::*;
+use crate::hub::acs::{Action, DeviceError, Devices, Reading, TaskOutcome};
+
+fn devices(state: &AppState) -> Result<&Arc<Devices>, ApiError> {
+    state
+        .hub
+        .as_ref()
+        .and_then(|h| h.devices.as_ref())
+        .ok_or(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "acs_off",
+            message: "no ACS is configured on this server (genieacs.url)".into(),
+        })
+}
+
+/// The equipment's serial and MAC, if `who` may see its box.
+async fn equipment_for(
+    state: &AppState,
+    who: &Session,
+    id: &str,
+) -> Result<(DocId, String, Option<String>), ApiError> {
+    let doc: DocId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("not an equipment id"))?;
+    let office = who.device.author.role.is_office();
+    let subject = who.device.subject;
+    let today = state.sync.now().date();
+    let sync = Arc::clone(&state.sync);
+    let found = tokio::task::spawn_blocking(move || {
+        sync.read(move |e| {
+            let Some(shared::model::AnyEntity::Equipment(q)) = e.entity(doc) else {
+                return None;
+            };
+            let allowed = office || e.scope(subject, today).contains(&doc);
+            Some((
+                allowed,
+                q.serial.as_str().to_owned(),
+                q.mac.map(|m| m.to_string()),
+            ))
+        })
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        message: format!("reading the equipment failed: {e}"),
+    })??;
+    match found {
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "no_equipment",
+            message: format!("no equipment {id}"),
+        }),
+        Some((false, _, _)) => Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "not_your_equipment",
+            message: "this equipment is not on one of your jobs".into(),
+        }),
+        Some((true, serial, mac)) => Ok((doc, serial, mac)),
+    }
+}
+
+fn device_error(e: &DeviceError) -> ApiError {
+    use crate::hub::acs::AcsError;
+    let (status, code) = match e {
+        DeviceError::NotFound | DeviceError::Acs(AcsError::NoSuchDevice(_)) => {
+            (StatusCode::NOT_FOUND, "no_device")
+        }
+        DeviceError::Acs(AcsError::Unreachable(_)) => (StatusCode::BAD_GATEWAY, "acs_unreachable"),
+        DeviceError::Acs(_) | DeviceError::Summary(_) => (StatusCode::BAD_GATEWAY, "acs_error"),
+        DeviceError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "hub_unavailable"),
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "acs.failed");
+    }
+    ApiError {
+        status,
+        code,
+        message: e.to_string(),
+    }
+}
+
+/// `GET /api/v1/equipment/{id}/device`: the box behind a piece of equipment.
+pub(super) async fn device(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Reading>, ApiError> {
+    let devices = Arc::clone(devices(&state)?);
+    let (doc, serial, mac) = equipment_for(&state, &who, &id).await?;
+    let now = state.sync.now().0;
+    devices
+        .read(&doc.to_string(), Some(&serial), mac.as_deref(), now)
+        .await
+        .map(Json)
+        .map_err(|e| device_error(&e))
+}
+
+/// What an action asks for.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct ActionBody {
+    /// A reboot must say so.
+    #[serde(default)]
+    confirm: bool,
+}
+
+/// `POST /api/v1/equipment/{id}/device/{hosts|wifi|optical|all|reboot}`: refresh part of the
+/// box's data, or reboot it (`{"confirm": true}`). The answer says plainly what happened: done,
+/// queued for the box's next call (it did not answer), faulted, or unreachable.
+pub(super) async fn act(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    Path((id, what)): Path<(String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let action = Action::parse(&what).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "no_such_action",
+        message: format!("no action {what:?}: hosts, wifi, optical, all or reboot"),
+    })?;
+    let devices = Arc::clone(devices(&state)?);
+    let audit = |doc: DocId, device: Option<String>, outcome: &str| {
+        state.sync.audit(AuditEvent::DeviceAction {
+            equipment: doc,
+            device,
+            action,
+            outcome: outcome.to_owned(),
+            by: who.device.author.device,
+            role: who.device.author.role,
+        });
+    };
+    let (doc, serial, mac) = match equipment_for(&state, &who, &id).await {
+        Ok(found) => found,
+        Err(e) => {
+            if e.code == "not_your_equipment"
+                && let Ok(doc) = id.parse()
+            {
+                audit(doc, None, "refused");
+            }
+            return Err(e);
+        }
+    };
+    if action == Action::Reboot && !body.is_some_and(|Json(b)| b.confirm) {
+        return Err(ApiError {
+            status: StatusCode::PRECONDITION_REQUIRED,
+            code: "confirm_required",
+            message: "a reboot cuts the customer's connection for a few minutes: send {\"confirm\": true}".into(),
+        });
+    }
+    let now = state.sync.now().0;
+    // The box as it is now: its id and data model decide the task.
+    let before = match devices
+        .read(&doc.to_string(), Some(&serial), mac.as_deref(), now)
+        .await
+    {
+        Ok(r) if r.source == crate::hub::acs::Source::Live => r.summary,
+        Ok(r) => {
+            audit(doc, Some(r.summary.device_id), "failed");
+            return Err(ApiError {
+                status: StatusCode::BAD_GATEWAY,
+                code: "acs_unreachable",
+                message: r
+                    .error
+                    .unwrap_or_else(|| "GenieACS cannot be reached".into()),
+            });
+        }
+        Err(e) => {
+            audit(doc, None, "failed");
+            return Err(device_error(&e));
+        }
+    };
+    let outcome = match devices
+        .act(&before.device_id, before.data_model, action)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            audit(doc, Some(before.device_id), "failed");
+            return Err(device_error(&e.into()));
+        }
+    };
+    audit(doc, Some(before.device_id.clone()), outcome.as_str());
+    let message = match &outcome {
+        TaskOutcome::Done { .. } => match action {
+            Action::Reboot => "the box is restarting".to_owned(),
+            _ => "read from the box just now".to_owned(),
+        },
+        TaskOutcome::Queued { .. } => format!(
+            "the box did not answer in time: it will be done when the box next calls in{}",
+            before
+                .inform_interval_s
+                .map(|s| format!(" (every {} min)", s.div_ceil(60)))
+                .unwrap_or_default()
+        ),
+        TaskOutcome::Faulted { fault, .. } => format!(
+            "the box refused: {}",
+            fault.as_deref().unwrap_or("it reported a fault")
+        ),
+        TaskOutcome::Unreachable { message } => {
+            format!("the box cannot be reached now ({message}); nothing was sent")
+        }
+    };
+    // After a refresh that ran, the fresh reading.
+    let reading = if matches!(outcome, TaskOutcome::Done { .. }) && action != Action::Reboot {
+        devices
+            .read(
+                &doc.to_string(),
+                Some(&serial),
+                mac.as_deref(),
+                state.sync.now().0,
+            )
+            .await
+            .ok()
+    } else {
+        None
+    };
+    Ok(Json(serde_json::json!({
+        "action": action,
+        "outcome": outcome,
+        "message": message,
+        "device": reading,
+    })))
+}
