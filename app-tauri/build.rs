@@ -42,6 +42,8 @@ fn main() {
             "board_get",
             "conflict_list",
             "conflict_resolve",
+            "network_get",
+            "network_act",
         ]),
     ))
     .expect("the Tauri build step failed (see the message above)");

@@ -17,8 +17,9 @@ use shared::ids::JobId;
 use shared::ipc::{
     AssignArgs, Board, CheckInArgs, CommandError, ConflictView, DateRange, DeviceStatus,
     EquipmentMoveArgs, EquipmentView, ErrorKind, JobDetail, JobDraft, JobRef, JobSummary,
-    JobTextArgs, LocationHit, LoginArgs, MaterialArgs, PhotoArgs, ResolveArgs, SearchArgs, Session,
-    SetStatusArgs, SuggestionView,
+    JobTextArgs, LocationHit, LoginArgs, MaterialArgs, NetworkActArgs, NetworkActionView,
+    NetworkArgs, NetworkView, PhotoArgs, ResolveArgs, SearchArgs, Session, SetStatusArgs,
+    SuggestionView,
 };
 use shared::model::JobStatus;
 use shared::record::EntityKind;
@@ -30,6 +31,8 @@ type Answer<T> = Result<T, CommandError>;
 
 /// How long a login's requests may take.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long reading a customer's box may take (the ACS may ask the box itself).
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The commands, for `invoke_handler`.
 pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static {
@@ -58,6 +61,8 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         board_get,
         conflict_list,
         conflict_resolve,
+        network_get,
+        network_act,
     ]
 }
 
@@ -279,6 +284,31 @@ fn equipment_search(state: State<'_, AppState>, args: SearchArgs) -> Answer<Vec<
         .replica()?
         .equipment_search(&args.query, 20)
         .map_err(DeviceError::from)?)
+}
+
+/// The box behind a piece of equipment, read through the server (or the last reading kept).
+#[tauri::command]
+async fn network_get(state: State<'_, AppState>, args: NetworkArgs) -> Answer<NetworkView> {
+    let dev = std::sync::Arc::clone(&state.device);
+    Ok(tauri::async_runtime::spawn_blocking(move || {
+        device::network_get(&dev, &args.equipment, NETWORK_TIMEOUT)
+    })
+    .await
+    .map_err(|e| CommandError::new(ErrorKind::Internal, e.to_string()))??)
+}
+
+/// Refreshes part of a box or reboots it.
+#[tauri::command]
+async fn network_act(
+    state: State<'_, AppState>,
+    args: NetworkActArgs,
+) -> Answer<NetworkActionView> {
+    let dev = std::sync::Arc::clone(&state.device);
+    Ok(tauri::async_runtime::spawn_blocking(move || {
+        device::network_act(&dev, &args, NETWORK_TIMEOUT)
+    })
+    .await
+    .map_err(|e| CommandError::new(ErrorKind::Internal, e.to_string()))??)
 }
 
 #[tauri::command(async)]

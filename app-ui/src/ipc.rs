@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use shared::ipc::{
     AssignArgs, Board, CheckInArgs, CommandError, ConflictView, DateRange, DeviceStatus,
     EquipmentMoveArgs, EquipmentView, ErrorKind, JobDetail, JobDraft, JobRef, JobSummary,
-    JobTextArgs, LocationHit, LoginArgs, MaterialArgs, PhotoArgs, ResolveArgs, SearchArgs, Session,
-    SetStatusArgs, SuggestionView, cmd,
+    JobTextArgs, LocationHit, LoginArgs, MaterialArgs, NetworkActArgs, NetworkActionView,
+    NetworkArgs, NetworkView, PhotoArgs, ResolveArgs, SearchArgs, Session, SetStatusArgs,
+    SuggestionView, cmd,
 };
 use wasm_bindgen::prelude::*;
 
@@ -149,6 +150,12 @@ pub async fn job_suggest(id: String) -> Result<Vec<SuggestionView>, CommandError
 }
 pub async fn equipment_search(query: String) -> Result<Vec<EquipmentView>, CommandError> {
     call(cmd::EQUIPMENT_SEARCH, &SearchArgs { query }).await
+}
+pub async fn network_get(equipment: String) -> Result<NetworkView, CommandError> {
+    call(cmd::NETWORK_GET, &NetworkArgs { equipment }).await
+}
+pub async fn network_act(args: NetworkActArgs) -> Result<NetworkActionView, CommandError> {
+    call(cmd::NETWORK_ACT, &args).await
 }
 pub async fn location_search(query: String) -> Result<Vec<LocationHit>, CommandError> {
     call(cmd::LOCATION_SEARCH, &SearchArgs { query }).await

@@ -5,6 +5,7 @@ pub mod conflicts;
 pub mod job;
 pub mod jobs;
 pub mod login;
+pub mod network;
 
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;

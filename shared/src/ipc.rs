@@ -40,6 +40,10 @@ pub mod cmd {
     pub const BOARD_GET: &str = "board_get";
     pub const CONFLICT_LIST: &str = "conflict_list";
     pub const CONFLICT_RESOLVE: &str = "conflict_resolve";
+    /// The box behind a piece of equipment, as the ACS sees it.
+    pub const NETWORK_GET: &str = "network_get";
+    /// Refresh part of a box, or reboot it.
+    pub const NETWORK_ACT: &str = "network_act";
 }
 
 /// Event names the shell emits.
@@ -339,6 +343,41 @@ pub struct Board {
     pub jobs: Vec<JobSummary>,
     /// Jobs with no technician, any date, oldest first.
     pub unassigned: Vec<JobSummary>,
+}
+
+/// `network_get`: a piece of equipment (its id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkArgs {
+    pub equipment: String,
+}
+
+/// `network_act`: `hosts`, `wifi`, `optical`, `all` or `reboot` (which needs `confirm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkActArgs {
+    pub equipment: String,
+    pub action: String,
+    pub confirm: bool,
+}
+
+/// A box as the app can show it: the server's reading, or, offline, the last one kept on the
+/// device (`offline`); `code` and `error` say why there is none (`acs_off`, `no_device`,
+/// `not_your_equipment`…).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkView {
+    pub equipment: String,
+    pub reading: Option<crate::network::Reading>,
+    pub offline: bool,
+    pub code: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What an action did (`done`, `queued`, `faulted`, `unreachable`) and the box afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkActionView {
+    pub action: String,
+    pub outcome: String,
+    pub message: String,
+    pub view: NetworkView,
 }
 
 /// `equipment_search`: a serial or MAC prefix.

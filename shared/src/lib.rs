@@ -32,6 +32,7 @@ pub mod ids;
 pub mod ipc;
 pub mod merge;
 pub mod model;
+pub mod network;
 pub mod protocol;
 pub mod record;
 pub mod sync;

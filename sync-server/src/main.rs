@@ -749,9 +749,9 @@ async fn demo_peers(
     Ok(peers)
 }
 
-/// A GenieACS double with a box behind each of the demo's installed ONTs and routers: ONTs get
-/// the TP-Link XX230v's or the Huawei EG8145V5's document, routers the EX220's or the BM632w's,
-/// each with its own serial and MAC. Every tenth box does not answer connection requests.
+/// A GenieACS double with a box behind each of the demo's installed ONTs and routers: the real
+/// document of the model the record names (XX230v, EX220, EG8145V5, BM632w), else by kind
+/// (ONTs an XX230v or EG8145V5, routers an EX220 or BM632w), each with its own serial and MAC. Every tenth box does not answer connection requests.
 fn demo_acs(
     service: &Arc<sync_server::service::SyncService>,
 ) -> anyhow::Result<sync_server::doubles::genieacs::GenieAcsDouble> {
@@ -761,7 +761,11 @@ fn demo_acs(
         .into_iter()
         .map(|(name, doc)| (name, Arc::new(doc)))
         .collect();
-    let pick = |kind: EquipmentType, n: usize| match (kind, n % 2) {
+    // The model the record names, when it is one of the four; else by kind.
+    let pick = |model: Option<&str>, kind: EquipmentType, n: usize| match (kind, n % 2) {
+        _ if model.is_some_and(|m| templates.contains_key(m)) => {
+            model.and_then(|m| templates.get(m))
+        }
         (EquipmentType::Ont, 0) => templates.get("XX230v"),
         (EquipmentType::Ont, _) => templates.get("EG8145V5"),
         (_, 0) => templates.get("EX220"),
@@ -775,6 +779,7 @@ fn demo_acs(
                         && matches!(q.kind, EquipmentType::Ont | EquipmentType::Router) =>
                 {
                     Some((
+                        q.model.clone(),
                         q.kind,
                         q.serial.as_str().to_owned(),
                         q.mac.map(|m| m.to_string()),
@@ -785,8 +790,8 @@ fn demo_acs(
             .collect::<Vec<_>>()
     })?;
     let double = GenieAcsDouble::new(Arc::new(SystemClock));
-    for (n, (kind, serial, mac)) in boxes.iter().enumerate() {
-        let Some(template) = pick(*kind, n) else {
+    for (n, (model, kind, serial, mac)) in boxes.iter().enumerate() {
+        let Some(template) = pick(model.as_deref(), *kind, n) else {
             continue;
         };
         let id = double.add_as(template, serial, mac.as_deref());

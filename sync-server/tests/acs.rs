@@ -555,3 +555,53 @@ fn the_last_summary_is_kept_for_when_genieacs_is_down() {
         ));
     });
 }
+
+#[test]
+fn the_projection_fetches_everything_a_summary_reads() {
+    // Each box found through the NBI (projected) summarizes exactly as its full document does.
+    let peer = double_peer();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = client(&peer.url);
+    for (name, full) in dumps() {
+        let serial = full["_deviceId"]["_SerialNumber"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let projected = rt
+            .block_on(acs::find(&c, Some(&serial), None))
+            .unwrap()
+            .unwrap();
+        assert!(
+            projected.to_string().len() < full.to_string().len(),
+            "{name}: projected"
+        );
+        assert_eq!(
+            summarize(&projected, NOW_MS).unwrap(),
+            summarize(&full, NOW_MS).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn hosts_on_a_satellite_are_grouped_under_it() {
+    // The XX230v with a second mesh node, and its one client moved onto that node.
+    let mut doc = dump("XX230v");
+    let mesh = &mut doc["Device"]["WiFi"]["MultiAP"]["APDevice"];
+    let mut satellite = mesh["1"].clone();
+    let leaf = |v: Value| json!({"_object": false, "_value": v});
+    satellite["MACAddress"] = leaf(json!("1C:61:B4:00:00:01"));
+    satellite["X_TP_HostName"] = leaf(json!("Deco étage"));
+    satellite["X_TP_IsController"] = leaf(json!(false));
+    mesh["2"] = satellite;
+    // On the controller, the station is gone; it stays on the satellite's radio 2, AP 2.
+    mesh["1"]["Radio"]["2"]["AP"]["2"]["AssociatedDevice"] = json!({"_object": true});
+    let s_ = summarize(&doc, NOW_MS).unwrap();
+    assert_eq!(s_.mesh.len(), 2);
+    assert_eq!(s_.hosts.len(), 1);
+    let g = &s_.hosts[0];
+    assert_eq!(g.node.as_deref(), Some("1C:61:B4:00:00:01"));
+    assert_eq!(g.node_name.as_deref(), Some("Deco étage"));
+    assert_eq!(g.hosts[0].name.as_deref(), Some("MBP-de-Gaspare"));
+    assert_eq!(g.hosts[0].band.as_deref(), Some("5GHz"));
+}

@@ -87,7 +87,7 @@ fn world(double: &GenieAcsDouble) -> (Vec<Unit>, Vec<Unit>) {
 }
 
 struct Site {
-    _server: support::Server,
+    server: Option<support::Server>,
     _dir: tempfile::TempDir,
     _rt: tokio::runtime::Runtime,
     double: GenieAcsDouble,
@@ -114,7 +114,7 @@ fn site() -> Site {
     );
     sync_server::tls::install_crypto();
     Site {
-        _server: server,
+        server: Some(server),
         _dir: dir,
         _rt: rt,
         double,
@@ -330,4 +330,67 @@ fn a_reboot_is_confirmed_and_every_action_says_what_happened() {
         5,
         "unconfirmed reboots are not actions: {outcomes:?}"
     );
+}
+
+#[test]
+fn the_app_shows_the_box_live_then_the_last_reading_when_offline() {
+    use app_tauri_core::device::{self, Device};
+    use std::time::Duration;
+    let mut s = site();
+    let dir = tempfile::tempdir().unwrap();
+    let app = std::sync::Mutex::new(
+        Device::open(&dir.path().join("app"), Arc::new(SystemClock)).unwrap(),
+    );
+    device::login(
+        &app,
+        &s.base,
+        &token(Role::Technician, TECH),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let unit = s.mine[0].equipment.to_string();
+    let t = Duration::from_secs(10);
+    // Online: read through the server, and kept on the device.
+    let live = device::network_get(&app, &unit, t).unwrap();
+    assert!(!live.offline);
+    let reading = live.reading.unwrap();
+    assert_eq!(reading.source, shared::network::Source::Live);
+    assert_eq!(
+        reading.summary.identity.serial.as_deref(),
+        Some(s.mine[0].serial.as_str())
+    );
+    // Not theirs: said by code, nothing kept.
+    let foreign = device::network_get(&app, &s.foreign[0].equipment.to_string(), t).unwrap();
+    assert_eq!(
+        (foreign.reading, foreign.code.as_deref()),
+        (None, Some("not_your_equipment"))
+    );
+    // A refresh through the app comes back with the fresh reading.
+    let done = device::network_act(
+        &app,
+        &shared::ipc::NetworkActArgs {
+            equipment: unit.clone(),
+            action: "hosts".into(),
+            confirm: false,
+        },
+        t,
+    )
+    .unwrap();
+    assert_eq!(done.outcome, "done");
+    assert!(done.view.reading.is_some());
+    // The server gone (a basement): the last reading, marked offline.
+    drop(s.server.take());
+    let offline = device::network_get(&app, &unit, t).unwrap();
+    assert!(offline.offline);
+    let kept = offline.reading.unwrap();
+    assert_eq!(kept.summary.device_id, reading.summary.device_id);
+    assert!(kept.fetched_at >= reading.fetched_at);
+    let never = device::network_get(&app, &s.mine.last().unwrap().equipment.to_string(), t);
+    if s.mine.len() > 1 {
+        let never = never.unwrap();
+        assert!(
+            never.offline && never.reading.is_none(),
+            "nothing kept for a box never read"
+        );
+    }
 }

@@ -283,6 +283,41 @@ impl Replica {
             .collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Keeps the last reading of a box, for when the server cannot be reached.
+    pub fn network_keep(
+        &self,
+        equipment: &str,
+        reading: &shared::network::Reading,
+    ) -> Result<(), ReplicaError> {
+        let json = serde_json::to_string(reading)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO network_readings (equipment, reading) VALUES (?1, ?2)
+                 ON CONFLICT(equipment) DO UPDATE SET reading = ?2",
+            )?
+            .execute([equipment, json.as_str()])?;
+        Ok(())
+    }
+
+    /// The last reading kept for a box.
+    pub fn network_kept(
+        &self,
+        equipment: &str,
+    ) -> Result<Option<shared::network::Reading>, ReplicaError> {
+        let json: Option<String> = self
+            .conn
+            .prepare_cached("SELECT reading FROM network_readings WHERE equipment = ?1")?
+            .query_row([equipment], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        // A reading written by an older app that no longer parses is as good as none.
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
     /// Marks a photo as on the server.
     pub fn photo_uploaded(&self, sha256: &str) -> Result<(), ReplicaError> {
         self.conn

@@ -587,7 +587,7 @@ pub fn sync_shared(
 }
 
 #[cfg(feature = "http")]
-pub use http_login::{exchange_magic, login, sync_over_http};
+pub use http_login::{exchange_magic, login, network_act, network_get, sync_over_http};
 
 #[cfg(feature = "http")]
 mod http_login {
@@ -599,6 +599,7 @@ mod http_login {
     };
     use crate::sync_client::http::{client as http_client, failed};
     use crate::{HttpTransport, SyncReport, TransportError};
+    use shared::ipc;
 
     /// Trades a magic link for a session token (`POST /api/v1/auth/exchange`).
     pub fn exchange_magic(
@@ -675,6 +676,128 @@ mod http_login {
         let report = super::sync_shared(device, &mut transport)?;
         upload_photos(device, &net, &creds, timeout)?;
         Ok(report)
+    }
+
+    /// A server's refusal: its `code` and `message` (`{"code", "message"}` bodies).
+    fn refusal(resp: reqwest::blocking::Response) -> (u16, String, String) {
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().unwrap_or_default();
+        let text = |k: &str| {
+            body.get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (status, text("code"), text("message"))
+    }
+
+    /// The box behind a piece of equipment (`GET /api/v1/equipment/{id}/device`): read now and
+    /// kept on the device; when the server cannot be reached, the last reading kept, marked
+    /// `offline`; a refusal (no ACS, no such box, not this technician's) in `code` and `error`.
+    pub fn network_get(
+        device: &Mutex<Device>,
+        equipment: &str,
+        timeout: Duration,
+    ) -> Result<ipc::NetworkView, DeviceError> {
+        let creds = lock(device)
+            .credentials()
+            .cloned()
+            .ok_or(DeviceError::NotLoggedIn)?;
+        let net = lock(device).net().clone();
+        let client = http_client(&net, &creds.server, Some(timeout))?;
+        let sent = client
+            .get(format!(
+                "{}/api/v1/equipment/{equipment}/device",
+                creds.server
+            ))
+            .bearer_auth(&creds.token)
+            .send();
+        let mut view = ipc::NetworkView {
+            equipment: equipment.to_owned(),
+            reading: None,
+            offline: false,
+            code: None,
+            error: None,
+        };
+        match sent {
+            Ok(resp) if resp.status().is_success() => {
+                let reading: shared::network::Reading = resp.json().map_err(failed)?;
+                lock(device).replica()?.network_keep(equipment, &reading)?;
+                view.reading = Some(reading);
+            }
+            Ok(resp) => {
+                let (_, code, message) = refusal(resp);
+                // GenieACS itself unreachable and nothing kept on the server: what we kept.
+                if code == "acs_unreachable" {
+                    view.reading = lock(device).replica()?.network_kept(equipment)?;
+                    view.offline = view.reading.is_some();
+                }
+                view.code = Some(code);
+                view.error = Some(message);
+            }
+            Err(e) => {
+                view.reading = lock(device).replica()?.network_kept(equipment)?;
+                view.offline = true;
+                view.error = Some(failed(e).to_string());
+            }
+        }
+        Ok(view)
+    }
+
+    /// Refreshes part of a box or reboots it (`POST …/device/{action}`); then the box as it is.
+    pub fn network_act(
+        device: &Mutex<Device>,
+        args: &ipc::NetworkActArgs,
+        timeout: Duration,
+    ) -> Result<ipc::NetworkActionView, DeviceError> {
+        let creds = lock(device)
+            .credentials()
+            .cloned()
+            .ok_or(DeviceError::NotLoggedIn)?;
+        let net = lock(device).net().clone();
+        let client = http_client(&net, &creds.server, Some(timeout))?;
+        let resp = client
+            .post(format!(
+                "{}/api/v1/equipment/{}/device/{}",
+                creds.server, args.equipment, args.action
+            ))
+            .bearer_auth(&creds.token)
+            .json(&serde_json::json!({ "confirm": args.confirm }))
+            .send()
+            .map_err(failed)?;
+        if !resp.status().is_success() {
+            let (status, _, message) = refusal(resp);
+            return Err(TransportError::Server { status, message }.into());
+        }
+        let body: serde_json::Value = resp.json().map_err(failed)?;
+        let outcome = body
+            .pointer("/outcome/outcome")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let reading: Option<shared::network::Reading> = body
+            .get("device")
+            .filter(|d| !d.is_null())
+            .and_then(|d| serde_json::from_value(d.clone()).ok());
+        if let Some(r) = &reading {
+            lock(device).replica()?.network_keep(&args.equipment, r)?;
+        }
+        Ok(ipc::NetworkActionView {
+            action: args.action.clone(),
+            outcome,
+            message: body
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            view: ipc::NetworkView {
+                equipment: args.equipment.clone(),
+                reading,
+                offline: false,
+                code: None,
+                error: None,
+            },
+        })
     }
 
     fn upload_photos(

@@ -127,6 +127,7 @@ pub fn job(p: &JobProps) -> Html {
                 }) }</ul>
                 <EquipmentPanel detail={d.clone()} />
             </section>
+            <super::network::Network equipment={d.equipment.clone()} />
             if !d.subscriptions.is_empty() {
                 <section class="card">
                     <h2>{ t(lang, Msg::Subscriptions) }</h2>

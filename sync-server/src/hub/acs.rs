@@ -20,6 +20,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use shared::network::{Reading, Source, TaskOutcome};
 use summary::{DataModel, DeviceSummary};
 
 /// What GenieACS said, or why it said nothing.
@@ -40,34 +41,6 @@ pub enum AcsError {
 pub struct Page {
     pub items: Vec<Value>,
     pub total: u64,
-}
-
-/// What happened to a task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum TaskOutcome {
-    /// The box ran it just now (`200`).
-    Done { task: Option<String> },
-    /// The box did not answer in time: GenieACS runs it when the box next calls in (`202`).
-    Queued { task: Option<String> },
-    /// The box ran it and answered with a fault (`202 Task faulted`).
-    Faulted {
-        task: Option<String>,
-        fault: Option<String>,
-    },
-    /// The connection request failed: the box cannot be reached now (`504`); nothing queued.
-    Unreachable { message: String },
-}
-
-impl TaskOutcome {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Done { .. } => "done",
-            Self::Queued { .. } => "queued",
-            Self::Faulted { .. } => "faulted",
-            Self::Unreachable { .. } => "unreachable",
-        }
-    }
 }
 
 /// What a person can ask of a box.
@@ -421,27 +394,6 @@ impl Acs for GenieAcsClient {
             }
         })
     }
-}
-
-/// A summary and when it was read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reading {
-    /// `live` (read just now) or `snapshot` (the last one kept, GenieACS being unreachable).
-    pub source: Source,
-    /// When it was read (Unix milliseconds) and how long ago, in seconds.
-    pub fetched_at: i64,
-    pub age_s: i64,
-    pub summary: DeviceSummary,
-    /// Why the live reading failed, for a snapshot.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Live,
-    Snapshot,
 }
 
 /// Why a device could not be shown or acted on.

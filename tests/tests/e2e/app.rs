@@ -5,7 +5,8 @@
 //! site, a note, an equipment serial typed and installed, completed — and closes the app. A
 //! dispatcher, offline too, cancels the same job. The server comes back; both apps sync on start;
 //! the dispatcher sees the technician's note and equipment and the status conflict with both
-//! values and who wrote them. Screenshots of the main screens go to `screenshots/`.
+//! values and who wrote them. Before going offline the technician sees the job's box (« Réseau »,
+//! read live through the server); offline, its last reading, marked as such. Screenshots of the main screens go to `screenshots/`.
 
 use anyhow::{Context as _, Result};
 use serde_json::json;
@@ -50,11 +51,28 @@ async fn ux_technician_offline_then_dispatcher_sees_the_work_and_the_conflict() 
         .to_owned();
     let day = picked[1].as_str().context("the job's day")?.to_owned();
 
+    // The job's box, read live through the server (the demo's GenieACS double), and kept.
+    tech.click(&format!("#job-list button.job[data-job='{job}']"))
+        .await?;
+    tech.find("#network .net-facts").await?;
+    tech.until_text("#network", "Dernier contact du boîtier")
+        .await?;
+    let to_panel = "document.getElementById('network').scrollIntoView(); return null;";
+    tech.js(to_panel, vec![]).await?;
+    tech.screenshot("technician-network").await?;
+    tech.resize(360, 780).await?;
+    tech.js(to_panel, vec![]).await?;
+    fits_a_phone(&tech, "technician-network-phone").await?;
+    tech.click("#back").await?;
+    tech.find("#job-list button.job").await?;
+
     // The server goes away: everything below happens offline.
     server.stop();
     tech.click(&format!("#job-list button.job[data-job='{job}']"))
         .await?;
     tech.find("#job-detail").await?;
+    // The box as last read, said to be so.
+    tech.until_text("#network .net-stale", "Hors ligne").await?;
     tech.click("#to-en_route").await?;
     tech.until_text("#job-status", "route").await?;
     tech.click("#to-on_site").await?;

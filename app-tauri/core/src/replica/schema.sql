@@ -143,3 +143,10 @@ CREATE TABLE IF NOT EXISTS photo_uploads (
     file     TEXT NOT NULL,
     uploaded INTEGER NOT NULL DEFAULT 0
 );
+
+-- The last reading of each customer's box (from the server's ACS view), shown with its age when
+-- the server cannot be reached. A cache: typed JSON of `shared::network::Reading`.
+CREATE TABLE IF NOT EXISTS network_readings (
+    equipment TEXT PRIMARY KEY,
+    reading   TEXT NOT NULL
+) WITHOUT ROWID;
