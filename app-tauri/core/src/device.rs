@@ -691,6 +691,20 @@ mod http_login {
         (status, text("code"), text("message"))
     }
 
+    /// The saved login and a client to its server, for a call outside the sync.
+    fn signed_in(
+        device: &Mutex<Device>,
+        timeout: Duration,
+    ) -> Result<(super::Credentials, crate::sync_client::http::Http), DeviceError> {
+        let creds = lock(device)
+            .credentials()
+            .cloned()
+            .ok_or(DeviceError::NotLoggedIn)?;
+        let net = lock(device).net().clone();
+        let client = http_client(&net, &creds.server, Some(timeout))?;
+        Ok((creds, client))
+    }
+
     /// The box behind a piece of equipment (`GET /api/v1/equipment/{id}/device`): read now and
     /// kept on the device; when the server cannot be reached, the last reading kept, marked
     /// `offline`; a refusal (no ACS, no such box, not this technician's) in `code` and `error`.
@@ -699,12 +713,7 @@ mod http_login {
         equipment: &str,
         timeout: Duration,
     ) -> Result<ipc::NetworkView, DeviceError> {
-        let creds = lock(device)
-            .credentials()
-            .cloned()
-            .ok_or(DeviceError::NotLoggedIn)?;
-        let net = lock(device).net().clone();
-        let client = http_client(&net, &creds.server, Some(timeout))?;
+        let (creds, client) = signed_in(device, timeout)?;
         let sent = client
             .get(format!(
                 "{}/api/v1/equipment/{equipment}/device",
@@ -750,12 +759,7 @@ mod http_login {
         args: &ipc::NetworkActArgs,
         timeout: Duration,
     ) -> Result<ipc::NetworkActionView, DeviceError> {
-        let creds = lock(device)
-            .credentials()
-            .cloned()
-            .ok_or(DeviceError::NotLoggedIn)?;
-        let net = lock(device).net().clone();
-        let client = http_client(&net, &creds.server, Some(timeout))?;
+        let (creds, client) = signed_in(device, timeout)?;
         let resp = client
             .post(format!(
                 "{}/api/v1/equipment/{}/device/{}",
