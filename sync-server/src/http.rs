@@ -1254,6 +1254,11 @@ pub fn router(state: AppState) -> Router {
             post(hub::uptime_kuma).layer(DefaultBodyLimit::max(hub::MAX_TWILIO_BODY)),
         )
         .route("/api/v1/alerts", get(hub::alerts))
+        .route("/api/v1/devices/presence", get(devices::presence))
+        .route(
+            "/api/v1/devices/presence/events",
+            get(devices::presence_events),
+        )
         .route("/api/v1/equipment/{id}/device", get(devices::device))
         .route("/api/v1/equipment/{id}/device/{action}", post(devices::act))
         .route("/api/v1/webhooks", get(hub::inbox_view))

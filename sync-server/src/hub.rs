@@ -21,6 +21,7 @@ pub mod signature;
 pub mod sms;
 pub mod stripe;
 pub mod twilio;
+pub mod usp;
 pub mod vision;
 
 use std::collections::HashMap;
@@ -60,6 +61,8 @@ pub struct Hub {
     pub pages: Option<Arc<dyn stripe::PaymentPages>>,
     /// Customers' boxes, when GenieACS is configured.
     pub devices: Option<Arc<acs::Devices>>,
+    /// Which USP boxes are online, from Oktopus's MQTT broker (empty until it is configured).
+    pub presence: Arc<usp::Presence>,
     pub twilio: Option<TwilioSettings>,
     pub stripe: Option<StripeSettings>,
     /// The address providers call (`https://sync.example.net`), without a trailing slash.
@@ -194,6 +197,7 @@ impl Hub {
                 })
                 .transpose()?,
             pages: settings.pages,
+            presence: usp::Presence::open(&file, settings.full_sync)?,
             devices: settings
                 .acs
                 .map(|a| acs::Devices::open(&file, a))

@@ -579,6 +579,31 @@ fn main() -> Result<()> {
         }
         _ => {}
     }
+    if let Some(o) = &settings.oktopus {
+        println!(
+            "Oktopus: following box presence on MQTT {}:{}",
+            o.mqtt_host, o.mqtt_port
+        );
+        rt.spawn(sync_server::hub::usp::run(
+            Arc::clone(&hub.presence),
+            sync_server::hub::usp::MqttLink {
+                host: o.mqtt_host.clone(),
+                port: o.mqtt_port,
+                client_id: o.mqtt_client_id.clone(),
+                credentials: o.mqtt_username.clone().map(|u| {
+                    (
+                        u,
+                        o.mqtt_password
+                            .as_ref()
+                            .map(|p| p.expose().to_owned())
+                            .unwrap_or_default(),
+                    )
+                }),
+            },
+            Arc::new(SystemClock),
+            stop_rx.clone(),
+        ));
+    }
     if settings.webhook_processing {
         let handlers = hub.handlers(erp.as_ref().map(|e| Arc::clone(&e.bridge)));
         rt.spawn(sync_server::hub::inbox::run(

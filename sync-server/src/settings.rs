@@ -89,6 +89,9 @@ pub struct Settings {
     pub gemini: Option<GeminiSettings>,
     /// The customers' boxes through GenieACS's NBI; off when absent (`APP_GENIEACS__URL`).
     pub genieacs: Option<GenieAcsSettings>,
+    /// Oktopus (TR-369/USP): boxes' presence from its MQTT broker; off when absent
+    /// (`APP_OKTOPUS__MQTT_HOST`…).
+    pub oktopus: Option<OktopusSettings>,
     /// The time zone customers' texts tell times in (an arrival window), IANA name; default
     /// `America/Toronto`.
     pub time_zone: String,
@@ -137,6 +140,27 @@ fn default_mode_of_payment() -> String {
 
 fn default_stripe_api() -> String {
     "https://api.stripe.com".into()
+}
+
+/// Oktopus's MQTT broker, where USP agents' online/offline status is published.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct OktopusSettings {
+    pub mqtt_host: String,
+    #[serde(default = "default_mqtt_port")]
+    pub mqtt_port: u16,
+    /// Ours alone, and the same across restarts: the broker keeps what happened while we were
+    /// away under it. Give each server instance its own.
+    #[serde(default = "default_mqtt_client_id")]
+    pub mqtt_client_id: String,
+    pub mqtt_username: Option<String>,
+    pub mqtt_password: Option<Secret>,
+}
+
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_mqtt_client_id() -> String {
+    "fsm-sync-server".into()
 }
 
 /// GenieACS's northbound interface (TR-069 boxes: summaries, refresh, reboot).

@@ -231,3 +231,112 @@ pub(super) async fn act(
         "device": reading,
     })))
 }
+
+fn presence_store(state: &AppState) -> Result<Arc<crate::hub::usp::Presence>, ApiError> {
+    state
+        .hub
+        .as_ref()
+        .map(|h| Arc::clone(&h.presence))
+        .ok_or(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "hub_off",
+            message: "this server keeps no hub database (it has no data folder)".into(),
+        })
+}
+
+fn presence_failed(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "usp.read_failed");
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "hub_unavailable",
+        message: "the hub's database did not answer; try again".into(),
+    }
+}
+
+/// `GET /api/v1/devices/presence`: each USP box we know of, online or not and since when, and
+/// the last event's sequence number (to follow the live stream from).
+pub(super) async fn presence(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    office(&who)?;
+    let p = presence_store(&state)?;
+    let (all, last) = tokio::task::spawn_blocking(move || {
+        let all = p.all()?;
+        let mut last = 0;
+        loop {
+            let batch = p.after(last, 10_000)?;
+            match batch.last() {
+                Some(e) => last = e.seq,
+                None => break,
+            }
+        }
+        Ok::<_, rusqlite::Error>((all, last))
+    })
+    .await
+    .map_err(presence_failed)?
+    .map_err(presence_failed)?;
+    Ok(Json(serde_json::json!({
+        "devices": all.into_iter().map(|(device, online, since)| serde_json::json!({
+            "device": device, "online": online, "since": since,
+        })).collect::<Vec<_>>(),
+        "last": last,
+    })))
+}
+
+/// `GET /api/v1/devices/presence/events` (SSE, office): each box coming online or going
+/// offline, in order, each with its sequence number as the event id; a reconnect with
+/// `Last-Event-ID` gets what it missed, once. Ends when the session's token expires.
+pub(super) async fn presence_events(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt as _;
+    office(&who)?;
+    let p = presence_store(&state)?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    let stream = futures_util::stream::unfold(
+        (
+            p,
+            after,
+            std::collections::VecDeque::<crate::hub::usp::PresenceEvent>::new(),
+        ),
+        |(p, mut after, mut queue)| async move {
+            loop {
+                if let Some(ev) = queue.pop_front() {
+                    let sse = Event::default()
+                        .id(ev.seq.to_string())
+                        .event("presence")
+                        .json_data(&ev)
+                        .unwrap_or_else(|_| Event::default().comment("unencodable event"));
+                    return Some((Ok::<_, std::convert::Infallible>(sse), (p, after, queue)));
+                }
+                // Registered before the read, so an event recorded meanwhile still wakes us.
+                let notified = p.changed.notified();
+                let reader = Arc::clone(&p);
+                let batch = tokio::task::spawn_blocking(move || reader.after(after, 500))
+                    .await
+                    .ok()?
+                    .ok()?;
+                match batch.last() {
+                    Some(last) => {
+                        after = last.seq;
+                        queue.extend(batch);
+                    }
+                    None => notified.await,
+                }
+            }
+        },
+    );
+    let expires_in = u64::try_from(who.exp - state.sync.now().0 / 1000).unwrap_or(0);
+    let until = tokio::time::sleep(std::time::Duration::from_secs(expires_in));
+    Ok(Sse::new(stream.take_until(until))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
