@@ -1254,6 +1254,8 @@ pub fn router(state: AppState) -> Router {
             post(hub::uptime_kuma).layer(DefaultBodyLimit::max(hub::MAX_TWILIO_BODY)),
         )
         .route("/api/v1/alerts", get(hub::alerts))
+        .route("/api/v1/usp/devices", get(devices::usp_devices))
+        .route("/api/v1/usp/devices/{sn}", get(devices::usp_device))
         .route("/api/v1/devices/presence", get(devices::presence))
         .route(
             "/api/v1/devices/presence/events",

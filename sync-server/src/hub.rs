@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod inbox;
 pub mod ledger;
 pub mod notify;
+pub mod oktopus;
 pub mod payments;
 pub mod signature;
 pub mod sms;
@@ -40,6 +41,7 @@ impl std::fmt::Debug for HubSettings {
             .field("vision", &self.vision.is_some())
             .field("pages", &self.pages.is_some())
             .field("acs", &self.acs.is_some())
+            .field("usp", &self.usp.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +65,8 @@ pub struct Hub {
     pub devices: Option<Arc<acs::Devices>>,
     /// Which USP boxes are online, from Oktopus's MQTT broker (empty until it is configured).
     pub presence: Arc<usp::Presence>,
+    /// Oktopus's REST controller, when configured.
+    pub usp: Option<Arc<dyn oktopus::Usp>>,
     pub twilio: Option<TwilioSettings>,
     pub stripe: Option<StripeSettings>,
     /// The address providers call (`https://sync.example.net`), without a trailing slash.
@@ -109,6 +113,16 @@ where
             None
         }
     }
+}
+
+/// An HTTP client for a peer on the operator's network (GenieACS, Oktopus): the process's TLS
+/// stack, `timeout` for a whole request, 5 s to connect.
+pub(crate) fn peer_client(timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
+    crate::tls::install_crypto();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
 }
 
 /// A worker with nothing due rests until `wake` fires, `next` (Unix milliseconds, against
@@ -172,6 +186,8 @@ pub struct HubSettings {
     pub uptime_kuma_secret: Option<crate::settings::Secret>,
     /// The ACS customers' boxes are read through (GenieACS's client, or a double).
     pub acs: Option<Arc<dyn acs::Acs>>,
+    /// The USP controller (Oktopus's client, or a double).
+    pub usp: Option<Arc<dyn oktopus::Usp>>,
 }
 
 impl Hub {
@@ -198,6 +214,7 @@ impl Hub {
                 .transpose()?,
             pages: settings.pages,
             presence: usp::Presence::open(&file, settings.full_sync)?,
+            usp: settings.usp,
             devices: settings
                 .acs
                 .map(|a| acs::Devices::open(&file, a))

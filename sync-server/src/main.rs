@@ -490,6 +490,23 @@ fn main() -> Result<()> {
                 .or_else(|| settings.public_url.clone()),
             full_sync: settings.sqlite_full_sync,
             uptime_kuma_secret: settings.uptime_kuma_secret.clone(),
+            usp: match settings
+                .oktopus
+                .as_ref()
+                .and_then(|o| Some((o.url.clone()?, o.email.clone()?, o.password.clone()?)))
+            {
+                Some((url, email, password)) => Some(Arc::new(
+                    sync_server::hub::oktopus::OktopusClient::new(
+                        &url,
+                        &email,
+                        password,
+                        std::time::Duration::from_secs(30),
+                    )
+                    .context("the Oktopus client")?,
+                )
+                    as Arc<dyn sync_server::hub::oktopus::Usp>),
+                None => None,
+            },
             acs: match &settings.genieacs {
                 Some(g) => Some(Arc::new(
                     sync_server::hub::acs::GenieAcsClient::new(
@@ -579,15 +596,19 @@ fn main() -> Result<()> {
         }
         _ => {}
     }
-    if let Some(o) = &settings.oktopus {
+    if let Some((o, host)) = settings
+        .oktopus
+        .as_ref()
+        .and_then(|o| o.mqtt_host.clone().map(|h| (o, h)))
+    {
         println!(
-            "Oktopus: following box presence on MQTT {}:{}",
-            o.mqtt_host, o.mqtt_port
+            "Oktopus: following box presence on MQTT {host}:{}",
+            o.mqtt_port
         );
         rt.spawn(sync_server::hub::usp::run(
             Arc::clone(&hub.presence),
             sync_server::hub::usp::MqttLink {
-                host: o.mqtt_host.clone(),
+                host,
                 port: o.mqtt_port,
                 client_id: o.mqtt_client_id.clone(),
                 credentials: o.mqtt_username.clone().map(|u| {
@@ -692,6 +713,7 @@ struct DemoPeers {
     stripe: Option<sync_server::doubles::stripe::StripeDouble>,
     _gemini: Option<sync_server::doubles::gemini::GeminiDouble>,
     _genieacs: Option<sync_server::doubles::genieacs::GenieAcsDouble>,
+    _oktopus: Option<sync_server::doubles::oktopus::OktopusDouble>,
 }
 
 /// Starts a local double for each integration the settings leave off, and points the settings
@@ -708,6 +730,7 @@ async fn demo_peers(
         stripe: None,
         _gemini: None,
         _genieacs: None,
+        _oktopus: None,
     };
     if settings.twilio.is_none() {
         let sid = format!("AC{}", secret());
@@ -771,6 +794,36 @@ async fn demo_peers(
         });
         peers._genieacs = Some(double);
     }
+    if settings.oktopus.as_ref().is_none_or(|o| o.url.is_none()) {
+        let password = secret();
+        let double = sync_server::doubles::oktopus::OktopusDouble::new(
+            "demo@fsm.invalid",
+            &password,
+            Arc::new(SystemClock),
+        );
+        demo_usp_agents(&double);
+        let url = double
+            .start()
+            .await
+            .context("starting the Oktopus double")?;
+        println!("Oktopus: local double at {url} (three USP agents, one online)");
+        let o = settings
+            .oktopus
+            .get_or_insert_with(|| sync_server::settings::OktopusSettings {
+                url: None,
+                email: None,
+                password: None,
+                mqtt_host: None,
+                mqtt_port: 1883,
+                mqtt_client_id: "fsm-sync-server".into(),
+                mqtt_username: None,
+                mqtt_password: None,
+            });
+        o.url = Some(url);
+        o.email = Some("demo@fsm.invalid".into());
+        o.password = Some(Secret::new(password));
+        peers._oktopus = Some(double);
+    }
     Ok(peers)
 }
 
@@ -825,4 +878,35 @@ fn demo_acs(
         }
     }
     Ok(double)
+}
+
+/// The demo's USP agents: one online with its DeviceInfo and Wi-Fi, one offline, one
+/// associating.
+fn demo_usp_agents(double: &sync_server::doubles::oktopus::OktopusDouble) {
+    use sync_server::hub::oktopus::UspDevice;
+    let agent = |sn: &str, status: u8| UspDevice {
+        sn: sn.into(),
+        model: "OB-USP".into(),
+        vendor: "OB-USP-AGENT".into(),
+        version: "9.0.0".into(),
+        product_class: "USP Agent".into(),
+        alias: String::new(),
+        status,
+    };
+    let params: std::collections::BTreeMap<String, serde_json::Value> = [
+        ("Device.DeviceInfo.Manufacturer", "OB-USP-AGENT"),
+        ("Device.DeviceInfo.ModelName", "OB-USP"),
+        ("Device.DeviceInfo.SoftwareVersion", "9.0.0"),
+        ("Device.DeviceInfo.UpTime", "86400"),
+        ("Device.WiFi.SSID.1.SSID", "Maison"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+    .collect();
+    double.add(agent("oktopus-0-mqtt", 2), params.clone());
+    double.add(agent("oktopus-1-ws", 0), params);
+    double.add(
+        agent("oktopus-2-stomp", 1),
+        std::collections::BTreeMap::new(),
+    );
 }

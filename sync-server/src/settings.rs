@@ -89,8 +89,8 @@ pub struct Settings {
     pub gemini: Option<GeminiSettings>,
     /// The customers' boxes through GenieACS's NBI; off when absent (`APP_GENIEACS__URL`).
     pub genieacs: Option<GenieAcsSettings>,
-    /// Oktopus (TR-369/USP): boxes' presence from its MQTT broker; off when absent
-    /// (`APP_OKTOPUS__MQTT_HOST`…).
+    /// Oktopus (TR-369/USP): its REST controller (`APP_OKTOPUS__URL`, `__EMAIL`, `__PASSWORD`)
+    /// and boxes' presence from its MQTT broker (`APP_OKTOPUS__MQTT_HOST`…); off when absent.
     pub oktopus: Option<OktopusSettings>,
     /// The time zone customers' texts tell times in (an arrival window), IANA name; default
     /// `America/Toronto`.
@@ -142,10 +142,16 @@ fn default_stripe_api() -> String {
     "https://api.stripe.com".into()
 }
 
-/// Oktopus's MQTT broker, where USP agents' online/offline status is published.
+/// Oktopus: its REST controller (devices, USP Get) and its MQTT broker, where USP agents'
+/// online/offline status is published. Each part is on when its settings are given.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct OktopusSettings {
-    pub mqtt_host: String,
+    /// `http://oktopus:8000` (the controller's REST API).
+    pub url: Option<String>,
+    /// The controller account the server signs in with.
+    pub email: Option<String>,
+    pub password: Option<Secret>,
+    pub mqtt_host: Option<String>,
     #[serde(default = "default_mqtt_port")]
     pub mqtt_port: u16,
     /// Ours alone, and the same across restarts: the broker keeps what happened while we were

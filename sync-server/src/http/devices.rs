@@ -340,3 +340,95 @@ pub(super) async fn presence_events(
         .keep_alive(KeepAlive::default())
         .into_response())
 }
+
+fn usp(state: &AppState) -> Result<Arc<dyn crate::hub::oktopus::Usp>, ApiError> {
+    state
+        .hub
+        .as_ref()
+        .and_then(|h| h.usp.clone())
+        .ok_or(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "usp_off",
+            message: "no USP controller is configured on this server (oktopus.url)".into(),
+        })
+}
+
+fn usp_error(e: &crate::hub::oktopus::UspError) -> ApiError {
+    use crate::hub::oktopus::UspError;
+    let (status, code) = match e {
+        UspError::Offline(_) => (StatusCode::SERVICE_UNAVAILABLE, "device_offline"),
+        UspError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "usp_unreachable"),
+        UspError::Credentials(_) => (StatusCode::BAD_GATEWAY, "usp_credentials"),
+        UspError::Refused { .. } | UspError::BadAnswer(_) => (StatusCode::BAD_GATEWAY, "usp_error"),
+    };
+    if !matches!(e, UspError::Offline(_)) {
+        tracing::warn!(error = %e, "usp.failed");
+    }
+    ApiError {
+        status,
+        code,
+        message: e.to_string(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct PageQuery {
+    #[serde(default)]
+    page: u32,
+    #[serde(default = "default_page_size")]
+    size: u32,
+}
+
+fn default_page_size() -> u32 {
+    20
+}
+
+/// `GET /api/v1/usp/devices?page=&size=` (office): the boxes Oktopus knows, a page at a time.
+pub(super) async fn usp_devices(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    office(&who)?;
+    let usp = usp(&state)?;
+    let (devices, total) = usp
+        .devices(q.page, q.size)
+        .await
+        .map_err(|e| usp_error(&e))?;
+    Ok(Json(serde_json::json!({
+        "devices": devices.iter().map(|d| serde_json::json!({"device": d, "state": d.state()})).collect::<Vec<_>>(),
+        "total": total,
+    })))
+}
+
+/// `GET /api/v1/usp/devices/{sn}` (office): the box and, when it is online, its DeviceInfo read
+/// now over USP; offline, said so (`"live": null`, `"offline": "…"`).
+pub(super) async fn usp_device(
+    State(state): State<AppState>,
+    Authed(who): Authed,
+    Path(sn): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::hub::oktopus::UspError;
+    office(&who)?;
+    let usp = usp(&state)?;
+    let device = usp
+        .device(&sn)
+        .await
+        .map_err(|e| usp_error(&e))?
+        .ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "no_device",
+            message: format!("Oktopus knows no box {sn}"),
+        })?;
+    let (live, offline) = match usp.get(&sn, &["Device.DeviceInfo."]).await {
+        Ok(params) => (Some(params), None),
+        Err(UspError::Offline(m)) => (None, Some(m)),
+        Err(e) => return Err(usp_error(&e)),
+    };
+    Ok(Json(serde_json::json!({
+        "device": device,
+        "state": device.state(),
+        "live": live,
+        "offline": offline,
+    })))
+}

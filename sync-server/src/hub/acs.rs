@@ -251,12 +251,8 @@ impl GenieAcsClient {
         timeout: Duration,
         connection_request: Duration,
     ) -> Result<Self, reqwest::Error> {
-        crate::tls::install_crypto();
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(Duration::from_secs(5))
-                .build()?,
+            http: super::peer_client(timeout)?,
             base: base.trim_end_matches('/').to_owned(),
             connection_request_ms: u64::try_from(connection_request.as_millis())
                 .unwrap_or(u64::MAX),

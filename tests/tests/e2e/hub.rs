@@ -210,6 +210,7 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
             pages: None,
             uptime_kuma_secret: None,
             acs: None,
+            usp: None,
         },
         sync_server::hub::customers_by_phone(Arc::clone(&svc)),
     )
