@@ -229,7 +229,7 @@ pub struct HostGroup {
     pub hosts: Vec<Host>,
 }
 
-/// Everything [`summarize`] reads.
+/// What the server reads off a device document (`sync_server::hub::acs::summary::summarize`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSummary {
     pub device_id: String,

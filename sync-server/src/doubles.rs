@@ -6,6 +6,7 @@
 pub mod gemini;
 pub mod genieacs;
 pub mod oktopus;
+pub mod snmpsim;
 pub mod stripe;
 pub mod twilio;
 

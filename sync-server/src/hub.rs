@@ -17,6 +17,7 @@ pub mod inbox;
 pub mod ledger;
 pub mod notify;
 pub mod oktopus;
+pub mod olt;
 pub mod payments;
 pub mod signature;
 pub mod sms;
