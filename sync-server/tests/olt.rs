@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sync_server::doubles::snmpsim::{Agent, big_huawei};
-use sync_server::hub::olt::{self, OnuState, PollError, Target, Vendor};
+use sync_server::doubles::snmpsim::{Agent, big_huawei, big_huawei_down};
+use sync_server::hub::olt::{self, Finding, OnuState, PollError, Target, Vendor};
 
 #[allow(clippy::disallowed_methods)] // where the agent lives is the environment's to say
 fn python() -> PathBuf {
@@ -113,4 +113,41 @@ fn a_4096_onu_olt_is_read_whole_and_a_stopped_agent_is_unreachable() {
         poll.join().unwrap(),
         Err(PollError::Unreachable("big".into()))
     );
+}
+
+#[test]
+fn a_cut_feeder_is_one_port_outage_and_a_lone_onu_is_the_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let a = Agent::start(&python(), dir.path(), &[("big", big_huawei())]).unwrap();
+        olt::poll(&target("big", a.port, "big", Vendor::Huawei)).unwrap()
+    };
+    // Next poll: five ONUs of 0/1/2 down together, and one of 0/3/0.
+    let cut: Vec<(u32, u32, u64)> = (10..15).map(|n| (1, 2, n)).chain([(3, 0, 99)]).collect();
+    let after = {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Agent::start(&python(), dir.path(), &[("big", big_huawei_down(&cut))]).unwrap();
+        olt::poll(&target("big", a.port, "big", Vendor::Huawei)).unwrap()
+    };
+    let changes = olt::diff(&before, &after);
+    assert_eq!(changes.len(), 6, "{changes:?}");
+    let findings = olt::correlate(&changes, &after);
+    assert_eq!(findings.len(), 2, "{findings:?}");
+    let Finding::PortOutage { port, onus, of } = &findings[0] else {
+        panic!("{findings:?}");
+    };
+    assert_eq!(port.to_string(), "0/1/2");
+    assert_eq!((onus.len(), *of), (5, 128));
+    assert_eq!(
+        onus[0].1.as_deref(),
+        Some(format!("HWTC{:08X}", 10 * 1000 + 10).as_str())
+    );
+    assert!(matches!(
+        &findings[1],
+        Finding::CustomerFault {
+            onu: 99,
+            state: OnuState::Offline,
+            ..
+        }
+    ));
 }

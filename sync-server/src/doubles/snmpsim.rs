@@ -104,6 +104,11 @@ impl Agent {
 /// (`p` = slot·8 + port) has serial `HWTC` + `p·1000+n` in hex, description `client-<that>`,
 /// is online unless `n % 50 == 7`, Tx 2.15 dBm, Rx `−(15 + n/100)` dBm.
 pub fn big_huawei() -> String {
+    big_huawei_down(&[])
+}
+
+/// [`big_huawei`] with the ONUs `(slot, port, n)` of `down` offline too (a cut, a power loss).
+pub fn big_huawei_down(down: &[(u32, u32, u64)]) -> String {
     let base = "1.3.6.1.4.1.2011.6.128.1.1.2";
     let mut lines: Vec<(Vec<u64>, String)> = Vec::new();
     for slot in 0..4u32 {
@@ -122,7 +127,8 @@ pub fn big_huawei() -> String {
                 };
                 row("43.1.3", "4x", format!("48575443{id:08X}"));
                 row("43.1.9", "4", format!("client-{id}"));
-                row("46.1.15", "2", if n % 50 == 7 { "2" } else { "1" }.into());
+                let off = n % 50 == 7 || down.contains(&(slot, port, n));
+                row("46.1.15", "2", if off { "2" } else { "1" }.into());
                 row("51.1.3", "2", "215".into());
                 row("51.1.4", "2", format!("-{}", 1500 + n));
             }
