@@ -311,4 +311,27 @@ fn dispatchers_follow_presence_live_and_resume_where_they_left() {
     rt.block_on(status(&pubs, &b, false));
     let (_, third) = next(&mut resumed, &b);
     assert!(!third.online && third.seq > second.seq);
+    // An admin revokes the dispatcher's session: the open stream ends at once.
+    let admin = support::token(Role::Admin, DeviceId(DocId::from_u128(0xad32)));
+    let revoked = http
+        .post(format!("{base}/api/v1/auth/revoke"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"token": dispatcher}))
+        .send()
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    let ended = Instant::now();
+    let mut rest = String::new();
+    loop {
+        let mut line = String::new();
+        if resumed.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        rest.push_str(&line);
+        assert!(
+            ended.elapsed() < Duration::from_secs(10),
+            "still open: {rest}"
+        );
+    }
+    assert!(ended.elapsed() < Duration::from_secs(10));
 }

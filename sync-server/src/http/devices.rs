@@ -286,7 +286,8 @@ pub(super) async fn presence(
 
 /// `GET /api/v1/devices/presence/events` (SSE, office): each box coming online or going
 /// offline, in order, each with its sequence number as the event id; a reconnect with
-/// `Last-Event-ID` gets what it missed, once. Ends when the session's token expires.
+/// `Last-Event-ID` gets what it missed, once. Ends when the session's token expires or is
+/// revoked.
 pub(super) async fn presence_events(
     State(state): State<AppState>,
     Authed(who): Authed,
@@ -334,9 +335,22 @@ pub(super) async fn presence_events(
             }
         },
     );
+    // It ends when the token expires, or as soon as its session is revoked.
     let expires_in = u64::try_from(who.exp - state.sync.now().0 / 1000).unwrap_or(0);
     let until = tokio::time::sleep(std::time::Duration::from_secs(expires_in));
-    Ok(Sse::new(stream.take_until(until))
+    let revoked = {
+        let (service, mut changes) = (Arc::clone(&state.sync), state.sync.revocations());
+        async move {
+            while changes.changed().await.is_ok() {
+                if service.is_session_revoked(&who) {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        }
+    };
+    let end = futures_util::future::select(Box::pin(until), Box::pin(revoked));
+    Ok(Sse::new(stream.take_until(end))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
