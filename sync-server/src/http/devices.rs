@@ -261,21 +261,11 @@ pub(super) async fn presence(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     office(&who)?;
     let p = presence_store(&state)?;
-    let (all, last) = tokio::task::spawn_blocking(move || {
-        let all = p.all()?;
-        let mut last = 0;
-        loop {
-            let batch = p.after(last, 10_000)?;
-            match batch.last() {
-                Some(e) => last = e.seq,
-                None => break,
-            }
-        }
-        Ok::<_, rusqlite::Error>((all, last))
-    })
-    .await
-    .map_err(presence_failed)?
-    .map_err(presence_failed)?;
+    let (all, last) =
+        tokio::task::spawn_blocking(move || Ok::<_, rusqlite::Error>((p.all()?, p.last_seq()?)))
+            .await
+            .map_err(presence_failed)?
+            .map_err(presence_failed)?;
     Ok(Json(serde_json::json!({
         "devices": all.into_iter().map(|(device, online, since)| serde_json::json!({
             "device": device, "online": online, "since": since,

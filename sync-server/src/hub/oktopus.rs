@@ -170,11 +170,9 @@ impl OktopusClient {
             .clone()
     }
 
-    async fn login(&self) -> Result<String, UspError> {
-        let resp = self
-            .http
-            .put(format!("{}/api/auth/login", self.base))
-            .json(&serde_json::json!({"email": self.email, "password": self.password.expose()}))
+    /// Sends a request: its status and text, or why nothing came back.
+    async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, String), UspError> {
+        let resp = req
             .send()
             .await
             .map_err(|e| UspError::Unreachable(e.to_string()))?;
@@ -183,6 +181,15 @@ impl OktopusClient {
             .text()
             .await
             .map_err(|e| UspError::Unreachable(e.to_string()))?;
+        Ok((status, body))
+    }
+
+    async fn login(&self) -> Result<String, UspError> {
+        let (status, body) =
+            Self::exchange(self.http.put(format!("{}/api/auth/login", self.base)).json(
+                &serde_json::json!({"email": self.email, "password": self.password.expose()}),
+            ))
+            .await?;
         match status {
             200 => {
                 let token: String = serde_json::from_str(&body)
@@ -215,16 +222,10 @@ impl OktopusClient {
             }
         };
         loop {
-            let resp = make(&self.http)
-                .header(reqwest::header::AUTHORIZATION, token.as_str())
-                .send()
-                .await
-                .map_err(|e| UspError::Unreachable(e.to_string()))?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .text()
-                .await
-                .map_err(|e| UspError::Unreachable(e.to_string()))?;
+            let (status, body) = Self::exchange(
+                make(&self.http).header(reqwest::header::AUTHORIZATION, token.as_str()),
+            )
+            .await?;
             if status == 401 && !fresh {
                 fresh = true;
                 token = self.login().await?;

@@ -139,6 +139,15 @@ impl Presence {
         .collect()
     }
 
+    /// The last event's sequence number (0 before any).
+    pub fn last_seq(&self) -> Result<i64, rusqlite::Error> {
+        super::lock_db(&self.db).query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM usp_events",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     /// Every box we know of, its state and since when.
     pub fn all(&self) -> Result<Vec<(String, bool, i64)>, rusqlite::Error> {
         let db = super::lock_db(&self.db);

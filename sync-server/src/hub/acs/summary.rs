@@ -442,6 +442,14 @@ mod tr181 {
 
     pub(super) fn wan(root: &Value) -> Vec<Wan> {
         let mut out = Vec::new();
+        // Each DHCP client's interface (`Device.IP.Interface.4`) and address, read once.
+        let dhcp: Vec<(String, Option<String>)> = instances(root, "DHCPv4.Client")
+            .into_iter()
+            .filter_map(|(_, c)| {
+                let iface = text(c, "Interface")?;
+                Some((reference(&iface).to_owned(), address(text(c, "IPAddress"))))
+            })
+            .collect();
         for (i, ip) in instances(root, "IP.Interface") {
             let name = text(ip, "Name");
             let lower = text(ip, "LowerLayers").unwrap_or_default();
@@ -458,13 +466,11 @@ mod tr181 {
             let ppp = reference(&lower)
                 .strip_prefix("Device.PPP.Interface.")
                 .and_then(|n| node(root, &format!("PPP.Interface.{n}")));
-            let dhcp_ip = instances(root, "DHCPv4.Client")
-                .into_iter()
-                .find(|(_, c)| {
-                    text(c, "Interface").as_deref().map(reference)
-                        == Some(format!("Device.IP.Interface.{i}").as_str())
-                })
-                .and_then(|(_, c)| address(text(c, "IPAddress")));
+            let this = format!("Device.IP.Interface.{i}");
+            let dhcp_ip = dhcp
+                .iter()
+                .find(|(iface, _)| *iface == this)
+                .and_then(|(_, a)| a.clone());
             let ip_addr = instances(ip, "IPv4Address")
                 .into_iter()
                 .find_map(|(_, a)| address(text(a, "IPAddress")))
