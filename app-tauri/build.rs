@@ -44,6 +44,7 @@ fn main() {
             "conflict_resolve",
             "network_get",
             "network_act",
+            "network_picture",
         ]),
     ))
     .expect("the Tauri build step failed (see the message above)");

@@ -15,11 +15,11 @@ use app_tauri_core::views::parse_id;
 use base64::Engine as _;
 use shared::ids::JobId;
 use shared::ipc::{
-    AssignArgs, Board, CheckInArgs, CommandError, ConflictView, DateRange, DeviceStatus,
+    AssignArgs, Board, BoardArgs, CheckInArgs, CommandError, ConflictView, DateRange, DeviceStatus,
     EquipmentMoveArgs, EquipmentView, ErrorKind, JobDetail, JobDraft, JobRef, JobSummary,
     JobTextArgs, LocationHit, LoginArgs, MaterialArgs, NetworkActArgs, NetworkActionView,
-    NetworkArgs, NetworkView, PhotoArgs, ResolveArgs, SearchArgs, Session, SetStatusArgs,
-    SuggestionView,
+    NetworkArgs, NetworkPictureView, NetworkView, PhotoArgs, ResolveArgs, SearchArgs, Session,
+    SetStatusArgs, SuggestionView,
 };
 use shared::model::JobStatus;
 use shared::record::EntityKind;
@@ -63,6 +63,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         conflict_resolve,
         network_get,
         network_act,
+        network_picture,
     ]
 }
 
@@ -311,6 +312,20 @@ async fn network_act(
     .map_err(|e| CommandError::new(ErrorKind::Internal, e.to_string()))??)
 }
 
+/// The access network's outages and the jobs behind them, for the office.
+#[tauri::command]
+async fn network_picture(state: State<'_, AppState>) -> Answer<NetworkPictureView> {
+    office(&lock(&state))?;
+    let dev = std::sync::Arc::clone(&state.device);
+    Ok(
+        tauri::async_runtime::spawn_blocking(move || {
+            device::network_picture(&dev, NETWORK_TIMEOUT)
+        })
+        .await
+        .map_err(|e| CommandError::new(ErrorKind::Internal, e.to_string()))??,
+    )
+}
+
 #[tauri::command(async)]
 fn location_search(state: State<'_, AppState>, args: SearchArgs) -> Answer<Vec<LocationHit>> {
     let d = lock(&state);
@@ -330,12 +345,14 @@ fn location_search(state: State<'_, AppState>, args: SearchArgs) -> Answer<Vec<L
 }
 
 #[tauri::command(async)]
-fn board_get(state: State<'_, AppState>, args: DateRange) -> Answer<Board> {
+fn board_get(state: State<'_, AppState>, args: BoardArgs) -> Answer<Board> {
     let d = lock(&state);
     office(&d)?;
     let from = app_tauri_core::views::parse_date(&args.from).map_err(DeviceError::from)?;
     let to = app_tauri_core::views::parse_date(&args.to).map_err(DeviceError::from)?;
-    Ok(d.replica()?.board(from, to).map_err(DeviceError::from)?)
+    Ok(d.replica()?
+        .board(from, to, &args.filter)
+        .map_err(DeviceError::from)?)
 }
 
 #[tauri::command(async)]

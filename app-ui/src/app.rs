@@ -79,8 +79,9 @@ fn load(store: &Store) {
         }
         Screen::Board => {
             let (from, to) = s.board_range();
+            let filter = s.board_filter.clone();
             spawn(store, async move {
-                ipc::board_get(from.to_string(), to.to_string())
+                ipc::board_get(from.to_string(), to.to_string(), filter)
                     .await
                     .map(Action::Board)
             });
@@ -146,6 +147,7 @@ pub fn app() -> Html {
             store.screen.clone(),
             store.session.clone(),
             store.board_range(),
+            store.board_filter.clone(),
             store.revision,
         );
         use_effect_with(deps, move |_| load(&store2));

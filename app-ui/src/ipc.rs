@@ -7,11 +7,11 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::ipc::{
-    AssignArgs, Board, CheckInArgs, CommandError, ConflictView, DateRange, DeviceStatus,
-    EquipmentMoveArgs, EquipmentView, ErrorKind, JobDetail, JobDraft, JobRef, JobSummary,
-    JobTextArgs, LocationHit, LoginArgs, MaterialArgs, NetworkActArgs, NetworkActionView,
-    NetworkArgs, NetworkView, PhotoArgs, ResolveArgs, SearchArgs, Session, SetStatusArgs,
-    SuggestionView, cmd,
+    AssignArgs, Board, BoardArgs, BoardFilter, CheckInArgs, CommandError, ConflictView, DateRange,
+    DeviceStatus, EquipmentMoveArgs, EquipmentView, ErrorKind, JobDetail, JobDraft, JobRef,
+    JobSummary, JobTextArgs, LocationHit, LoginArgs, MaterialArgs, NetworkActArgs,
+    NetworkActionView, NetworkArgs, NetworkPictureView, NetworkView, PhotoArgs, ResolveArgs,
+    SearchArgs, Session, SetStatusArgs, SuggestionView, cmd,
 };
 use wasm_bindgen::prelude::*;
 
@@ -157,11 +157,18 @@ pub async fn network_get(equipment: String) -> Result<NetworkView, CommandError>
 pub async fn network_act(args: NetworkActArgs) -> Result<NetworkActionView, CommandError> {
     call(cmd::NETWORK_ACT, &args).await
 }
+pub async fn network_picture() -> Result<NetworkPictureView, CommandError> {
+    call(cmd::NETWORK_PICTURE, &()).await
+}
 pub async fn location_search(query: String) -> Result<Vec<LocationHit>, CommandError> {
     call(cmd::LOCATION_SEARCH, &SearchArgs { query }).await
 }
-pub async fn board_get(from: String, to: String) -> Result<Board, CommandError> {
-    call(cmd::BOARD_GET, &DateRange { from, to }).await
+pub async fn board_get(
+    from: String,
+    to: String,
+    filter: BoardFilter,
+) -> Result<Board, CommandError> {
+    call(cmd::BOARD_GET, &BoardArgs { from, to, filter }).await
 }
 pub async fn conflict_list() -> Result<Vec<ConflictView>, CommandError> {
     call(cmd::CONFLICT_LIST, &()).await

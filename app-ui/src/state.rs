@@ -5,8 +5,8 @@ use std::rc::Rc;
 
 use chrono::{Datelike, Days, NaiveDate};
 use shared::ipc::{
-    AssignArgs, Board, CommandError, ConflictView, DeviceStatus, EquipmentView, ErrorKind,
-    JobDetail, JobDraft, JobSummary, Session, SuggestionView,
+    AssignArgs, Board, BoardFilter, CommandError, ConflictView, DeviceStatus, EquipmentView,
+    ErrorKind, JobDetail, JobDraft, JobSummary, Session, SuggestionView,
 };
 use yew::Reducible;
 
@@ -67,6 +67,8 @@ pub struct AppState {
     pub board: Option<Board>,
     pub board_view: BoardView,
     pub board_date: NaiveDate,
+    /// What the board shows of its range.
+    pub board_filter: BoardFilter,
     pub pick: Option<Pick>,
     pub conflicts: Vec<ConflictView>,
     /// The equipment query as typed, and the results for it.
@@ -95,6 +97,7 @@ impl AppState {
             board: None,
             board_view: BoardView::Day,
             board_date: today,
+            board_filter: BoardFilter::default(),
             pick: None,
             conflicts: Vec::new(),
             search_query: String::new(),
@@ -211,6 +214,7 @@ pub enum Action {
     Detail(Box<JobDetail>),
     Board(Board),
     BoardView(BoardView),
+    BoardFilter(BoardFilter),
     /// Moves the board by whole days (day view) or weeks (week view).
     BoardShift(i64),
     BoardToday,
@@ -288,6 +292,8 @@ impl Reducible for AppState {
                     s.detail = Some(*d);
                 }
             }
+            // An answer read with a filter since changed (typing outruns the reads) is dropped.
+            Action::Board(b) if b.filter != s.board_filter => {}
             Action::Board(b) => {
                 if s.pick
                     .as_ref()
@@ -297,6 +303,7 @@ impl Reducible for AppState {
                 }
                 s.board = Some(b);
             }
+            Action::BoardFilter(f) => s.board_filter = f,
             Action::BoardView(v) => {
                 s.board_view = v;
                 s.pick = None;

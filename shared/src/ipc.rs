@@ -44,6 +44,8 @@ pub mod cmd {
     pub const NETWORK_GET: &str = "network_get";
     /// Refresh part of a box, or reboot it.
     pub const NETWORK_ACT: &str = "network_act";
+    /// The access network's outages and the jobs behind them (the office).
+    pub const NETWORK_PICTURE: &str = "network_picture";
 }
 
 /// Event names the shell emits.
@@ -339,10 +341,65 @@ pub struct Board {
     pub from: String,
     pub to: String,
     pub technicians: Vec<TechnicianView>,
-    /// Assigned jobs in the range.
+    /// Assigned jobs in the range (those the filter keeps).
     pub jobs: Vec<JobSummary>,
-    /// Jobs with no technician, any date, oldest first.
+    /// Jobs with no technician, any date, oldest first (those the filter keeps).
     pub unassigned: Vec<JobSummary>,
+    /// What the filter can pick from, read from every job of the range and the queue: towns,
+    /// job types (as titles name them) and required skills.
+    #[serde(default)]
+    pub towns: Vec<String>,
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub skills: Vec<SkillOption>,
+    /// How many jobs the filter hides.
+    #[serde(default)]
+    pub hidden: u32,
+    /// The filter this board was read with (an answer for an older filter is dropped).
+    #[serde(default)]
+    pub filter: BoardFilter,
+}
+
+/// A skill the board's filter offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillOption {
+    pub id: String,
+    pub label: String,
+}
+
+/// What the board shows; every part left empty shows everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardFilter {
+    /// Words of the customer's name, address or phone number, or of the job's title.
+    #[serde(default)]
+    pub query: String,
+    /// The statuses shown (`scheduled`, `en_route`…); none: all.
+    #[serde(default)]
+    pub statuses: Vec<String>,
+    #[serde(default)]
+    pub town: Option<String>,
+    /// The job's type, as its title names it (« Installation fibre »).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// A skill (tag id) the job requires.
+    #[serde(default)]
+    pub skill: Option<String>,
+}
+
+impl BoardFilter {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// `board_get` arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardArgs {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub filter: BoardFilter,
 }
 
 /// `network_get`: a piece of equipment (its id).
@@ -367,6 +424,18 @@ pub struct NetworkView {
     pub equipment: String,
     pub reading: Option<crate::network::Reading>,
     pub offline: bool,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    /// The fibre line behind it as its OLT last saw it, when an OLT reports its ONU.
+    #[serde(default)]
+    pub line: Option<crate::network::LineView>,
+}
+
+/// `network_picture`: the access network as dispatchers see it, or why there is none (`code`
+/// `olts_off` when no OLT is configured, `offline`…).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkPictureView {
+    pub picture: Option<crate::network::NetworkPicture>,
     pub code: Option<String>,
     pub error: Option<String>,
 }

@@ -302,3 +302,153 @@ impl TaskOutcome {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The access network: OLTs, the ONUs on their PON ports, and the incidents read from them.
+
+/// Where an ONU is in its life, as its OLT sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnuState {
+    Online,
+    /// Loss of signal: the fibre is cut or dirty.
+    Los,
+    /// The ONU said it was losing power.
+    DyingGasp,
+    Offline,
+    /// Registering, authenticating: neither up nor down yet.
+    Other,
+}
+
+impl OnuState {
+    /// Whether the customer behind it has no service.
+    pub fn is_down(self) -> bool {
+        matches!(self, Self::Los | Self::DyingGasp | Self::Offline)
+    }
+}
+
+/// What an incident is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// Several ONUs of one PON port went down together: the port, the splitter or the feeder
+    /// fibre, not the customers' side.
+    PortOutage,
+    /// One ONU down on a port whose others are fine: the customer's side (power, fibre drop).
+    CustomerFault,
+    /// The OLT does not answer its poll: nothing is known of its ONUs (not an outage of them).
+    OltUnreachable,
+}
+
+/// An ONU an incident is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnuRef {
+    /// Its id on the PON port.
+    pub onu: u32,
+    /// Its GPON serial (`HWTCA94196A5`), when the OLT reports it.
+    pub serial: Option<String>,
+    pub state: OnuState,
+}
+
+/// A job of an affected customer, open or upcoming.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AffectedJob {
+    pub id: crate::ids::DocId,
+    pub title: String,
+    pub date: chrono::NaiveDate,
+    pub status: crate::model::JobStatus,
+    pub technician: Option<crate::ids::DocId>,
+}
+
+/// A customer an incident touches, found through the ONU's serial on their service equipment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Affected {
+    pub serial: String,
+    pub equipment: crate::ids::DocId,
+    pub customer: Option<crate::ids::DocId>,
+    pub customer_name: Option<String>,
+    pub location: Option<crate::ids::DocId>,
+    /// The service address, on one line.
+    pub address: Option<String>,
+    /// Their open and upcoming jobs.
+    pub jobs: Vec<AffectedJob>,
+}
+
+/// One incident of the access network, open (`ended` empty) or over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: i64,
+    /// The OLT's name, as configured.
+    pub olt: String,
+    pub kind: IncidentKind,
+    /// The PON port (`frame/slot/port`), for a port outage or a customer fault.
+    pub port: Option<String>,
+    /// The ONUs down.
+    pub onus: Vec<OnuRef>,
+    /// How many ONUs the port has in all (a port outage).
+    pub of: Option<u32>,
+    /// Unix milliseconds.
+    pub started: i64,
+    pub ended: Option<i64>,
+    /// The customers behind the ONUs, with their jobs; filled for the office when read.
+    #[serde(default)]
+    pub affected: Vec<Affected>,
+}
+
+/// An Uptime Kuma monitor that is down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorDown {
+    pub name: String,
+    pub target: Option<String>,
+    /// Since when, as Uptime Kuma wrote it.
+    pub since: String,
+    pub message: Option<String>,
+}
+
+/// One OLT as last polled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OltStatus {
+    pub name: String,
+    /// `None` before its first poll.
+    pub reachable: Option<bool>,
+    /// Since when it is (un)reachable, Unix milliseconds.
+    pub since: Option<i64>,
+    pub last_poll: Option<i64>,
+    /// Why the last poll failed.
+    pub last_error: Option<String>,
+    pub onus: u32,
+    pub onus_down: u32,
+    /// The Uptime Kuma monitor watching the same host, when it is down.
+    pub monitor: Option<MonitorDown>,
+}
+
+/// What dispatchers see of the access network: every OLT, the open incidents (and those over
+/// in the last day), and the monitors down that belong to no OLT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkPicture {
+    pub olts: Vec<OltStatus>,
+    pub incidents: Vec<Incident>,
+    pub monitors_down: Vec<MonitorDown>,
+}
+
+/// The line behind a piece of equipment, as its OLT last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineView {
+    pub olt: String,
+    /// `frame/slot/port`.
+    pub port: String,
+    pub onu: u32,
+    pub serial: String,
+    pub state: OnuState,
+    /// Since when it is in that state, Unix milliseconds (`None`: it already was when its OLT
+    /// was first polled).
+    pub since: Option<i64>,
+    pub rx_dbm: Option<f64>,
+    pub tx_dbm: Option<f64>,
+    /// When its OLT was last polled.
+    pub polled_at: Option<i64>,
+    /// Whether that OLT answered its last poll (the state may be old otherwise).
+    pub olt_reachable: bool,
+    /// The open incident the line is part of.
+    pub incident: Option<Incident>,
+}

@@ -292,9 +292,9 @@ pub fn generate(seed: u64, spec: Spec, today: NaiveDate) -> Dataset {
                 location: Some(lid),
                 kind,
                 serial: Serial::parse(&format!(
-                    "{}{:012X}",
+                    "{}{:08X}",
                     ["HWTC", "ZTEG", "TPLK", "ALCL"][rng.random_range(0..4)],
-                    rng.random::<u64>() & 0xFFFF_FFFF_FFFF
+                    rng.random::<u64>() & 0xFFFF_FFFF
                 ))
                 .expect("serial"),
                 mac: MacAddr::parse(&mac.iter().map(|b| format!("{b:02X}")).collect::<String>())

@@ -1,4 +1,4 @@
-//! Local doubles of the hub's peers (Twilio, Stripe, Gemini, GenieACS, Oktopus), behaving as those services document:
+//! Local doubles of the hub's peers (Twilio, Stripe, Gemini, GenieACS, Oktopus, an OLT), behaving as those services document:
 //! `sync-server demo` runs them on loopback so a newcomer sees each integration work without an
 //! account anywhere, and the tests hold the real clients to them (the same contract suites run
 //! against the real services when their credentials are given).
@@ -6,6 +6,7 @@
 pub mod gemini;
 pub mod genieacs;
 pub mod oktopus;
+pub mod olt;
 pub mod snmpsim;
 pub mod stripe;
 pub mod twilio;

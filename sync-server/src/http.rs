@@ -20,6 +20,7 @@ use crate::service::ServiceError;
 
 mod devices;
 mod hub;
+mod network;
 
 /// Largest accepted sync request body.
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -1261,6 +1262,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/presence/events",
             get(devices::presence_events),
         )
+        .route("/api/v1/network", get(network::picture))
+        .route("/api/v1/network/events", get(network::events))
+        .route("/api/v1/equipment/{id}/line", get(network::line))
         .route("/api/v1/equipment/{id}/device", get(devices::device))
         .route("/api/v1/equipment/{id}/device/{action}", post(devices::act))
         .route("/api/v1/webhooks", get(hub::inbox_view))

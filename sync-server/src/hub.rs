@@ -11,6 +11,7 @@
 //!    ([`sms`]), payment state ([`payments`]), an ERPNext record re-read by the bridge. A
 //!    failure is retried with backoff, then parked for a person.
 
+pub mod access;
 pub mod acs;
 pub mod alerts;
 pub mod inbox;
@@ -43,6 +44,7 @@ impl std::fmt::Debug for HubSettings {
             .field("pages", &self.pages.is_some())
             .field("acs", &self.acs.is_some())
             .field("usp", &self.usp.is_some())
+            .field("olts", &self.olts)
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +70,8 @@ pub struct Hub {
     pub presence: Arc<usp::Presence>,
     /// Oktopus's REST controller, when configured.
     pub usp: Option<Arc<dyn oktopus::Usp>>,
+    /// The OLTs' ONU tables and the incidents read from them, when OLTs are configured.
+    pub access: Option<Arc<access::Access>>,
     pub twilio: Option<TwilioSettings>,
     pub stripe: Option<StripeSettings>,
     /// The address providers call (`https://sync.example.net`), without a trailing slash.
@@ -169,6 +173,8 @@ pub enum HubError {
     /// The vision, alerts or device-snapshot tables.
     #[error("the hub's database: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Access(#[from] access::AccessError),
 }
 
 /// What the hub is configured with.
@@ -189,6 +195,8 @@ pub struct HubSettings {
     pub acs: Option<Arc<dyn acs::Acs>>,
     /// The USP controller (Oktopus's client, or a double).
     pub usp: Option<Arc<dyn oktopus::Usp>>,
+    /// The OLTs polled, by name and host (none: the access network's tables stay closed).
+    pub olts: Vec<(String, String)>,
 }
 
 impl Hub {
@@ -216,6 +224,15 @@ impl Hub {
             pages: settings.pages,
             presence: usp::Presence::open(&file, settings.full_sync)?,
             usp: settings.usp,
+            access: if settings.olts.is_empty() {
+                None
+            } else {
+                Some(access::Access::open(
+                    &file,
+                    settings.full_sync,
+                    settings.olts,
+                )?)
+            },
             devices: settings
                 .acs
                 .map(|a| acs::Devices::open(&file, a))

@@ -250,6 +250,34 @@ fn revoke_command(
     Ok(())
 }
 
+/// An OLT's polling schedule from its settings; its address resolved once, port 161 by default.
+fn olt_schedule(
+    o: &sync_server::settings::OltSettings,
+) -> anyhow::Result<sync_server::hub::access::Schedule> {
+    use std::net::ToSocketAddrs as _;
+    let with_port = if sync_server::hub::access::host_of(&o.address) == o.address {
+        format!("{}:161", o.address)
+    } else {
+        o.address.clone()
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("the address of OLT {}: {}", o.name, o.address))?
+        .next()
+        .with_context(|| format!("OLT {}: {} resolves to nothing", o.name, o.address))?;
+    Ok(sync_server::hub::access::Schedule {
+        target: sync_server::hub::olt::Target {
+            name: o.name.clone(),
+            addr,
+            community: o.community.expose().to_owned(),
+            vendor: o.vendor,
+            timeout: std::time::Duration::from_millis(o.timeout_ms.max(100)),
+            tries: o.tries.max(1),
+        },
+        every: std::time::Duration::from_secs(o.interval_s.max(5)),
+    })
+}
+
 fn server_author() -> Author {
     Author::new(Role::Server, DeviceId(DocId::from_u128(0x5e)))
 }
@@ -474,7 +502,12 @@ fn main() -> Result<()> {
             None => Some(demo_acs(&service)?),
             Some(_) => None,
         };
-        Some(rt.block_on(demo_peers(&mut settings, acs))?)
+        let olt = if settings.olts.is_empty() {
+            Some(demo_olt(&service)?)
+        } else {
+            None
+        };
+        Some(rt.block_on(demo_peers(&mut settings, acs, olt))?)
     } else {
         None
     };
@@ -507,6 +540,16 @@ fn main() -> Result<()> {
                     as Arc<dyn sync_server::hub::oktopus::Usp>),
                 None => None,
             },
+            olts: settings
+                .olts
+                .iter()
+                .map(|o| {
+                    (
+                        o.name.clone(),
+                        sync_server::hub::access::host_of(&o.address).to_owned(),
+                    )
+                })
+                .collect(),
             acs: match &settings.genieacs {
                 Some(g) => Some(Arc::new(
                     sync_server::hub::acs::GenieAcsClient::new(
@@ -625,6 +668,29 @@ fn main() -> Result<()> {
             stop_rx.clone(),
         ));
     }
+    if let Some(access) = &hub.access {
+        let schedules = settings
+            .olts
+            .iter()
+            .map(olt_schedule)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        println!(
+            "Polling {} OLT(s) over SNMP: {}",
+            schedules.len(),
+            schedules
+                .iter()
+                .map(|s| format!("{} every {} s", s.target.name, s.every.as_secs()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        rt.spawn(sync_server::hub::access::run(
+            Arc::clone(access),
+            schedules,
+            std::time::Duration::from_secs(settings.outage_window_s),
+            Arc::new(SystemClock),
+            stop_rx.clone(),
+        ));
+    }
     if settings.webhook_processing {
         let handlers = hub.handlers(erp.as_ref().map(|e| Arc::clone(&e.bridge)));
         rt.spawn(sync_server::hub::inbox::run(
@@ -714,6 +780,7 @@ struct DemoPeers {
     _gemini: Option<sync_server::doubles::gemini::GeminiDouble>,
     _genieacs: Option<sync_server::doubles::genieacs::GenieAcsDouble>,
     _oktopus: Option<sync_server::doubles::oktopus::OktopusDouble>,
+    _olt: Option<sync_server::doubles::olt::OltDouble>,
 }
 
 /// Starts a local double for each integration the settings leave off, and points the settings
@@ -721,6 +788,7 @@ struct DemoPeers {
 async fn demo_peers(
     settings: &mut sync_server::settings::Settings,
     acs: Option<sync_server::doubles::genieacs::GenieAcsDouble>,
+    olt: Option<DemoOlt>,
 ) -> anyhow::Result<DemoPeers> {
     use sync_server::doubles::{gemini::GeminiDouble, twilio::TwilioDouble};
     use sync_server::settings::{GeminiSettings, Secret, StripeSettings, TwilioSettings};
@@ -731,6 +799,7 @@ async fn demo_peers(
         _gemini: None,
         _genieacs: None,
         _oktopus: None,
+        _olt: None,
     };
     if settings.twilio.is_none() {
         let sid = format!("AC{}", secret());
@@ -824,7 +893,103 @@ async fn demo_peers(
         o.password = Some(Secret::new(password));
         peers._oktopus = Some(double);
     }
+    if let Some(plan) = olt {
+        let community = secret();
+        let (count, cut) = (plan.onus.len(), plan.cut.len());
+        let double = sync_server::doubles::olt::OltDouble::start(&community, plan.onus, plan.cut)
+            .await
+            .context("starting the OLT double")?;
+        println!(
+            "OLT: local SNMP double at {} ({count} ONUs of the demo's ONTs; after the first poll {cut} go dark: a cut feeder on one PON port and one customer's box)",
+            double.addr
+        );
+        settings.olts.push(sync_server::settings::OltSettings {
+            name: "OLT Démo".into(),
+            address: double.addr.to_string(),
+            community: Secret::new(community),
+            vendor: sync_server::hub::olt::Vendor::Huawei,
+            interval_s: 5,
+            timeout_ms: 1000,
+            tries: 2,
+        });
+        peers._olt = Some(double);
+    }
     Ok(peers)
+}
+
+/// What the demo's OLT serves: its ONUs, and those that go dark after its first poll.
+struct DemoOlt {
+    onus: Vec<sync_server::doubles::olt::DemoOnu>,
+    cut: Vec<(sync_server::hub::olt::PonPort, u32)>,
+}
+
+/// The demo's ONTs with a GPON serial on one Huawei OLT, 64 to a PON port in serial order; the
+/// cut: the ONT of the first technician's first open job of today and up to four of its port
+/// neighbours (a feeder cut those customers would call about), and one ONT on another port.
+fn demo_olt(service: &Arc<sync_server::service::SyncService>) -> anyhow::Result<DemoOlt> {
+    use shared::model::{AnyEntity, EquipmentType};
+    use sync_server::doubles::olt::DemoOnu;
+    use sync_server::hub::olt::{PonPort, normalize_serial};
+    let today = service.now().date();
+    let (mut onts, target) = service.read(|e| {
+        let mut onts: Vec<(String, DocId)> = Vec::new();
+        let mut jobs: Vec<(String, DocId)> = Vec::new();
+        for d in e.doc_ids() {
+            match e.entity(d) {
+                Some(AnyEntity::Equipment(q)) if q.kind == EquipmentType::Ont => {
+                    if let (Some(s), Some(l)) = (normalize_serial(q.serial.as_str()), q.location) {
+                        onts.push((s, l.doc()));
+                    }
+                }
+                Some(AnyEntity::Job(j))
+                    if j.date == today && !j.status.is_terminal() && j.technician.is_some() =>
+                {
+                    jobs.push((
+                        j.start.map(|t| t.to_string()).unwrap_or_default(),
+                        j.location.doc(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        jobs.sort();
+        (onts, jobs.first().map(|(_, l)| *l))
+    })?;
+    onts.sort();
+    let port = |i: usize| PonPort {
+        frame: 0,
+        slot: u32::try_from(i / 64 / 16 + 1).unwrap_or(1),
+        port: u32::try_from(i / 64 % 16).unwrap_or(0),
+    };
+    let onus: Vec<DemoOnu> = onts
+        .iter()
+        .enumerate()
+        .map(|(i, (serial, _))| DemoOnu {
+            port: port(i),
+            onu: u32::try_from(i % 64).unwrap_or(0),
+            serial: serial.clone(),
+            online: true,
+        })
+        .collect();
+    if onus.is_empty() {
+        return Ok(DemoOlt {
+            onus,
+            cut: Vec::new(),
+        });
+    }
+    let at = target
+        .and_then(|l| onts.iter().position(|(_, loc)| *loc == l))
+        .unwrap_or(0);
+    let mut cut: Vec<(PonPort, u32)> = (at..onus.len())
+        .map(|i| &onus[i])
+        .take_while(|o| o.port == onus[at].port)
+        .take(5)
+        .map(|o| (o.port, o.onu))
+        .collect();
+    if let Some(other) = onus.iter().find(|o| o.port != onus[at].port) {
+        cut.push((other.port, other.onu));
+    }
+    Ok(DemoOlt { onus, cut })
 }
 
 /// A GenieACS double with a box behind each of the demo's installed ONTs and routers: the real

@@ -92,6 +92,14 @@ pub struct Settings {
     /// Oktopus (TR-369/USP): its REST controller (`APP_OKTOPUS__URL`, `__EMAIL`, `__PASSWORD`)
     /// and boxes' presence from its MQTT broker (`APP_OKTOPUS__MQTT_HOST`…); off when absent.
     pub oktopus: Option<OktopusSettings>,
+    /// The OLTs whose ONU tables are polled over SNMP (`[[olts]]` in the settings file); none
+    /// by default.
+    #[serde(default)]
+    pub olts: Vec<OltSettings>,
+    /// ONUs of one PON port going down within this many seconds of each other are one port
+    /// outage; default 180.
+    #[serde(default = "default_outage_window")]
+    pub outage_window_s: u64,
     /// The time zone customers' texts tell times in (an arrival window), IANA name; default
     /// `America/Toronto`.
     pub time_zone: String,
@@ -167,6 +175,40 @@ fn default_mqtt_port() -> u16 {
 }
 fn default_mqtt_client_id() -> String {
     "fsm-sync-server".into()
+}
+
+/// One OLT polled over SNMP v2c.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct OltSettings {
+    /// How dispatchers know it (`OLT Lévis`); unique.
+    pub name: String,
+    /// `10.20.0.1` or `10.20.0.1:161`.
+    pub address: String,
+    /// The SNMP v2c read community.
+    pub community: Secret,
+    pub vendor: crate::hub::olt::Vendor,
+    /// Seconds between polls; default 60.
+    #[serde(default = "default_olt_interval")]
+    pub interval_s: u64,
+    /// One request's timeout in milliseconds; default 2000.
+    #[serde(default = "default_olt_timeout")]
+    pub timeout_ms: u64,
+    /// Tries of a request before the OLT counts as unreachable; default 3.
+    #[serde(default = "default_olt_tries")]
+    pub tries: u32,
+}
+
+fn default_olt_interval() -> u64 {
+    60
+}
+fn default_olt_timeout() -> u64 {
+    2000
+}
+fn default_olt_tries() -> u32 {
+    3
+}
+fn default_outage_window() -> u64 {
+    180
 }
 
 /// GenieACS's northbound interface (TR-069 boxes: summaries, refresh, reboot).

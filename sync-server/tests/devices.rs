@@ -394,3 +394,98 @@ fn the_app_shows_the_box_live_then_the_last_reading_when_offline() {
         );
     }
 }
+
+/// Reads a live stream until `needle` shows up, or `within` passes.
+fn stream_until(s: &Site, path: &str, needle: &str, within: std::time::Duration) -> String {
+    use std::io::Read as _;
+    let mut r = s
+        .http
+        .get(format!("{}{path}", s.base))
+        .bearer_auth(token(Role::Dispatcher, DISPATCHER))
+        .timeout(within)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(needle) {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_office_sees_the_outage_with_its_jobs_and_a_technician_only_the_lines_of_their_jobs() {
+    use std::time::{Duration, Instant};
+    let s = site();
+    // The demo's OLT (SNMP, polled every 5 s) cuts one PON port's feeder after its first poll.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let picture = loop {
+        let (status, p) = s.get(Role::Dispatcher, DISPATCHER, "/api/v1/network");
+        assert_eq!(status, 200, "{p}");
+        let found = p["incidents"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|x| x["kind"] == "port_outage"));
+        if found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no port outage yet: {p}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(picture["olts"][0]["name"], "OLT Démo");
+    assert_eq!(picture["olts"][0]["reachable"], true);
+    let incidents = picture["incidents"].as_array().unwrap();
+    let outage = incidents
+        .iter()
+        .find(|i| i["kind"] == "port_outage")
+        .unwrap();
+    assert_eq!(outage["onus"].as_array().unwrap().len(), 5, "{outage}");
+    assert_eq!(outage["of"], 64);
+    let affected = outage["affected"].as_array().unwrap();
+    assert_eq!(affected.len(), 5, "each ONU is a customer's: {outage}");
+    assert!(
+        affected.iter().all(|a| a["customer_name"].is_string()
+            && a["address"].is_string()
+            && a["serial"].is_string()),
+        "{outage}"
+    );
+    let today = SystemClock.now().date().to_string();
+    assert!(
+        affected
+            .iter()
+            .flat_map(|a| a["jobs"].as_array().unwrap())
+            .any(|j| j["date"] == today.as_str()),
+        "the day's first job is behind the cut port: {outage}"
+    );
+    assert!(
+        incidents.iter().any(|i| i["kind"] == "customer_fault"),
+        "one customer's box alone on another port: {picture}"
+    );
+    // The office's picture is refused to a technician; the line of their job's ONT is not.
+    let (status, refused) = s.get(Role::Technician, TECH, "/api/v1/network");
+    assert_eq!(status, 403, "{refused}");
+    let line = |u: &Unit| format!("/api/v1/equipment/{}/line", u.equipment);
+    let (status, mine) = s.get(Role::Technician, TECH, &line(&s.mine[0]));
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["serial"], s.mine[0].serial.as_str());
+    assert_eq!(mine["olt"], "OLT Démo");
+    assert!(
+        mine["state"].is_string() && mine["olt_reachable"] == true,
+        "{mine}"
+    );
+    let (status, refused) = s.get(Role::Technician, TECH, &line(&s.foreign[0]));
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["code"], "not_your_equipment");
+    // Live: the stream replays from the start, each incident with the jobs behind it.
+    let seen = stream_until(
+        &s,
+        "/api/v1/network/events",
+        "\"port_outage\"",
+        Duration::from_secs(10),
+    );
+    assert!(seen.contains("event: incident"), "{seen}");
+    assert!(seen.contains("\"affected\":[{"), "{seen}");
+}

@@ -7,8 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shared::clock::{Clock as _, FixedClock, Millis};
+use shared::network::IncidentKind;
 use sync_server::doubles::snmpsim::{Agent, big_huawei, big_huawei_down};
-use sync_server::hub::olt::{self, Finding, OnuState, PollError, Target, Vendor};
+use sync_server::hub::access::{Access, NetworkEvent, Schedule, poll_once};
+use sync_server::hub::olt::{self, OnuState, PollError, Target, Vendor};
 
 #[allow(clippy::disallowed_methods)] // where the agent lives is the environment's to say
 fn python() -> PathBuf {
@@ -115,39 +118,114 @@ fn a_4096_onu_olt_is_read_whole_and_a_stopped_agent_is_unreachable() {
     );
 }
 
+/// Polls `olt` through the access network's store, against the agent's `community`.
+fn poll_into(access: &Access, port: u16, community: &str, clock: &FixedClock) {
+    let schedule = Schedule {
+        target: target("big", port, community, Vendor::Huawei),
+        every: Duration::from_secs(60),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(poll_once(
+            access,
+            &schedule,
+            clock,
+            Duration::from_secs(180),
+        ))
+        .unwrap();
+}
+
 #[test]
-fn a_cut_feeder_is_one_port_outage_and_a_lone_onu_is_the_customers() {
+fn a_cut_feeder_is_one_port_outage_a_lone_onu_the_customers_and_a_silent_olt_neither() {
     let dir = tempfile::tempdir().unwrap();
-    let before = {
-        let a = Agent::start(&python(), dir.path(), &[("big", big_huawei())]).unwrap();
-        olt::poll(&target("big", a.port, "big", Vendor::Huawei)).unwrap()
-    };
-    // Next poll: five ONUs of 0/1/2 down together, and one of 0/3/0.
+    let access = Access::open(
+        &dir.path().join("hub.sqlite3"),
+        true,
+        vec![("big".into(), "127.0.0.1".into())],
+    )
+    .unwrap();
+    let clock = FixedClock::new(Millis(1_764_547_200_000));
+    // Five ONUs of 0/1/2 cut together, and one of 0/3/0; the agent serves the OLT before
+    // (community `big`) and after (`cut`).
     let cut: Vec<(u32, u32, u64)> = (10..15).map(|n| (1, 2, n)).chain([(3, 0, 99)]).collect();
-    let after = {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Agent::start(&python(), dir.path(), &[("big", big_huawei_down(&cut))]).unwrap();
-        olt::poll(&target("big", a.port, "big", Vendor::Huawei)).unwrap()
-    };
-    let changes = olt::diff(&before, &after);
-    assert_eq!(changes.len(), 6, "{changes:?}");
-    let findings = olt::correlate(&changes, &after);
-    assert_eq!(findings.len(), 2, "{findings:?}");
-    let Finding::PortOutage { port, onus, of } = &findings[0] else {
-        panic!("{findings:?}");
-    };
-    assert_eq!(port.to_string(), "0/1/2");
-    assert_eq!((onus.len(), *of), (5, 128));
+    let a = Agent::start(
+        &python(),
+        dir.path(),
+        &[("big", big_huawei()), ("cut", big_huawei_down(&cut))],
+    )
+    .unwrap();
+    poll_into(&access, a.port, "big", &clock);
+    let first = access.picture(clock.now().0, &[]).unwrap();
+    assert!(
+        first.incidents.is_empty(),
+        "the 96 ONUs already offline at the first poll are old news: {:?}",
+        first.incidents.len()
+    );
+    assert_eq!((first.olts[0].onus, first.olts[0].onus_down), (4096, 96));
+
+    clock.advance(60_000);
+    poll_into(&access, a.port, "cut", &clock);
+    let open = access.open_incidents("big").unwrap();
+    assert_eq!(open.len(), 2, "{open:?}");
+    let outage = open
+        .iter()
+        .find(|i| i.kind == IncidentKind::PortOutage)
+        .unwrap();
+    assert_eq!(outage.port.as_deref(), Some("0/1/2"));
+    assert_eq!((outage.onus.len(), outage.of), (5, Some(128)));
     assert_eq!(
-        onus[0].1.as_deref(),
+        outage.onus[0].serial.as_deref(),
         Some(format!("HWTC{:08X}", 10 * 1000 + 10).as_str())
     );
-    assert!(matches!(
-        &findings[1],
-        Finding::CustomerFault {
-            onu: 99,
-            state: OnuState::Offline,
-            ..
-        }
-    ));
+    let fault = open
+        .iter()
+        .find(|i| i.kind == IncidentKind::CustomerFault)
+        .unwrap();
+    assert_eq!(fault.port.as_deref(), Some("0/3/0"));
+    assert_eq!(fault.onus[0].onu, 99);
+    assert_eq!(fault.onus[0].state, OnuState::Offline);
+    let line = access
+        .line(&format!("HWTC{:08X}", 10 * 1000 + 12))
+        .unwrap()
+        .unwrap();
+    assert_eq!(line.incident.as_ref().map(|i| i.id), Some(outage.id));
+
+    // The OLT goes silent: one "unreachable" incident, and its ONUs' incidents as they were.
+    drop(a);
+    clock.advance(60_000);
+    poll_into(&access, 9, "cut", &clock);
+    let open = access.open_incidents("big").unwrap();
+    assert_eq!(open.len(), 3, "{open:?}");
+    assert!(open.iter().any(|i| i.kind == IncidentKind::OltUnreachable));
+    let status = &access.picture(clock.now().0, &[]).unwrap().olts[0];
+    assert_eq!(status.reachable, Some(false));
+    assert_eq!(status.onus_down, 96 + 6, "silence changes no ONU");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("does not answer")),
+        "{status:?}"
+    );
+
+    // Back, with the feeder mended: every incident ends, and the live log tells each step.
+    let a = Agent::start(
+        &python(),
+        &dir.path().join("again"),
+        &[("big", big_huawei())],
+    )
+    .unwrap();
+    clock.advance(60_000);
+    poll_into(&access, a.port, "big", &clock);
+    assert_eq!(access.open_incidents("big").unwrap(), vec![]);
+    let events = access.events_after(0, 100).unwrap();
+    let ended = events
+        .iter()
+        .filter(
+            |e| matches!(e, NetworkEvent::Incident { incident, .. } if incident.ended.is_some()),
+        )
+        .count();
+    assert_eq!(ended, 3, "{events:?}");
 }

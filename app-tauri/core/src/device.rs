@@ -587,7 +587,9 @@ pub fn sync_shared(
 }
 
 #[cfg(feature = "http")]
-pub use http_login::{exchange_magic, login, network_act, network_get, sync_over_http};
+pub use http_login::{
+    exchange_magic, login, network_act, network_get, network_picture, sync_over_http,
+};
 
 #[cfg(feature = "http")]
 mod http_login {
@@ -727,6 +729,7 @@ mod http_login {
             offline: false,
             code: None,
             error: None,
+            line: None,
         };
         match sent {
             Ok(resp) if resp.status().is_success() => {
@@ -748,9 +751,54 @@ mod http_login {
                 view.reading = lock(device).replica()?.network_kept(equipment)?;
                 view.offline = true;
                 view.error = Some(failed(e).to_string());
+                return Ok(view);
             }
         }
+        // The fibre line, when an OLT reports it (none configured, or not its ONU: nothing).
+        view.line = client
+            .get(format!(
+                "{}/api/v1/equipment/{equipment}/line",
+                creds.server
+            ))
+            .bearer_auth(&creds.token)
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+            .and_then(|r| r.json().ok());
         Ok(view)
+    }
+
+    /// The access network for dispatchers (`GET /api/v1/network`): OLTs, incidents with the
+    /// customers and jobs behind them, monitors down. Not kept: it is only worth seeing live.
+    pub fn network_picture(
+        device: &Mutex<Device>,
+        timeout: Duration,
+    ) -> Result<ipc::NetworkPictureView, DeviceError> {
+        let (creds, client) = signed_in(device, timeout)?;
+        let sent = client
+            .get(format!("{}/api/v1/network", creds.server))
+            .bearer_auth(&creds.token)
+            .send();
+        Ok(match sent {
+            Ok(resp) if resp.status().is_success() => ipc::NetworkPictureView {
+                picture: Some(resp.json().map_err(failed)?),
+                code: None,
+                error: None,
+            },
+            Ok(resp) => {
+                let (_, code, message) = refusal(resp);
+                ipc::NetworkPictureView {
+                    picture: None,
+                    code: Some(code),
+                    error: Some(message),
+                }
+            }
+            Err(e) => ipc::NetworkPictureView {
+                picture: None,
+                code: Some("offline".into()),
+                error: Some(failed(e).to_string()),
+            },
+        })
     }
 
     /// Refreshes part of a box or reboots it (`POST …/device/{action}`); then the box as it is.
@@ -800,6 +848,7 @@ mod http_login {
                 offline: false,
                 code: None,
                 error: None,
+                line: None,
             },
         })
     }

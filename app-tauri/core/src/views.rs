@@ -10,8 +10,8 @@ use rusqlite::params;
 use shared::dispatch;
 use shared::ids::{DocId, JobId, Role, TechnicianId};
 use shared::ipc::{
-    Board, ConflictValue, ConflictView, ContactView, EquipmentView, JobDetail, JobSummary,
-    LineView, SubscriptionView, SuggestionView, TechnicianView,
+    Board, BoardFilter, ConflictValue, ConflictView, ContactView, EquipmentView, JobDetail,
+    JobSummary, LineView, SkillOption, SubscriptionView, SuggestionView, TechnicianView,
 };
 use shared::model::{AnyEntity, DispatchJob, DispatchTechnician, JobStatus, MacAddr};
 use shared::record::Scalar;
@@ -47,6 +47,21 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobSummary> {
 
 fn hhmm(t: NaiveTime) -> String {
     format!("{:02}:{:02}", t.hour(), t.minute())
+}
+
+/// Whether the board's filter keeps a job (all but the skill, which needs the job's record):
+/// `matched` holds the jobs the query found, when there is a query.
+pub fn board_keeps(
+    j: &JobSummary,
+    f: &BoardFilter,
+    matched: Option<&std::collections::HashSet<String>>,
+) -> bool {
+    (f.statuses.is_empty() || f.statuses.iter().any(|s| *s == j.status))
+        && f.town
+            .as_ref()
+            .is_none_or(|t| j.town.eq_ignore_ascii_case(t))
+        && f.kind.as_ref().is_none_or(|k| j.title == *k)
+        && matched.is_none_or(|m| m.contains(&j.id))
 }
 
 /// Parses a `DocId` sent by the UI.
@@ -415,8 +430,13 @@ impl Replica {
     }
 
     /// The dispatcher's board: active technicians, their jobs in the range and the unassigned
-    /// queue.
-    pub fn board(&self, from: NaiveDate, to: NaiveDate) -> Result<Board, ReplicaError> {
+    /// queue, as `filter` keeps them, with what the filter can pick from.
+    pub fn board(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        filter: &BoardFilter,
+    ) -> Result<Board, ReplicaError> {
         let technicians = self
             .technicians()?
             .into_iter()
@@ -430,18 +450,118 @@ impl Replica {
                     .map(|s| format!("{}–{}", hhmm(s.start), hhmm(s.end))),
             })
             .collect();
-        let jobs = self
+        let jobs: Vec<JobSummary> = self
             .job_summaries(from, to, None)?
             .into_iter()
             .filter(|j| j.technician.is_some())
             .collect();
+        let unassigned = self.unassigned_jobs()?;
+        let all = || jobs.iter().chain(&unassigned);
+        let towns: Vec<String> = all()
+            .map(|j| j.town.clone())
+            .filter(|t| !t.is_empty())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let kinds: Vec<String> = all()
+            .map(|j| j.title.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let skills = self
+            .conn
+            .prepare_cached("SELECT id, label FROM tags ORDER BY label")?
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })?
+            .map(|r| {
+                let (id, label) = r?;
+                Ok(SkillOption {
+                    id: blob_id(&id)?.to_string(),
+                    label,
+                })
+            })
+            .collect::<Result<Vec<_>, ReplicaError>>()?;
+        let before = jobs.len() + unassigned.len();
+        let matched = match filter.query.trim() {
+            "" => None,
+            q => Some(self.jobs_matching(q)?),
+        };
+        let skill = filter.skill.as_deref().map(parse_id).transpose()?;
+        let keep = |j: &JobSummary| -> Result<bool, ReplicaError> {
+            if !board_keeps(j, filter, matched.as_ref()) {
+                return Ok(false);
+            }
+            let Some(tag) = skill else {
+                return Ok(true);
+            };
+            Ok(match self.entity(parse_id(&j.id)?)? {
+                Some(AnyEntity::Job(job)) => job.required_tags.iter().any(|r| r.tag.doc() == tag),
+                _ => false,
+            })
+        };
+        let shown = |list: Vec<JobSummary>| -> Result<Vec<JobSummary>, ReplicaError> {
+            let mut out = Vec::with_capacity(list.len());
+            for j in list {
+                if keep(&j)? {
+                    out.push(j);
+                }
+            }
+            Ok(out)
+        };
+        let (jobs, unassigned) = (shown(jobs)?, shown(unassigned)?);
         Ok(Board {
             from: from.to_string(),
             to: to.to_string(),
             technicians,
+            hidden: u32::try_from(before - jobs.len() - unassigned.len()).unwrap_or(u32::MAX),
             jobs,
-            unassigned: self.unassigned_jobs()?,
+            unassigned,
+            towns,
+            kinds,
+            skills,
+            filter: filter.clone(),
         })
+    }
+
+    /// The ids of jobs whose customer or place matches `query` (words of a name or an address,
+    /// accents ignored, each a prefix; or a phone number, with or without its country code) or
+    /// whose title holds it.
+    fn jobs_matching(
+        &self,
+        query: &str,
+    ) -> Result<std::collections::HashSet<String>, ReplicaError> {
+        let digits: String = query.chars().filter(char::is_ascii_digit).collect();
+        let phone_like = digits.len() >= 3
+            && query
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-.()".contains(c));
+        let fts = if phone_like {
+            Some(format!("\"{digits}\"* OR \"1{digits}\"*"))
+        } else {
+            crate::replica::query::fts_terms(query)
+        };
+        let mut out = std::collections::HashSet::new();
+        if let Some(m) = fts {
+            let mut st = self.conn.prepare_cached(
+                "SELECT j.id FROM jobs j WHERE j.customer IN (SELECT id FROM search WHERE search MATCH ?1)
+                    OR j.location IN (SELECT id FROM search WHERE search MATCH ?1)",
+            )?;
+            for id in st.query_map([m], |r| r.get::<_, Vec<u8>>(0))? {
+                out.insert(blob_id(&id?)?.to_string());
+            }
+        }
+        let needle = query.trim().to_lowercase();
+        let mut st = self.conn.prepare_cached("SELECT id, title FROM jobs")?;
+        for row in st.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (id, title) = row?;
+            if title.to_lowercase().contains(&needle) {
+                out.insert(blob_id(&id)?.to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// Auto-dispatch: every active technician ranked for `job` by the shared scoring, with reasons.

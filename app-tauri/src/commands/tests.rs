@@ -52,7 +52,7 @@ fn fixture(tech: Option<TechnicianId>) -> Vec<AnyEntity> {
             erp_name: None,
             name: Name::parse("Marie Tremblay").expect("name"),
             kind: CustomerKind::ALL[0],
-            phone: None,
+            phone: Some(shared::model::Phone::parse("819 555-1234").expect("phone")),
             email: None,
             language: Language::ALL[0],
             stripe_id: None,
@@ -294,6 +294,43 @@ fn commands_read_and_edit_the_replica_and_refuse_bad_input() {
         board["unassigned"][0]["address"],
         "12 rue des Érables, Sherbrooke QC J1H 1A1"
     );
+    assert_eq!(board["towns"], json!(["Sherbrooke"]));
+    assert_eq!(board["kinds"], json!(["Installation fibre"]));
+    assert_eq!(board["hidden"], 0);
+    // The board's search and filters: customer name, address, phone (either way it is
+    // written), town, type and status; what they hide is counted.
+    let filtered = |filter: Value| {
+        let b = call(
+            &w,
+            "board_get",
+            json!({"from": "2026-11-23", "to": "2026-11-23", "filter": filter}),
+        )
+        .expect("board");
+        (
+            b["unassigned"].as_array().map_or(0, Vec::len),
+            b["hidden"].as_u64().unwrap_or(99),
+        )
+    };
+    for kept in [
+        json!({"query": "tremb"}),
+        json!({"query": "erables"}),
+        json!({"query": "(819) 555-1234"}),
+        json!({"query": "819555"}),
+        json!({"query": "fibre"}),
+        json!({"town": "sherbrooke", "kind": "Installation fibre", "statuses": ["open", "scheduled"]}),
+    ] {
+        assert_eq!(filtered(kept.clone()), (1, 0), "{kept} keeps the job");
+    }
+    for hidden in [
+        json!({"query": "gagnon"}),
+        json!({"query": "514 555"}),
+        json!({"town": "Gatineau"}),
+        json!({"kind": "Réparation"}),
+        json!({"statuses": ["en_route", "on_site"]}),
+        json!({"skill": DocId::from_u128(0x7a9).to_string()}),
+    ] {
+        assert_eq!(filtered(hidden.clone()), (0, 1), "{hidden} hides the job");
+    }
 
     // Auto-dispatch: the technician works 08–17 and is free, so she is eligible, with reasons.
     let s = call(&w, "job_suggest", json!({"id": JOB.to_string()})).expect("suggest");

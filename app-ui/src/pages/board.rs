@@ -176,12 +176,14 @@ pub fn board_page() -> Html {
                 <strong id="board-range">{ if from == to { from.to_string() } else { format!("{from} → {to}") } }</strong>
                 <button id="new-job" onclick={new_job}>{ "+ " }{ t(lang, Msg::NewJob) }</button>
             </div>
+            <Filters />
             <p class="help">{ t(lang, Msg::BoardHelp) }</p>
             <ul class="legend" id="legend" aria-label={t(lang, Msg::Legend)}>
                 { for LEGEND.iter().map(|st| html! {
                     <li class={format!("st-{st}")} data-status={*st}>{ i18n::status(lang, st) }</li>
                 }) }
             </ul>
+            <Outages />
             if let Some(j) = picked_job { <PickBar job={j} /> }
             <div class="board-layout">
                 <div class="grid-wrap">
@@ -253,6 +255,197 @@ pub fn board_page() -> Html {
             <Suggestions />
             <Editor />
         </main>
+    }
+}
+
+/// Search and filters: customer, address or phone; statuses; town; job type; required skill.
+/// Each change reloads the board from the device (no network).
+#[function_component(Filters)]
+fn filters() -> Html {
+    let store = use_context::<Store>().expect("the App provides the store");
+    let lang = store.lang;
+    let f = store.board_filter.clone();
+    let Some(board) = store.board.clone() else {
+        return html! {};
+    };
+    let set = |change: fn(&mut shared::ipc::BoardFilter, String)| {
+        let (store, f) = (store.clone(), f.clone());
+        Callback::from(move |v: String| {
+            let mut next = f.clone();
+            change(&mut next, v);
+            store.dispatch(Action::BoardFilter(next));
+        })
+    };
+    let on_query = {
+        let cb = set(|f, v| f.query = v);
+        Callback::from(move |e: InputEvent| cb.emit(input_value(&e)))
+    };
+    let pick = |change: fn(&mut shared::ipc::BoardFilter, String)| {
+        let cb = set(change);
+        Callback::from(move |e: Event| cb.emit(input_value(&e)))
+    };
+    let clear = {
+        let store = store.clone();
+        Callback::from(move |_| {
+            store.dispatch(Action::BoardFilter(shared::ipc::BoardFilter::default()))
+        })
+    };
+    html! {
+        <div class="filters" id="board-filters" role="search" aria-label={t(lang, Msg::Filters)}>
+            <input id="board-search" type="search" placeholder={t(lang, Msg::FilterSearch)}
+                aria-label={t(lang, Msg::FilterSearch)} value={f.query.clone()} oninput={on_query} />
+            <div role="group" class="chips" aria-label={t(lang, Msg::Legend)}>
+                { for std::iter::once(&"open").chain(LEGEND.iter()).map(|st| {
+                    let on = f.statuses.iter().any(|s| s == st);
+                    let onclick = {
+                        let (store, f, st) = (store.clone(), f.clone(), (*st).to_owned());
+                        Callback::from(move |_| {
+                            let mut next = f.clone();
+                            if next.statuses.contains(&st) {
+                                next.statuses.retain(|s| *s != st);
+                            } else {
+                                next.statuses.push(st.clone());
+                            }
+                            store.dispatch(Action::BoardFilter(next));
+                        })
+                    };
+                    html! {
+                        <button class={classes!("chip", format!("st-{st}"))} id={format!("filter-status-{st}")}
+                            aria-pressed={on.to_string()} {onclick}>{ i18n::status(lang, st) }</button>
+                    }
+                }) }
+            </div>
+            <select id="filter-town" aria-label={t(lang, Msg::AllTowns)} onchange={pick(|f, v| f.town = (!v.is_empty()).then_some(v))}>
+                <option value="" selected={f.town.is_none()}>{ t(lang, Msg::AllTowns) }</option>
+                { for board.towns.iter().map(|x| html! { <option value={x.clone()} selected={f.town.as_deref() == Some(x.as_str())}>{ x }</option> }) }
+            </select>
+            <select id="filter-kind" aria-label={t(lang, Msg::AllKinds)} onchange={pick(|f, v| f.kind = (!v.is_empty()).then_some(v))}>
+                <option value="" selected={f.kind.is_none()}>{ t(lang, Msg::AllKinds) }</option>
+                { for board.kinds.iter().map(|x| html! { <option value={x.clone()} selected={f.kind.as_deref() == Some(x.as_str())}>{ x }</option> }) }
+            </select>
+            if !board.skills.is_empty() {
+                <select id="filter-skill" aria-label={t(lang, Msg::AllSkills)} onchange={pick(|f, v| f.skill = (!v.is_empty()).then_some(v))}>
+                    <option value="" selected={f.skill.is_none()}>{ t(lang, Msg::AllSkills) }</option>
+                    { for board.skills.iter().map(|x| html! { <option value={x.id.clone()} selected={f.skill.as_deref() == Some(x.id.as_str())}>{ &x.label }</option> }) }
+                </select>
+            }
+            if !f.is_empty() {
+                <span class="help" id="filter-hidden">{ format!("{} {}", board.hidden, t(lang, Msg::HiddenByFilter)) }</span>
+                <button class="link" id="filter-clear" onclick={clear}>{ t(lang, Msg::ClearFilters) }</button>
+            }
+        </div>
+    }
+}
+
+/// How often the outages are read again while the board is open.
+const OUTAGES_EVERY_MS: i32 = 10_000;
+
+/// The access network's open incidents above the board: port outages and silent OLTs first,
+/// then customers without signal, each with the jobs of the customers behind it (a tap opens
+/// the job). Read from the server when the board opens, every 10 s and after each sync; shows
+/// nothing when no OLT is configured or the server cannot be reached.
+#[function_component(Outages)]
+fn outages() -> Html {
+    use shared::network::{Incident, IncidentKind, NetworkPicture};
+    let store = use_context::<Store>().expect("the App provides the store");
+    let lang = store.lang;
+    let picture = use_state(|| None::<NetworkPicture>);
+    let tick = use_state(|| 0u32);
+    {
+        let tick = tick.clone();
+        use_effect_with((), move |()| {
+            let t = tick.clone();
+            let every = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
+                t.set(t.wrapping_add(1));
+            });
+            let id = web_sys::window().and_then(|w| {
+                w.set_interval_with_callback_and_timeout_and_arguments_0(
+                    wasm_bindgen::JsCast::unchecked_ref(every.as_ref()),
+                    OUTAGES_EVERY_MS,
+                )
+                .ok()
+            });
+            move || {
+                if let (Some(w), Some(id)) = (web_sys::window(), id) {
+                    w.clear_interval_with_handle(id);
+                }
+                drop(every);
+            }
+        });
+    }
+    {
+        let picture = picture.clone();
+        use_effect_with((*tick, store.revision), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(v) = ipc::network_picture().await {
+                    picture.set(v.picture);
+                }
+            });
+        });
+    }
+    let Some(p) = (*picture).clone() else {
+        return html! {};
+    };
+    let mut open: Vec<&Incident> = p.incidents.iter().filter(|i| i.ended.is_none()).collect();
+    open.sort_by_key(|i| (i.kind == IncidentKind::CustomerFault, -i.started));
+    let monitors: Vec<String> = p
+        .monitors_down
+        .iter()
+        .map(|m| m.name.clone())
+        .chain(p.olts.iter().filter_map(|o| {
+            o.monitor
+                .as_ref()
+                .map(|m| format!("{} ({})", m.name, o.name))
+        }))
+        .collect();
+    if open.is_empty() && monitors.is_empty() {
+        return html! {};
+    }
+    let now = js_sys::Date::now() as i64;
+    html! {
+        <section class="outages" id="outages" aria-label={t(lang, Msg::Outages)}>
+            <h2>{ t(lang, Msg::Outages) }{ format!(" ({})", open.len()) }</h2>
+            <ul>
+                { for open.iter().map(|i| {
+                    let jobs: Vec<(String, String, String)> = i.affected.iter().flat_map(|a| {
+                        a.jobs.iter().map(move |j| (j.id.to_string(), j.title.clone(), a.customer_name.clone().unwrap_or_default()))
+                    }).collect();
+                    let customers: Vec<String> = i.affected.iter().filter_map(|a| a.customer_name.clone()).collect();
+                    html! {
+                        <li class={classes!("incident", format!("inc-{}", match i.kind { IncidentKind::PortOutage => "port", IncidentKind::CustomerFault => "customer", IncidentKind::OltUnreachable => "olt" }))}
+                            data-incident={i.id.to_string()}>
+                            <strong>{ super::network::incident_word(lang, i.kind) }</strong>
+                            { " · " }{ &i.olt }
+                            if let Some(port) = &i.port { { " " }{ port } }
+                            if let Some(of) = i.of { { format!(" · {}/{of} {}", i.onus.len(), t(lang, Msg::OnusDown)) } }
+                            if i.kind == IncidentKind::CustomerFault {
+                                if let Some(o) = i.onus.first() { { " · " }{ super::network::onu_word(lang, o.state) } }
+                            }
+                            { " · " }{ i18n::ago(lang, now, i.started) }
+                            if !customers.is_empty() { <p class="help">{ customers.join(", ") }</p> }
+                            if i.kind != IncidentKind::OltUnreachable {
+                                if jobs.is_empty() {
+                                    <p class="help">{ t(lang, Msg::NoJobsAffected) }</p>
+                                } else {
+                                    <p class="affected-jobs">{ t(lang, Msg::JobsAffected) }{ " : " }
+                                        { for jobs.into_iter().map(|(id, title, customer)| {
+                                            let onclick = {
+                                                let (store, id) = (store.clone(), id.clone());
+                                                Callback::from(move |_| store.dispatch(Action::Go(Screen::Job(id.clone()))))
+                                            };
+                                            html! { <button class="link affected-job" data-job={id} {onclick}>{ title }{ " — " }{ customer }</button> }
+                                        }) }
+                                    </p>
+                                }
+                            }
+                        </li>
+                    }
+                }) }
+                { for monitors.iter().map(|m| html! {
+                    <li class="incident inc-monitor"><strong>{ t(lang, Msg::MonitorDown) }</strong>{ " · " }{ m }</li>
+                }) }
+            </ul>
+        </section>
     }
 }
 

@@ -1,10 +1,11 @@
 //! « Réseau »: the customer's boxes (the ONTs and routers at the job's address) as the ACS sees
 //! them: fibre levels coloured by threshold, WAN, Wi-Fi networks with their clients, and the
 //! devices hanging off each mesh node. Read live when the server answers; otherwise the last
-//! reading kept on the device, with its age. Refresh and reboot (confirmed in two steps).
+//! reading kept on the device, with its age. Refresh and reboot (confirmed in two steps). Below
+//! each box, its fibre line as the OLT last saw it, and the outage it is part of.
 
 use shared::ipc::{CommandError, EquipmentView, NetworkActArgs, NetworkView};
-use shared::network::{DeviceSummary, Level, Link, Source};
+use shared::network::{DeviceSummary, Level, LineView, Link, OnuState, Source};
 use yew::prelude::*;
 
 use crate::app::Store;
@@ -178,10 +179,15 @@ fn net_box(p: &BoxProps) -> Html {
         },
     };
     let online = matches!(&*view, Some(Ok(v)) if !v.offline && v.reading.is_some());
+    let line = match &*view {
+        Some(Ok(v)) => v.line.clone(),
+        _ => None,
+    };
     html! {
         <div class="netbox" data-equipment={e.id.clone()}>
             { head }
             { body }
+            if let Some(l) = line { { line_view(lang, js_sys::Date::now() as i64, &l) } }
             if let Some(s) = &*said { <p class="help net-said" role="status">{ s }</p> }
             if online {
                 <div class="row">
@@ -194,6 +200,65 @@ fn net_box(p: &BoxProps) -> Html {
                     }
                 </div>
                 if *confirming { <p class="help">{ t(lang, Msg::NetRebootHelp) }</p> }
+            }
+        </div>
+    }
+}
+
+/// An ONU state in words.
+pub fn onu_word(lang: Lang, s: OnuState) -> &'static str {
+    t(
+        lang,
+        match s {
+            OnuState::Online => Msg::OnuOnline,
+            OnuState::Los => Msg::OnuLos,
+            OnuState::DyingGasp => Msg::OnuDyingGasp,
+            OnuState::Offline => Msg::OnuOffline,
+            OnuState::Other => Msg::OnuOther,
+        },
+    )
+}
+
+/// The kind of an incident in words.
+pub fn incident_word(lang: Lang, k: shared::network::IncidentKind) -> &'static str {
+    use shared::network::IncidentKind;
+    t(
+        lang,
+        match k {
+            IncidentKind::PortOutage => Msg::PortOutage,
+            IncidentKind::CustomerFault => Msg::CustomerFault,
+            IncidentKind::OltUnreachable => Msg::OltUnreachable,
+        },
+    )
+}
+
+/// The fibre line: OLT, port and ONU, its state and since when, its levels, and the incident
+/// it is part of.
+fn line_view(lang: Lang, now: i64, l: &LineView) -> Html {
+    let class = if l.state.is_down() {
+        "lvl-critical"
+    } else if l.state == OnuState::Online {
+        "lvl-ok"
+    } else {
+        "lvl-warning"
+    };
+    html! {
+        <div class="net-line" id="net-line">
+            <h4>{ t(lang, Msg::NetLine) }</h4>
+            <p>
+                <span class={classes!("pill", class)} id="net-onu-state">{ onu_word(lang, l.state) }</span>
+                if let Some(since) = l.since { { " · " }{ i18n::ago(lang, now, since) } }
+            </p>
+            <p class="help">{ format!("{} · {} · ONU {}", l.olt, l.port, l.onu) }
+                if let Some(rx) = l.rx_dbm { { format!(" · RX {rx:.2} dBm") } }
+            </p>
+            if !l.olt_reachable { <p class="notice">{ t(lang, Msg::NetLineStale) }</p> }
+            if let Some(i) = &l.incident {
+                <p class="notice net-incident">
+                    <strong>{ incident_word(lang, i.kind) }</strong>
+                    if let Some(of) = i.of { { format!(" · {}/{of} {}", i.onus.len(), t(lang, Msg::OnusDown)) } }
+                    { " · " }{ i18n::ago(lang, now, i.started) }
+                </p>
             }
         </div>
     }

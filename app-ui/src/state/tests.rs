@@ -44,6 +44,11 @@ fn board() -> Board {
             job("c", "2026-11-24", Some("13:00"), Some("t1")),
         ],
         unassigned: vec![job("u", "2026-11-20", None, None)],
+        towns: Vec::new(),
+        kinds: Vec::new(),
+        skills: Vec::new(),
+        hidden: 0,
+        filter: Default::default(),
     }
 }
 
@@ -324,4 +329,25 @@ fn search_results_for_an_older_query_are_dropped() {
         [Action::SearchTyped("ZTEG1".into()), Action::SearchClear],
     );
     assert!(s.search.is_empty() && s.search_query.is_empty());
+}
+
+#[test]
+fn a_board_read_for_an_older_filter_is_dropped() {
+    let s = office_on_board();
+    let typed = |q: &str| shared::ipc::BoardFilter {
+        query: q.into(),
+        ..Default::default()
+    };
+    let s = run(s, [Action::BoardFilter(typed("tremb"))]);
+    // The answer for "t" (typed before) arrives after the filter moved on: dropped.
+    let mut old = board();
+    old.filter = typed("t");
+    old.jobs.clear();
+    let s = run(s, [Action::Board(old)]);
+    assert_eq!(s.board.as_ref().map(|b| b.jobs.len()), Some(3));
+    let mut current = board();
+    current.filter = typed("tremb");
+    current.jobs.truncate(1);
+    let s = run(s, [Action::Board(current)]);
+    assert_eq!(s.board.as_ref().map(|b| b.jobs.len()), Some(1));
 }

@@ -24,7 +24,7 @@ fn devices(state: &AppState) -> Result<&Arc<Devices>, ApiError> {
 }
 
 /// The equipment's serial and MAC, if `who` may see its box.
-async fn equipment_for(
+pub(super) async fn equipment_for(
     state: &AppState,
     who: &Session,
     id: &str,
@@ -325,7 +325,16 @@ pub(super) async fn presence_events(
             }
         },
     );
-    // It ends when the token expires, or as soon as its session is revoked.
+    Ok(Sse::new(stream.take_until(session_end(&state, who)))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// When a live stream for `who` ends: its token expires, or its session is revoked.
+pub(super) fn session_end(
+    state: &AppState,
+    who: Session,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let expires_in = u64::try_from(who.exp - state.sync.now().0 / 1000).unwrap_or(0);
     let until = tokio::time::sleep(std::time::Duration::from_secs(expires_in));
     let revoked = {
@@ -339,10 +348,9 @@ pub(super) async fn presence_events(
             std::future::pending::<()>().await;
         }
     };
-    let end = futures_util::future::select(Box::pin(until), Box::pin(revoked));
-    Ok(Sse::new(stream.take_until(end))
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    async move {
+        futures_util::future::select(Box::pin(until), Box::pin(revoked)).await;
+    }
 }
 
 fn usp(state: &AppState) -> Result<Arc<dyn crate::hub::oktopus::Usp>, ApiError> {

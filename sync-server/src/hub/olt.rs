@@ -2,7 +2,7 @@
 //!
 //! Pure parts first: the vendors' index encodings ([`huawei_port`], [`zte_port`]), GPON serials
 //! ([`gpon_serial`]), power units and run states, and [`assemble`], which turns walked columns
-//! into [`Onu`] rows. [`poll`] is the thin I/O around them: the `snmp` crate's blocking session,
+//! into [`Onu`] rows; what a table means (outages, faults) is [`super::access`]'s. [`poll`] is the thin I/O around them: the `snmp` crate's blocking session,
 //! at most two requests in flight per OLT (two sessions, each walking half the columns), bounded
 //! timeouts and retries; an OLT that does not answer is [`PollError::Unreachable`], never a
 //! table of offline ONUs.
@@ -108,41 +108,25 @@ pub fn normalize_serial(s: &str) -> Option<String> {
     .then(|| s.to_ascii_uppercase())
 }
 
-/// Where an ONU is in its life, as the OLT sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnuState {
-    Online,
-    /// Loss of signal: the fibre is cut or dirty.
-    Los,
-    /// The ONU said it was losing power.
-    DyingGasp,
-    Offline,
-    /// Registering, authenticating: neither up nor down yet.
-    Other,
+pub use shared::network::OnuState;
+
+/// A Huawei run status (`1` online, `2` offline).
+fn huawei_state(run_status: i64) -> OnuState {
+    match run_status {
+        1 => OnuState::Online,
+        2 => OnuState::Offline,
+        _ => OnuState::Other,
+    }
 }
 
-impl OnuState {
-    pub fn is_down(self) -> bool {
-        matches!(self, Self::Los | Self::DyingGasp | Self::Offline)
-    }
-
-    fn huawei(run_status: i64) -> Self {
-        match run_status {
-            1 => Self::Online,
-            2 => Self::Offline,
-            _ => Self::Other,
-        }
-    }
-
-    fn zte(phase: i64) -> Self {
-        match phase {
-            4 => Self::Online,
-            2 => Self::Los,
-            5 => Self::DyingGasp,
-            7 => Self::Offline,
-            _ => Self::Other,
-        }
+/// A ZTE phase state (`2` LOS, `4` working, `5` dying gasp, `7` offline).
+fn zte_state(phase: i64) -> OnuState {
+    match phase {
+        4 => OnuState::Online,
+        2 => OnuState::Los,
+        5 => OnuState::DyingGasp,
+        7 => OnuState::Offline,
+        _ => OnuState::Other,
     }
 }
 
@@ -220,8 +204,8 @@ pub fn assemble(vendor: Vendor, walked: &BTreeMap<&str, Vec<(Vec<u64>, Val)>>) -
                     serial: None,
                     description: None,
                     state: match vendor {
-                        Vendor::Huawei => OnuState::huawei(*raw),
-                        Vendor::Zte => OnuState::zte(*raw),
+                        Vendor::Huawei => huawei_state(*raw),
+                        Vendor::Zte => zte_state(*raw),
                     },
                     rx_dbm: None,
                     tx_dbm: None,
@@ -249,92 +233,9 @@ pub fn assemble(vendor: Vendor, walked: &BTreeMap<&str, Vec<(Vec<u64>, Val)>>) -
     rows.into_values().collect()
 }
 
-/// An ONU whose state changed between two polls of its OLT.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub port: PonPort,
-    pub onu: u32,
-    pub serial: Option<String>,
-    pub from: OnuState,
-    pub to: OnuState,
-}
-
-/// What changed from one poll's table to the next (an ONU that appears is compared with
-/// "offline"; one that disappears from the table is not a change: it was deleted on the OLT).
-pub fn diff(before: &[Onu], after: &[Onu]) -> Vec<Change> {
-    let old: BTreeMap<(PonPort, u32), &Onu> = before.iter().map(|o| ((o.port, o.onu), o)).collect();
-    after
-        .iter()
-        .filter_map(|o| {
-            let from = old
-                .get(&(o.port, o.onu))
-                .map_or(OnuState::Offline, |p| p.state);
-            (from != o.state).then(|| Change {
-                port: o.port,
-                onu: o.onu,
-                serial: o.serial.clone(),
-                from,
-                to: o.state,
-            })
-        })
-        .collect()
-}
-
-/// What a set of ONUs going down means.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Finding {
-    /// Several ONUs of one PON port went down together: the port, the splitter or the feeder
-    /// fibre, not the customers' side.
-    PortOutage {
-        port: PonPort,
-        /// The ONUs down, by serial where the OLT says it.
-        onus: Vec<(u32, Option<String>)>,
-        /// How many ONUs the port has in all.
-        of: usize,
-    },
-    /// One ONU down on a port whose others are fine: the customer's side (power, fibre drop).
-    CustomerFault {
-        port: PonPort,
-        onu: u32,
-        serial: Option<String>,
-        state: OnuState,
-    },
-}
-
-/// At least this many ONUs of a port down in one poll interval make a port outage.
+/// At least this many ONUs of a port going down within the outage window make a port outage
+/// (see [`super::access`]).
 pub const PORT_OUTAGE_MIN_ONUS: usize = 3;
-
-/// Reads one poll's changes against its table: for each port, `PORT_OUTAGE_MIN_ONUS` or more
-/// ONUs going down together are one [`Finding::PortOutage`]; fewer are each a
-/// [`Finding::CustomerFault`]. ONUs coming back are not findings (the table shows them).
-pub fn correlate(changes: &[Change], table: &[Onu]) -> Vec<Finding> {
-    let mut down: BTreeMap<PonPort, Vec<&Change>> = BTreeMap::new();
-    for c in changes
-        .iter()
-        .filter(|c| c.to.is_down() && !c.from.is_down())
-    {
-        down.entry(c.port).or_default().push(c);
-    }
-    let mut out = Vec::new();
-    for (port, onus) in down {
-        if onus.len() >= PORT_OUTAGE_MIN_ONUS {
-            out.push(Finding::PortOutage {
-                port,
-                onus: onus.iter().map(|c| (c.onu, c.serial.clone())).collect(),
-                of: table.iter().filter(|o| o.port == port).count(),
-            });
-        } else {
-            out.extend(onus.into_iter().map(|c| Finding::CustomerFault {
-                port,
-                onu: c.onu,
-                serial: c.serial.clone(),
-                state: c.to,
-            }));
-        }
-    }
-    out
-}
 
 /// An OLT to poll.
 #[derive(Debug, Clone)]
@@ -492,57 +393,6 @@ mod tests {
             Some("HWTCA94196A5")
         );
         assert_eq!(normalize_serial("not a serial"), None);
-    }
-
-    fn onu(slot: u32, n: u32, state: OnuState) -> Onu {
-        Onu {
-            port: PonPort {
-                frame: 0,
-                slot,
-                port: 0,
-            },
-            onu: n,
-            serial: Some(format!("HWTC{n:08X}")),
-            description: None,
-            state,
-            rx_dbm: None,
-            tx_dbm: None,
-        }
-    }
-
-    #[test]
-    fn several_onus_of_a_port_down_together_are_one_outage_one_alone_is_the_customers() {
-        use OnuState::*;
-        let before: Vec<Onu> = (0..8)
-            .map(|n| onu(1, n, Online))
-            .chain([onu(2, 0, Online)])
-            .collect();
-        let mut after = before.clone();
-        for o in after.iter_mut().take(4) {
-            o.state = Los;
-        }
-        after[8].state = DyingGasp;
-        after[5].state = Other; // registering: not down
-        let changes = diff(&before, &after);
-        assert_eq!(changes.len(), 6);
-        let findings = correlate(&changes, &after);
-        assert_eq!(findings.len(), 2, "{findings:?}");
-        let Finding::PortOutage { port, onus, of } = &findings[0] else {
-            panic!("{findings:?}");
-        };
-        assert_eq!((port.to_string(), onus.len(), *of), ("0/1/0".into(), 4, 8));
-        assert!(matches!(
-            &findings[1],
-            Finding::CustomerFault {
-                onu: 0,
-                state: DyingGasp,
-                ..
-            }
-        ));
-        // Two down on a port is two customers' faults; coming back is no finding.
-        let two = diff(&before[..2], &[onu(1, 0, Offline), onu(1, 1, Offline)]);
-        assert_eq!(correlate(&two, &[]).len(), 2);
-        assert!(correlate(&diff(&after, &before), &before).is_empty());
     }
 
     #[test]

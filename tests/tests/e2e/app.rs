@@ -6,7 +6,8 @@
 //! dispatcher, offline too, cancels the same job. The server comes back; both apps sync on start;
 //! the dispatcher sees the technician's note and equipment and the status conflict with both
 //! values and who wrote them. Before going offline the technician sees the job's box (« Réseau »,
-//! read live through the server); offline, its last reading, marked as such. Screenshots of the main screens go to `screenshots/`.
+//! read live through the server); offline, its last reading, marked as such. The dispatcher's
+//! board shows the outage the demo's OLT plays (a cut feeder), with the jobs it touches. Screenshots of the main screens go to `screenshots/`.
 
 use anyhow::{Context as _, Result};
 use serde_json::json;
@@ -26,6 +27,20 @@ async fn ux_technician_offline_then_dispatcher_sees_the_work_and_the_conflict() 
     let office = stage.launch(&app_bin, &office_dir).await?;
     login(&office, &server.url, &server.dispatcher_token).await?;
     office.find("#board").await?;
+    // The access network: the demo's OLT loses one PON port's feeder after its first poll
+    // (SNMP, every 5 s); the board shows the outage with the jobs of the customers behind it.
+    office
+        .find("#outages .inc-port .affected-job")
+        .await
+        .context("the port outage shows on the board, with its jobs")?;
+    let outage = office.text("#outages .inc-port").await?;
+    assert!(
+        outage.contains("Panne d’un port PON") && outage.contains("OLT Démo"),
+        "{outage}"
+    );
+    office.screenshot("dispatcher-outages").await?;
+    office.click("#outages .inc-port .affected-job").await?;
+    office.find("#job-detail").await?;
     office.close().await?;
 
     // The technician logs in by pasting the magic link the office sent.
@@ -154,6 +169,7 @@ async fn ux_technician_offline_then_dispatcher_sees_the_work_and_the_conflict() 
         .await?;
     office.screenshot("dispatcher-board").await?;
     board_reads_at_a_glance(&office).await?;
+    board_search(&office).await?;
     office.click("#nav-conflicts").await?;
     let item = format!("#conflicts li.conflict[data-doc='{job}'][data-field='status']");
     office.find(&item).await?;
@@ -392,6 +408,47 @@ async fn board_reads_at_a_glance(app: &App) -> Result<()> {
     );
     app.screenshot("dispatcher-board-day-1920").await?;
     app.resize(1280, 800).await?;
+    Ok(())
+}
+
+/// The board's search: a card's customer typed in keeps that card and hides others (and says
+/// how many); clearing the filters brings every card back.
+async fn board_search(app: &App) -> Result<()> {
+    let count = "return document.querySelectorAll('#board .card-job').length;";
+    let before = app.js(count, vec![]).await?;
+    let picked = app
+        .js(
+            "const c = document.querySelector('#board .grid .card-job'); \
+             return c ? [c.dataset.job, c.title.split(' · ')[1]] : null;",
+            vec![],
+        )
+        .await?;
+    let (job, customer) = (
+        picked[0]
+            .as_str()
+            .context("a card on the board")?
+            .to_owned(),
+        picked[1].as_str().context("its customer")?.to_owned(),
+    );
+    app.type_into("#board-search", &customer).await?;
+    app.until(
+        "the search keeps the customer's card and hides others",
+        "const cards = document.querySelectorAll('#board .card-job'); \
+         const hidden = document.querySelector('#filter-hidden'); \
+         return !!hidden && parseInt(hidden.textContent, 10) > 0 && cards.length < arguments[1] \
+           && !!document.querySelector(`#board .card-job[data-job='${arguments[0]}']`);",
+        vec![json!(job), before.clone()],
+    )
+    .await?;
+    app.screenshot("dispatcher-board-search").await?;
+    app.click("#filter-clear").await?;
+    app.until(
+        "clearing the filters shows every card again",
+        "return !document.querySelector('#filter-hidden') \
+           && document.querySelectorAll('#board .card-job').length === arguments[0];",
+        vec![before],
+    )
+    .await?;
     Ok(())
 }
 

@@ -211,6 +211,7 @@ fn hubbed(client_timeout: Duration) -> Hubbed {
             uptime_kuma_secret: None,
             acs: None,
             usp: None,
+            olts: Vec::new(),
         },
         sync_server::hub::customers_by_phone(Arc::clone(&svc)),
     )

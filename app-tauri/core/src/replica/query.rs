@@ -164,18 +164,13 @@ impl Replica {
 
     /// Customers and addresses matching every word typed (accents ignored, prefixes match).
     pub fn search(&self, text: &str, limit: u32) -> Result<Vec<SearchHit>, ReplicaError> {
-        let terms: Vec<String> = text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(|w| format!("\"{w}\"*"))
-            .collect();
-        if terms.is_empty() {
+        let Some(terms) = fts_terms(text) else {
             return Ok(Vec::new());
-        }
+        };
         let mut st = self.conn.prepare_cached(
             "SELECT id, kind, text FROM search WHERE search MATCH ?1 ORDER BY rank LIMIT ?2",
         )?;
-        let rows = st.query_map(params![terms.join(" "), limit], |r| {
+        let rows = st.query_map(params![terms, limit], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, String>(1)?,
@@ -325,4 +320,15 @@ impl Replica {
             last_job_date: last,
         })
     }
+}
+
+/// An FTS5 query for typed words: each word a quoted prefix (so no word is read as an operator),
+/// all required; `None` when there is no word.
+pub(crate) fn fts_terms(text: &str) -> Option<String> {
+    let terms: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\"*"))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
 }
