@@ -56,7 +56,7 @@ pub fn board_keeps(
     f: &BoardFilter,
     matched: Option<&std::collections::HashSet<String>>,
 ) -> bool {
-    (f.statuses.is_empty() || f.statuses.iter().any(|s| *s == j.status))
+    (f.statuses.is_empty() || f.statuses.contains(&j.status))
         && f.town
             .as_ref()
             .is_none_or(|t| j.town.eq_ignore_ascii_case(t))

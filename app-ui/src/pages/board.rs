@@ -287,7 +287,7 @@ fn filters() -> Html {
     let clear = {
         let store = store.clone();
         Callback::from(move |_| {
-            store.dispatch(Action::BoardFilter(shared::ipc::BoardFilter::default()))
+            store.dispatch(Action::BoardFilter(shared::ipc::BoardFilter::default()));
         })
     };
     html! {
@@ -354,7 +354,7 @@ fn outages() -> Html {
     {
         let tick = tick.clone();
         use_effect_with((), move |()| {
-            let t = tick.clone();
+            let t = tick;
             let every = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
                 t.set(t.wrapping_add(1));
             });

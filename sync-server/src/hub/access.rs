@@ -277,7 +277,7 @@ pub fn affected<'a>(
             _ => {}
         }
     }
-    equipment.sort_by(|a, b| a.0.cmp(&b.0));
+    equipment.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.doc().cmp(&b.1.id.doc())));
     equipment
         .into_iter()
         .map(|(serial, q)| {
@@ -299,7 +299,7 @@ pub fn affected<'a>(
                     technician: j.technician.map(|t| t.doc()),
                 })
                 .collect();
-            js.sort_by(|a, b| (a.date, a.id).cmp(&(b.date, b.id)));
+            js.sort_by_key(|j| (j.date, j.id));
             Affected {
                 serial,
                 equipment: q.id.doc(),
@@ -1012,7 +1012,7 @@ mod tests {
         let steps = assess(660_000, window, &t4, &open);
         apply(&mut open, &steps, 660_000);
         assert_eq!((open.len(), open[0].onus.len()), (1, 1));
-        let (t5, _) = track(&t4, all_up.clone(), 720_000);
+        let (t5, _) = track(&t4, all_up, 720_000);
         let steps = assess(720_000, window, &t5, &open);
         assert_eq!(steps, vec![Step::Close { id: open[0].id }]);
     }
