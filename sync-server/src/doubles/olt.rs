@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use crate::hub::olt::{self, PonPort};
 
@@ -236,37 +235,27 @@ impl OltDouble {
             .iter()
             .map(|(_, oid)| oid.split('.').filter_map(|p| p.parse().ok()).collect())
             .collect();
-        let before = Arc::new(mib(&onus, &[]));
-        let after = Arc::new(mib(&onus, &cut));
-        let walks = Mutex::new(0u32);
+        let (before, after) = (mib(&onus, &[]), mib(&onus, &cut));
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
+            let mut walks = 0usize;
             loop {
                 let Ok((n, from)) = socket.recv_from(&mut buf).await else {
                     return;
                 };
                 let packet = &buf[..n];
-                let table = {
-                    let mut w = walks
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    // Each walk of a column starts at its base.
-                    if snmp::SnmpPdu::from_bytes(packet).is_ok_and(|p| {
-                        p.varbinds.clone().any(|(name, _)| {
-                            let mut b = [0u32; 128];
-                            name.read_name(&mut b)
-                                .is_ok_and(|o| bases.iter().any(|c| c.as_slice() == o))
-                        })
-                    }) {
-                        *w += 1;
-                    }
-                    if usize::try_from(*w).unwrap_or(0) > bases.len() {
-                        Arc::clone(&after)
-                    } else {
-                        Arc::clone(&before)
-                    }
-                };
-                if let Some(out) = answer(packet, &community, &table) {
+                // Each walk of a column starts at its base.
+                if snmp::SnmpPdu::from_bytes(packet).is_ok_and(|p| {
+                    p.varbinds.clone().any(|(name, _)| {
+                        let mut b = [0u32; 128];
+                        name.read_name(&mut b)
+                            .is_ok_and(|o| bases.iter().any(|c| c.as_slice() == o))
+                    })
+                }) {
+                    walks += 1;
+                }
+                let table = if walks > bases.len() { &after } else { &before };
+                if let Some(out) = answer(packet, &community, table) {
                     let _ = socket.send_to(&out, from).await;
                 }
             }

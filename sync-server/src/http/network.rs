@@ -32,30 +32,37 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     }
 }
 
-/// Fills each incident's customers and jobs from the sync store.
+/// Fills each incident's customers and jobs from the sync store: one pass over the store for
+/// every incident's serials together.
 fn with_affected(state: &AppState, incidents: &mut [Incident]) {
     let today = state.sync.now().date();
-    let wanted: Vec<Vec<String>> = incidents
+    let serials: Vec<String> = incidents
         .iter()
-        .map(|i| i.onus.iter().filter_map(|o| o.serial.clone()).collect())
+        .flat_map(|i| i.onus.iter().filter_map(|o| o.serial.clone()))
         .collect();
-    let found = state.sync.read(|e| {
+    if serials.is_empty() {
+        return;
+    }
+    let Ok(found) = state.sync.read(|e| {
         let e = &*e;
-        wanted
+        crate::hub::access::affected(
+            e.doc_ids().filter_map(|d| Some((d, e.entity(d)?))),
+            &serials,
+            today,
+        )
+    }) else {
+        return;
+    };
+    for i in incidents {
+        i.affected = found
             .iter()
-            .map(|serials| {
-                crate::hub::access::affected(
-                    e.doc_ids().filter_map(|d| Some((d, e.entity(d)?))),
-                    serials,
-                    today,
-                )
+            .filter(|a| {
+                i.onus
+                    .iter()
+                    .any(|o| o.serial.as_deref() == Some(a.serial.as_str()))
             })
-            .collect::<Vec<_>>()
-    });
-    if let Ok(found) = found {
-        for (i, a) in incidents.iter_mut().zip(found) {
-            i.affected = a;
-        }
+            .cloned()
+            .collect();
     }
 }
 

@@ -121,11 +121,7 @@ fn onu_ref(t: &Tracked) -> OnuRef {
 }
 
 fn port_of(i: &Incident) -> Option<PonPort> {
-    let mut parts = i.port.as_deref()?.split('/').map(str::parse::<u32>);
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(Ok(frame)), Some(Ok(slot)), Some(Ok(port))) => Some(PonPort { frame, slot, port }),
-        _ => None,
-    }
+    PonPort::parse(i.port.as_deref()?)
 }
 
 /// The incident steps for one answered poll of an OLT: `table` as tracked, `open` the OLT's
@@ -391,20 +387,6 @@ fn kind_from(s: &str) -> IncidentKind {
     }
 }
 
-fn port_from(s: &str) -> Option<PonPort> {
-    port_of(&Incident {
-        id: 0,
-        olt: String::new(),
-        kind: IncidentKind::PortOutage,
-        port: Some(s.to_owned()),
-        onus: Vec::new(),
-        of: None,
-        started: 0,
-        ended: None,
-        affected: Vec::new(),
-    })
-}
-
 /// Incidents that ended within this long stay in the picture.
 const RECENT_MS: i64 = 24 * 3600 * 1000;
 
@@ -484,7 +466,7 @@ impl Access {
         let mut out = Vec::new();
         for row in rows {
             let (port, onu, serial, description, state, rx, tx, since) = row?;
-            let Some(port) = port_from(&port) else {
+            let Some(port) = PonPort::parse(&port) else {
                 continue;
             };
             out.push(Tracked {

@@ -43,6 +43,19 @@ impl std::fmt::Display for PonPort {
     }
 }
 
+impl PonPort {
+    /// A port as [`Display`](std::fmt::Display) writes it (`0/1/3`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.split('/').map(str::parse::<u32>);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(Ok(frame)), Some(Ok(slot)), Some(Ok(port)), None) => {
+                Some(Self { frame, slot, port })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Huawei's PON ifIndex: `125·2^25 + frame·2^19 + slot·2^13 + port·2^8`.
 pub fn huawei_port(if_index: u64) -> Option<PonPort> {
     if if_index >> 25 != 125 || if_index & 0xff != 0 {
